@@ -1,0 +1,28 @@
+"""mlprobe: serving-side instrumentation for ML models.
+
+Add ``@probe.track`` to a predict function and its calls, latency, input sizes, scores and
+predicted classes appear in Prometheus (and, through the exporters, OpenTelemetry).
+"""
+
+from __future__ import annotations
+
+from ._probe import Probe
+from ._registry import Registry, default_registry
+from ._version import __version__
+from .errors import ConfigurationError, ExporterError, MlprobeError, ProfileError
+
+__all__ = [
+    "ConfigurationError",
+    "ExporterError",
+    "MlprobeError",
+    "Probe",
+    "ProfileError",
+    "Registry",
+    "__version__",
+    "default_registry",
+]
+
+for _name in ("ConfigurationError", "ExporterError", "MlprobeError", "Probe", "ProfileError",
+              "Registry"):
+    globals()[_name].__module__ = "mlprobe"
+del _name

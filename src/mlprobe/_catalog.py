@@ -1,0 +1,55 @@
+"""The metric contract: every family mlprobe exports, with its type, unit, labels and help.
+
+This table is the single source of truth. Instruments look their names up here, the exporters
+take help texts and units from it, and a test holds the README's metric table equal to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .snapshot import MetricKind
+
+__all__ = ["CATALOG", "MetricSpec", "spec"]
+
+MODEL_LABELS = ("model", "model_version")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """Declared shape of one exported metric family."""
+
+    name: str
+    kind: MetricKind
+    unit: str
+    labels: tuple[str, ...]
+    description: str
+
+
+_SPECS = (
+    MetricSpec("mlprobe_predictions", "counter", "{call}", MODEL_LABELS + ("outcome",),
+               "Calls of the instrumented predict function, by outcome (ok or error)."),
+    MetricSpec("mlprobe_prediction_errors", "counter", "{call}", MODEL_LABELS + ("error_type",),
+               "Calls that raised, by exception type (capped; extra types count as __other__)."),
+    MetricSpec("mlprobe_prediction_duration_seconds", "histogram", "s", MODEL_LABELS,
+               "Wall-clock duration of predict calls in seconds."),
+    MetricSpec("mlprobe_predictions_in_flight", "gauge", "{call}", MODEL_LABELS,
+               "Predict calls currently running."),
+    MetricSpec("mlprobe_batch_rows", "histogram", "{row}", MODEL_LABELS,
+               "Rows per predict call."),
+    MetricSpec("mlprobe_input_bytes", "histogram", "By", MODEL_LABELS,
+               "Size of the input's data buffers per predict call, where it is known."),
+    MetricSpec("mlprobe_prediction_score", "histogram", "1", MODEL_LABELS + ("output",),
+               "Distribution of predicted scores, per model output."),
+    MetricSpec("mlprobe_predicted_class", "counter", "{prediction}", MODEL_LABELS + ("class",),
+               "Predicted classes (capped; extra classes count as __other__)."),
+    MetricSpec("mlprobe_internal_errors", "counter", "{error}", (),
+               "Failures inside mlprobe that were swallowed so the model was unaffected."),
+)
+
+CATALOG: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
+
+
+def spec(name: str) -> MetricSpec:
+    """Return the declared spec of metric ``name`` (a KeyError is a bug in mlprobe)."""
+    return CATALOG[name]

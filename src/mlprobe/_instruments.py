@@ -1,0 +1,186 @@
+"""Recording objects: preallocated, lock-protected, incremented on the request path.
+
+Every instrument keeps the cheapest state that answers its questions at collect time:
+non-cumulative bucket counts (cumulative ``le`` counts are built by the snapshot), plain
+integer counters, and label tables with a hard cap. Each has one short lock, held only for the
+increments and never across user code; snapshots copy under the lock and build their immutable
+view outside it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from bisect import bisect_left
+from collections.abc import Sequence
+
+import numpy as np
+
+from .snapshot import HistogramSample, LabelSet, Sample
+
+__all__ = ["BoundedCounter", "CallRecorder", "Histogram", "LabelledHistograms", "OVERFLOW"]
+
+OVERFLOW = "__other__"
+"""Label value that absorbs every value past a cardinality cap."""
+
+
+class Histogram:
+    """Fixed-bucket histogram with Prometheus ``le`` semantics (``v <= bound``)."""
+
+    __slots__ = ("_bounds_array", "_counts", "_lock", "_sum", "bounds")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self._bounds_array = np.asarray(self.bounds, dtype=np.float64)
+        self._counts = [0] * (len(self.bounds) + 1)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        """Record one finite value (callers drop NaN and infinities)."""
+        i = bisect_left(self.bounds, value)
+        with self._lock:
+            self._counts[i] += 1
+            self._sum += value
+
+    def observe_array(self, values: np.ndarray) -> None:
+        """Record a batch in one vectorised pass; non-finite values are dropped."""
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return
+        index = np.searchsorted(self._bounds_array, values, side="left")
+        per_bucket = np.bincount(index, minlength=len(self._counts)).tolist()
+        total = float(values.sum())
+        with self._lock:
+            counts = self._counts
+            for i, n in enumerate(per_bucket):
+                if n:
+                    counts[i] += n
+            self._sum += total
+
+    def snapshot(self, labels: LabelSet) -> HistogramSample:
+        """Return an immutable copy of the current state."""
+        with self._lock:
+            counts = tuple(self._counts)
+            total = self._sum
+        return HistogramSample(labels, self.bounds, counts, total)
+
+
+class BoundedCounter:
+    """Counts per label value, with at most ``max_values`` distinct values.
+
+    Values past the cap are counted under :data:`OVERFLOW`, so totals stay right and memory
+    and series stay bounded whatever the traffic sends.
+    """
+
+    __slots__ = ("_counts", "_lock", "max_values")
+
+    def __init__(self, max_values: int) -> None:
+        self.max_values = max_values
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, key: str, amount: int = 1) -> None:
+        """Add ``amount`` to ``key`` (or to the overflow value once the cap is reached)."""
+        with self._lock:
+            counts = self._counts
+            if key not in counts and len(counts) >= self.max_values:
+                key = OVERFLOW
+            counts[key] = counts.get(key, 0) + amount
+
+    def items(self) -> list[tuple[str, int]]:
+        """Return a sorted copy of the (value, count) pairs."""
+        with self._lock:
+            return sorted(self._counts.items())
+
+    def samples(self, base: LabelSet, label: str) -> list[Sample]:
+        """Snapshot as one sample per value, labelled ``base + ((label, value),)``."""
+        return [Sample(base + ((label, key),), float(n)) for key, n in self.items()]
+
+
+class LabelledHistograms:
+    """One :class:`Histogram` per label value, at most ``max_values`` of them (then overflow)."""
+
+    __slots__ = ("_children", "_lock", "bounds", "max_values")
+
+    def __init__(self, bounds: Sequence[float], max_values: int) -> None:
+        self.bounds = tuple(bounds)
+        self.max_values = max_values
+        self._children: dict[str, Histogram] = {}
+        self._lock = threading.Lock()
+
+    def child(self, key: str) -> Histogram:
+        """Return the histogram for ``key``, creating it (or using overflow) on first use."""
+        child = self._children.get(key)  # lock-free read: dict reads are atomic
+        if child is not None:
+            return child
+        with self._lock:
+            children = self._children
+            if key not in children and len(children) >= self.max_values:
+                key = OVERFLOW
+            child = children.get(key)
+            if child is None:
+                child = Histogram(self.bounds)
+                # copy-on-write so lock-free readers never see a dict being resized
+                self._children = {**children, key: child}
+            return child
+
+    def samples(self, base: LabelSet, label: str) -> list[HistogramSample]:
+        """Snapshot every child, labelled ``base + ((label, value),)``."""
+        return [child.snapshot(base + ((label, key),))
+                for key, child in sorted(self._children.items())]
+
+
+class CallRecorder:
+    """Per-probe call statistics under one lock: outcomes, latency, in-flight, error types.
+
+    One recorder instead of four instruments means one lock round trip per call edge, which
+    is most of what the decorator's overhead budget allows (see benchmarks/).
+    """
+
+    __slots__ = ("_errors", "_in_flight", "_latency_counts", "_latency_sum", "_lock", "_ok",
+                 "error_types", "latency_bounds")
+
+    def __init__(self, latency_bounds: Sequence[float], max_error_types: int) -> None:
+        self.latency_bounds = tuple(latency_bounds)
+        self._latency_counts = [0] * (len(self.latency_bounds) + 1)
+        self._latency_sum = 0.0
+        self._ok = 0
+        self._errors = 0
+        self._in_flight = 0
+        self.error_types = BoundedCounter(max_error_types)
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        """A call starts."""
+        with self._lock:
+            self._in_flight += 1
+
+    def exit_ok(self, duration: float) -> None:
+        """A call returned after ``duration`` seconds."""
+        if duration < 0.0:  # perf_counter is monotonic, but stay safe on odd clocks
+            duration = 0.0
+        i = bisect_left(self.latency_bounds, duration)
+        with self._lock:
+            self._in_flight -= 1
+            self._ok += 1
+            self._latency_counts[i] += 1
+            self._latency_sum += duration
+
+    def exit_error(self, duration: float, error_type: str) -> None:
+        """A call raised an exception of type ``error_type`` after ``duration`` seconds."""
+        if duration < 0.0 or math.isnan(duration):
+            duration = 0.0
+        i = bisect_left(self.latency_bounds, duration)
+        with self._lock:
+            self._in_flight -= 1
+            self._errors += 1
+            self._latency_counts[i] += 1
+            self._latency_sum += duration
+        self.error_types.add(error_type)
+
+    def snapshot(self) -> tuple[int, int, int, tuple[int, ...], float]:
+        """Return ``(ok, errors, in_flight, latency bucket counts, latency sum)``."""
+        with self._lock:
+            return (self._ok, self._errors, self._in_flight, tuple(self._latency_counts),
+                    self._latency_sum)

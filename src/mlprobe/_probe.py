@@ -1,0 +1,251 @@
+"""Probe: the per-model facade that owns the model's instruments and records into them."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+import numpy as np
+
+from . import _config
+from ._config import check_buckets, check_positive_int
+from ._decorators import build_decorator
+from ._guard import report_internal_error
+from ._extract import class_counts, input_size, output_values
+from ._instruments import BoundedCounter, CallRecorder, Histogram, LabelledHistograms
+from ._registry import FamilyBuilder, Registry, default_registry
+from .errors import ConfigurationError
+from .snapshot import HistogramSample, LabelSet, Sample
+
+__all__ = ["Probe"]
+
+_log = logging.getLogger("mlprobe")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+InputExtractor = Callable[[Any], Any]
+"""``inputs=``: maps the model input to ``rows`` or ``(rows, bytes)`` (either may be None)."""
+ScoreExtractor = Callable[[Any], Any]
+"""``scores=``: maps the model result to something mlprobe reads as scores/classes."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeConfig:
+    """Validated settings of a probe; two probes with the same key must agree on them."""
+
+    latency_buckets: tuple[float, ...]
+    rows_buckets: tuple[float, ...]
+    bytes_buckets: tuple[float, ...]
+    score_buckets: tuple[float, ...]
+    max_classes: int
+    max_error_types: int
+    max_outputs: int
+
+
+class _ProbeState:
+    """The instruments of one (model, version) in one registry, shared by every handle."""
+
+    def __init__(self, name: str, version: str, config: ProbeConfig) -> None:
+        self.config = config
+        self.labels: LabelSet = (("model", name), ("model_version", version))
+        self.reset()
+
+    def reset(self) -> None:
+        """(Re)create every instrument empty."""
+        c = self.config
+        self.calls = CallRecorder(c.latency_buckets, c.max_error_types)
+        self.rows = Histogram(c.rows_buckets)
+        self.input_bytes = Histogram(c.bytes_buckets)
+        self.scores = LabelledHistograms(c.score_buckets, c.max_outputs)
+        self.classes = BoundedCounter(c.max_classes)
+
+    def collect_into(self, builder: FamilyBuilder) -> None:
+        """Report this model's samples."""
+        base = self.labels
+        ok, errors, in_flight, latency_counts, latency_sum = self.calls.snapshot()
+        builder.add("mlprobe_predictions", [Sample(base + (("outcome", "ok"),), float(ok)),
+                                            Sample(base + (("outcome", "error"),), float(errors))])
+        builder.add("mlprobe_prediction_errors", self.calls.error_types.samples(base, "error_type"))
+        builder.add("mlprobe_prediction_duration_seconds", [HistogramSample(
+            base, self.calls.latency_bounds, latency_counts, latency_sum)])
+        builder.add("mlprobe_predictions_in_flight", [Sample(base, float(in_flight))])
+        builder.add("mlprobe_batch_rows", [self.rows.snapshot(base)])
+        builder.add("mlprobe_input_bytes", [self.input_bytes.snapshot(base)])
+        builder.add("mlprobe_prediction_score", self.scores.samples(base, "output"))
+        builder.add("mlprobe_predicted_class", self.classes.samples(base, "class"))
+
+    # -- recording (request path; callers run these inside the internal-error guard) --------
+
+    def observe_inputs(self, batch: Any, extractor: InputExtractor | None) -> None:
+        if extractor is None:
+            rows, nbytes = input_size(batch)
+        else:
+            measured = extractor(batch)
+            rows, nbytes = measured if isinstance(measured, tuple) else (measured, None)
+        if rows is not None and rows >= 0:
+            self.rows.observe(rows)
+        if nbytes is not None and nbytes >= 0:
+            self.input_bytes.observe(nbytes)
+
+    def observe_outputs(self, result: Any, extractor: ScoreExtractor | None) -> None:
+        if extractor is not None:
+            result = extractor(result)
+        values = output_values(result, self.config.max_outputs)
+        for output, scores in values.scores.items():
+            if type(scores) is float:
+                if math.isfinite(scores):
+                    self.scores.child(output).observe(scores)
+            else:
+                self.scores.child(output).observe_array(np.asarray(scores, dtype=np.float64))
+        if values.classes is not None:
+            add = self.classes.add
+            for label, n in class_counts(values.classes):
+                add(label, n)
+
+
+class Probe:
+    """Instruments one model: its calls, latency, input sizes, scores and predicted classes.
+
+    Probes with the same ``name`` and ``version`` in the same registry share one set of
+    instruments, so creating a probe twice (a re-import, a reload, a test) is harmless.
+
+    Args:
+        name: the model's name, exported as the ``model`` label.
+        version: the model's version, exported as ``model_version`` (``""`` when None).
+        registry: where the probe's state lives; :data:`mlprobe.default_registry` by default,
+            which appears in prometheus_client's default registry on its own.
+        latency_buckets: histogram upper bounds in seconds (sub-millisecond to 60 s by default).
+        rows_buckets: upper bounds for rows per call.
+        bytes_buckets: upper bounds for input bytes per call.
+        score_buckets: upper bounds for prediction scores (0.05 steps over [0, 1] by default;
+            set them for regression outputs).
+        max_classes: distinct predicted-class labels kept before the rest count as
+            ``__other__``.
+        max_error_types: distinct exception types kept before the rest count as ``__other__``.
+        max_outputs: score outputs (columns) recorded per call.
+
+    Raises:
+        ConfigurationError: a bad argument; the message names it and the fix.
+
+    Example:
+        >>> probe = mlprobe.Probe("churn", version="3")
+        >>> @probe.track
+        ... def predict(features): ...
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str | int | None = None,
+        registry: Registry | None = None,
+        latency_buckets: Iterable[float] | None = None,
+        rows_buckets: Iterable[float] | None = None,
+        bytes_buckets: Iterable[float] | None = None,
+        score_buckets: Iterable[float] | None = None,
+        max_classes: int = 50,
+        max_error_types: int = 20,
+        max_outputs: int = 16,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigurationError(f"Probe name must be a non-empty string, got {name!r}")
+        if len(name) > 200:
+            raise ConfigurationError("Probe name is a label value: keep it under 200 characters")
+        if version is not None and (isinstance(version, bool)
+                                    or not isinstance(version, (str, int))):
+            raise ConfigurationError(f"version must be a string, an int or None, got {version!r}")
+        if registry is not None and not isinstance(registry, Registry):
+            raise ConfigurationError(
+                f"registry must be a mlprobe.Registry, got {type(registry).__name__}; to export "
+                "to a prometheus_client CollectorRegistry use "
+                "mlprobe.exporters.prometheus.register(mlprobe_registry, prometheus_registry)")
+        config = ProbeConfig(
+            latency_buckets=check_buckets("latency_buckets", latency_buckets,
+                                          _config.DEFAULT_LATENCY_BUCKETS),
+            rows_buckets=check_buckets("rows_buckets", rows_buckets, _config.DEFAULT_ROWS_BUCKETS),
+            bytes_buckets=check_buckets("bytes_buckets", bytes_buckets,
+                                        _config.DEFAULT_BYTES_BUCKETS),
+            score_buckets=check_buckets("score_buckets", score_buckets,
+                                        _config.DEFAULT_SCORE_BUCKETS),
+            max_classes=check_positive_int("max_classes", max_classes),
+            max_error_types=check_positive_int("max_error_types", max_error_types),
+            max_outputs=check_positive_int("max_outputs", max_outputs),
+        )
+        self.name = name
+        self.version = "" if version is None else str(version)
+        self.registry = default_registry if registry is None else registry
+        self._state = self.registry.get_or_create(
+            ("probe", self.name, self.version),
+            lambda: _ProbeState(self.name, self.version, config))
+        if self._state.config != config:
+            _log.warning("mlprobe: probe %r version %r already exists with other settings; "
+                         "keeping the first settings", self.name, self.version)
+
+    def __repr__(self) -> str:
+        return f"Probe({self.name!r}, version={self.version!r})"
+
+    @overload
+    def track(self, fn: F, /) -> F: ...
+
+    @overload
+    def track(
+        self,
+        fn: None = None,
+        /,
+        *,
+        inputs: InputExtractor | bool = True,
+        scores: ScoreExtractor | bool = True,
+        input_arg: int | str | None = None,
+        enabled: bool | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def track(
+        self,
+        fn: Any = None,
+        /,
+        *,
+        inputs: InputExtractor | bool = True,
+        scores: ScoreExtractor | bool = True,
+        input_arg: int | str | None = None,
+        enabled: bool | None = None,
+    ) -> Any:
+        """Decorate a predict function (sync, async, generator, method, classmethod, ...).
+
+        Used bare (``@probe.track``) or with options (``@probe.track(scores=...)``). Place it
+        *outside* ``@classmethod``/``@staticmethod``. Each call records its outcome, error
+        type, duration and in-flight count; then rows and bytes of its input and the scores or
+        classes it returned. The result and any exception pass through unchanged.
+
+        Args:
+            fn: the function (when used bare).
+            inputs: ``True`` to read rows/bytes from the input, ``False`` to skip, or a callable
+                ``batch -> rows | (rows, bytes)``.
+            scores: ``True`` to read scores/classes from the result, ``False`` to skip, or a
+                callable ``result -> scores`` (an array, a scalar, or a dict of named outputs).
+            input_arg: which argument is the model input (position or name); by default the
+                first parameter that is not ``self``/``cls``.
+            enabled: ``False`` returns the function unwrapped (zero overhead); by default
+                tracking is on unless the environment sets ``MLPROBE_DISABLED=1``.
+
+        Raises:
+            ConfigurationError: an option of the wrong type.
+        """
+        decorator = build_decorator(self._state, inputs=inputs, scores=scores,
+                                    input_arg=input_arg, enabled=enabled)
+        return decorator if fn is None else decorator(fn)
+
+    def observe(self, inputs: Any = None, outputs: Any = None) -> None:
+        """Record an input batch and/or a result by hand (for code that is not decorated).
+
+        Never raises into the caller; failures count as internal errors.
+        """
+        try:
+            if inputs is not None:
+                self._state.observe_inputs(inputs, None)
+            if outputs is not None:
+                self._state.observe_outputs(outputs, None)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("probe.observe", exc)

@@ -1,0 +1,29 @@
+"""Exceptions mlprobe raises, all at construction or setup time, never while recording.
+
+Hierarchy::
+
+    MlprobeError
+     +-- ConfigurationError   (also a ValueError: a bad argument or environment value)
+     +-- ProfileError         (also a ValueError: a reference profile that cannot be read or used)
+     +-- ExporterError        (an exporter could not be set up)
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigurationError", "ExporterError", "MlprobeError", "ProfileError"]
+
+
+class MlprobeError(Exception):
+    """Base class of every exception mlprobe raises on purpose."""
+
+
+class ConfigurationError(MlprobeError, ValueError):
+    """A constructor argument or setting is invalid; the message names it and says what to change."""
+
+
+class ProfileError(MlprobeError, ValueError):
+    """A reference profile is corrupt, of an unknown version, or does not fit the data."""
+
+
+class ExporterError(MlprobeError):
+    """An exporter could not be set up (missing package, port in use, bad endpoint)."""

@@ -1,0 +1,74 @@
+"""Immutable, read-side views of what mlprobe has recorded.
+
+``Registry.collect()`` returns a list of :class:`MetricFamily`; exporters translate them (the
+Prometheus collector into ``*MetricFamily`` objects, the OTel exporter into OTLP points, the
+JSON status into a document). Nothing here is touched on the request path.
+
+Names are the Prometheus base names of the DESIGN.md contract (``mlprobe_predictions`` for the
+counter exposed as ``mlprobe_predictions_total``); ``unit`` is the UCUM unit OpenTelemetry uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+__all__ = ["HistogramSample", "LabelSet", "MetricFamily", "MetricKind", "Sample"]
+
+LabelSet = tuple[tuple[str, str], ...]
+"""Label pairs in a fixed order, e.g. ``(("model", "churn"), ("model_version", "3"))``."""
+
+MetricKind = Literal["counter", "gauge", "histogram"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One counter or gauge value for one label set."""
+
+    labels: LabelSet
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSample:
+    """One histogram for one label set.
+
+    ``bucket_counts`` are *non-cumulative*: ``bucket_counts[i]`` counts values ``v`` with
+    ``bounds[i-1] < v <= bounds[i]``, and the last entry counts values above ``bounds[-1]``
+    (the ``+Inf`` bucket), so ``len(bucket_counts) == len(bounds) + 1``.
+    """
+
+    labels: LabelSet
+    bounds: tuple[float, ...]
+    bucket_counts: tuple[int, ...]
+    sum: float
+
+    @property
+    def count(self) -> int:
+        """Total number of observations."""
+        return sum(self.bucket_counts)
+
+    def cumulative_counts(self) -> list[int]:
+        """Cumulative counts per upper bound, ending with the ``+Inf`` bucket (Prometheus ``le``)."""
+        total = 0
+        out = []
+        for c in self.bucket_counts:
+            total += c
+            out.append(total)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class MetricFamily:
+    """All samples of one metric across every probe of a registry."""
+
+    name: str
+    kind: MetricKind
+    description: str
+    unit: str
+    samples: tuple[Union[Sample, HistogramSample], ...]
+
+    @property
+    def exposed_name(self) -> str:
+        """The name as Prometheus shows it (counters gain ``_total``)."""
+        return self.name + "_total" if self.kind == "counter" else self.name
