@@ -1,0 +1,48 @@
+"""Shared fixtures: internal errors fail tests, a clean environment, fresh registries."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+import mlprobe
+from mlprobe import _guard
+
+
+def pytest_report_header() -> list[str]:
+    """Print the versions of the dependencies the suite runs against."""
+    import numpy
+    import prometheus_client  # noqa: F401
+
+    from importlib.metadata import version
+
+    return [f"mlprobe {mlprobe.__version__}; numpy {numpy.__version__}; "
+            f"prometheus-client {version('prometheus-client')}"]
+
+
+@pytest.fixture(autouse=True)
+def internal_errors_fail(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Turn mlprobe's swallow point into a failure, unless a test expects swallowing."""
+    expect_swallow = request.node.get_closest_marker("allow_internal_errors") is not None
+    previous = _guard.raise_errors
+    _guard.raise_errors = not expect_swallow
+    try:
+        yield
+    finally:
+        _guard.raise_errors = previous
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove MLPROBE_* variables so the host environment cannot change a test."""
+    for key in list(os.environ):
+        if key.startswith("MLPROBE_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def registry() -> mlprobe.Registry:
+    """A fresh registry, attached to nothing."""
+    return mlprobe.Registry()
