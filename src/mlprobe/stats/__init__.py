@@ -1,0 +1,64 @@
+"""Pure, mergeable summaries and drift statistics (numpy and the standard library only).
+
+Summaries (all with vectorised ``update``, in-place ``merge``, ``copy``, ``to_dict`` /
+``from_dict``):
+
+* :class:`Moments`: count, mean, M2, min, max (Chan et al. parallel merge).
+* :class:`BinnedCounts`: counts on fixed interior edges with open outer bins.
+* :class:`CategoryCounts`: counts over a fixed vocabulary plus ``__other__``.
+* :class:`QuantileSketch`: DDSketch-style quantiles with relative error ``alpha``.
+
+Drift functions live in :mod:`mlprobe.stats.drift` and are re-exported here. Definitions,
+error bounds and tolerances are in ``docs/stats.md``.
+"""
+
+from __future__ import annotations
+
+from ._categorical import CategoryCounts, level_key
+from ._histogram import BinnedCounts, coarse_groups, reference_edges
+from ._moments import Moments
+from ._sketch import QuantileSketch
+from ._special import chi2_sf, gammaincc, kolmogorov_sf
+from .drift import (
+    ChiSquareResult,
+    chi_square,
+    evidently_jensenshannon,
+    evidently_psi,
+    evidently_wasserstein_norm,
+    jensen_shannon,
+    ks_exact,
+    ks_from_counts,
+    ks_pvalue,
+    linf_distance,
+    normed,
+    psi,
+    wasserstein_exact,
+    wasserstein_from_counts,
+)
+
+__all__ = [
+    "BinnedCounts",
+    "CategoryCounts",
+    "ChiSquareResult",
+    "Moments",
+    "QuantileSketch",
+    "chi2_sf",
+    "chi_square",
+    "coarse_groups",
+    "evidently_jensenshannon",
+    "evidently_psi",
+    "evidently_wasserstein_norm",
+    "gammaincc",
+    "jensen_shannon",
+    "kolmogorov_sf",
+    "ks_exact",
+    "ks_from_counts",
+    "ks_pvalue",
+    "level_key",
+    "linf_distance",
+    "normed",
+    "psi",
+    "reference_edges",
+    "wasserstein_exact",
+    "wasserstein_from_counts",
+]
