@@ -13,6 +13,8 @@ from .snapshot import MetricKind
 __all__ = ["CATALOG", "MetricSpec", "spec"]
 
 MODEL_LABELS = ("model", "model_version")
+HTTP_LABELS = ("http_request_method", "http_route", "http_response_status_code",
+               "error_type")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,18 @@ _SPECS = (
                "Predicted classes (capped; extra classes count as __other__)."),
     MetricSpec("mlprobe_internal_errors", "counter", "{error}", (),
                "Failures inside mlprobe that were swallowed so the model was unaffected."),
+    # HTTP server metrics (mlprobe.asgi), named as the OTel HTTP semantic conventions render
+    # for Prometheus; error_type is semconv's error.type ("" when the request succeeded).
+    MetricSpec("http_server_request_duration_seconds", "histogram", "s", HTTP_LABELS,
+               "Duration of HTTP server requests, from receipt to the last body byte sent."),
+    MetricSpec("http_server_active_requests", "gauge", "{request}", ("http_request_method",),
+               "HTTP server requests in progress."),
+    MetricSpec("http_server_request_body_size_bytes", "histogram", "By", HTTP_LABELS,
+               "Request body bytes received per HTTP request (streamed bodies included)."),
+    MetricSpec("http_server_response_body_size_bytes", "histogram", "By", HTTP_LABELS,
+               "Response body bytes sent per HTTP request (streamed bodies included)."),
+    MetricSpec("http_server_time_to_first_byte_seconds", "histogram", "s", HTTP_LABELS,
+               "Time from receipt of an HTTP request to its first response body byte sent."),
 )
 
 CATALOG: dict[str, MetricSpec] = {s.name: s for s in _SPECS}

@@ -31,7 +31,7 @@ _SELF_NAMES = ("self", "cls")
 class _State(Protocol):
     calls: Any
 
-    def observe_inputs(self, batch: Any, extractor: Any) -> None: ...
+    def measure_inputs(self, batch: Any, extractor: Any) -> tuple[int | None, int | None]: ...
 
     def observe_outputs(self, result: Any, extractor: Any) -> None: ...
 
@@ -65,14 +65,11 @@ def build_decorator(state: _State, *, inputs: Any, scores: Any, input_arg: int |
     def decorator_for(fn: Callable[..., Any], bound: bool | None) -> Any:
         if not enabled:
             return fn
-        observe = None
-        if inputs is not False or scores is not False:
-            index, name = _locate_input(fn, input_arg, bound)
-            observe = _make_observer(state, index, name,
-                                     inputs is not False, input_extractor,
-                                     scores is not False, score_extractor)
+        finish = _make_finisher(state, *_locate_input(fn, input_arg, bound),
+                                inputs is not False, input_extractor,
+                                scores is not False, score_extractor)
         kind = _call_kind(fn)
-        return _WRAPPERS[kind](fn, state, observe)
+        return _WRAPPERS[kind](fn, state, finish)
 
     return decorator
 
@@ -120,23 +117,36 @@ def _locate_input(fn: Any, input_arg: int | str | None,
     return None, None
 
 
-def _make_observer(state: _State, index: int | None, name: str | None, want_inputs: bool,
-                   input_extractor: Any, want_outputs: bool, score_extractor: Any
-                   ) -> Callable[[tuple[Any, ...], dict[str, Any], Any], None]:
-    def observe(args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
+Finisher = Callable[[float, tuple[Any, ...], dict[str, Any], Any], None]
+
+
+def _make_finisher(state: _State, index: int | None, name: str | None, want_inputs: bool,
+                   input_extractor: Any, want_outputs: bool, score_extractor: Any) -> Finisher:
+    """Build the after-call recording step once, specialised to what the options ask for."""
+    if not want_inputs and not want_outputs:
+        def finish_timing(duration: float, args: tuple[Any, ...], kwargs: dict[str, Any],
+                          result: Any) -> None:
+            state.calls.exit_ok(duration)
+
+        return finish_timing
+
+    measure = state.measure_inputs
+    observe_outputs = state.observe_outputs
+
+    def finish(duration: float, args: tuple[Any, ...], kwargs: dict[str, Any],
+               result: Any) -> None:
+        rows = nbytes = None
         if want_inputs:
             if index is not None and len(args) > index:
-                batch = args[index]
-            elif name is not None:
-                batch = kwargs.get(name, _MISSING)
-            else:
-                batch = _MISSING
-            if batch is not _MISSING:
-                state.observe_inputs(batch, input_extractor)
+                rows, nbytes = measure(args[index], input_extractor)
+            elif name is not None and name in kwargs:
+                rows, nbytes = measure(kwargs[name], input_extractor)
+        # Sizes go in with the outcome: one lock round trip for the whole call.
+        state.calls.exit_ok(duration, rows, nbytes)
         if want_outputs and result is not _MISSING:
-            state.observe_outputs(result, score_extractor)
+            observe_outputs(result, score_extractor)
 
-    return observe
+    return finish
 
 
 def _finish_error(calls: Any, start: float, exc: BaseException) -> None:
@@ -146,7 +156,7 @@ def _finish_error(calls: Any, start: float, exc: BaseException) -> None:
         report_internal_error("track.exit", err)
 
 
-def _sync(fn: Callable[..., Any], state: _State, observe: Any) -> Any:
+def _sync(fn: Callable[..., Any], state: _State, finish: Finisher) -> Any:
     @functools.wraps(fn)
     def tracked(*args: Any, **kwargs: Any) -> Any:
         calls = state.calls
@@ -162,9 +172,7 @@ def _sync(fn: Callable[..., Any], state: _State, observe: Any) -> Any:
             raise
         duration = perf_counter() - start
         try:
-            calls.exit_ok(duration)
-            if observe is not None:
-                observe(args, kwargs, result)
+            finish(duration, args, kwargs, result)
         except Exception as err:  # noqa: BLE001
             report_internal_error("track.record", err)
         return result
@@ -172,7 +180,7 @@ def _sync(fn: Callable[..., Any], state: _State, observe: Any) -> Any:
     return tracked
 
 
-def _async(fn: Callable[..., Any], state: _State, observe: Any) -> Any:
+def _async(fn: Callable[..., Any], state: _State, finish: Finisher) -> Any:
     @functools.wraps(fn)
     async def tracked(*args: Any, **kwargs: Any) -> Any:
         calls = state.calls
@@ -188,9 +196,7 @@ def _async(fn: Callable[..., Any], state: _State, observe: Any) -> Any:
             raise
         duration = perf_counter() - start
         try:
-            calls.exit_ok(duration)
-            if observe is not None:
-                observe(args, kwargs, result)
+            finish(duration, args, kwargs, result)
         except Exception as err:  # noqa: BLE001
             report_internal_error("track.record", err)
         return result
@@ -198,7 +204,7 @@ def _async(fn: Callable[..., Any], state: _State, observe: Any) -> Any:
     return tracked
 
 
-def _generator(fn: Callable[..., Any], state: _State, observe: Any) -> Any:
+def _generator(fn: Callable[..., Any], state: _State, finish: Finisher) -> Any:
     """Time a generator over its whole iteration (first ``next`` to exhaustion or close).
 
     Yielded items are not read as scores (a stream of tokens or chunks is not a score);
@@ -216,18 +222,18 @@ def _generator(fn: Callable[..., Any], state: _State, observe: Any) -> Any:
         try:
             returned = yield from fn(*args, **kwargs)
         except GeneratorExit:  # the consumer stopped early: not the model's error
-            _finish_ok(calls, start, observe, args, kwargs)
+            _finish_ok(start, finish, args, kwargs)
             raise
         except BaseException as exc:
             _finish_error(calls, start, exc)
             raise
-        _finish_ok(calls, start, observe, args, kwargs)
+        _finish_ok(start, finish, args, kwargs)
         return returned
 
     return tracked
 
 
-def _async_generator(fn: Callable[..., Any], state: _State, observe: Any) -> Any:
+def _async_generator(fn: Callable[..., Any], state: _State, finish: Finisher) -> Any:
     """Time an async generator over its whole iteration, as :func:`_generator` does."""
 
     @functools.wraps(fn)
@@ -242,22 +248,20 @@ def _async_generator(fn: Callable[..., Any], state: _State, observe: Any) -> Any
             async for item in fn(*args, **kwargs):
                 yield item
         except GeneratorExit:
-            _finish_ok(calls, start, observe, args, kwargs)
+            _finish_ok(start, finish, args, kwargs)
             raise
         except BaseException as exc:
             _finish_error(calls, start, exc)
             raise
-        _finish_ok(calls, start, observe, args, kwargs)
+        _finish_ok(start, finish, args, kwargs)
 
     return tracked
 
 
-def _finish_ok(calls: Any, start: float, observe: Any, args: tuple[Any, ...],
+def _finish_ok(start: float, finish: Finisher, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> None:
     try:
-        calls.exit_ok(perf_counter() - start)
-        if observe is not None:
-            observe(args, kwargs, _MISSING)
+        finish(perf_counter() - start, args, kwargs, _MISSING)
     except Exception as err:  # noqa: BLE001
         report_internal_error("track.record", err)
 

@@ -13,27 +13,40 @@ import math
 import threading
 from bisect import bisect_left
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from .snapshot import HistogramSample, LabelSet, Sample
 
-__all__ = ["BoundedCounter", "CallRecorder", "Histogram", "LabelledHistograms", "OVERFLOW"]
+__all__ = ["BoundedCounter", "CallRecorder", "CallSnapshot", "Histogram", "LabelledHistograms", "OVERFLOW"]
 
 OVERFLOW = "__other__"
 """Label value that absorbs every value past a cardinality cap."""
 
 
-class Histogram:
-    """Fixed-bucket histogram with Prometheus ``le`` semantics (``v <= bound``)."""
+FLUSH_ROWS = 4096
+"""Buffered batch values are binned once this many are pending (and at every snapshot)."""
 
-    __slots__ = ("_bounds_array", "_counts", "_lock", "_sum", "bounds")
+
+class Histogram:
+    """Fixed-bucket histogram with Prometheus ``le`` semantics (``v <= bound``).
+
+    Single values are binned at once with ``bisect``. Arrays are copied into a pending buffer
+    and binned together, one numpy pass per :data:`FLUSH_ROWS` values or per snapshot, so a
+    service sending small batches does not pay numpy's fixed per-call cost on every request.
+    """
+
+    __slots__ = ("_bounds_array", "_counts", "_lock", "_pending", "_pending_rows", "_sum",
+                 "bounds")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(bounds)
         self._bounds_array = np.asarray(self.bounds, dtype=np.float64)
         self._counts = [0] * (len(self.bounds) + 1)
         self._sum = 0.0
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
         self._lock = threading.Lock()
 
     def observe(self, value: float) -> None:
@@ -44,7 +57,23 @@ class Histogram:
             self._sum += value
 
     def observe_array(self, values: np.ndarray) -> None:
-        """Record a batch in one vectorised pass; non-finite values are dropped."""
+        """Record a batch (buffered; non-finite values are dropped when it is binned)."""
+        # A copy: the caller may reuse or mutate its array after we return.
+        copy = np.array(values, dtype=np.float64, copy=True).ravel()
+        with self._lock:
+            self._pending.append(copy)
+            self._pending_rows += copy.size
+            full = self._pending_rows >= FLUSH_ROWS
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Bin every pending value in one vectorised pass."""
+        with self._lock:
+            if not self._pending:
+                return
+            pending, self._pending, self._pending_rows = self._pending, [], 0
+        values = pending[0] if len(pending) == 1 else np.concatenate(pending)
         values = values[np.isfinite(values)]
         if values.size == 0:
             return
@@ -59,7 +88,8 @@ class Histogram:
             self._sum += total
 
     def snapshot(self, labels: LabelSet) -> HistogramSample:
-        """Return an immutable copy of the current state."""
+        """Return an immutable copy of the current state (pending values included)."""
+        self.flush()
         with self._lock:
             counts = tuple(self._counts)
             total = self._sum
@@ -132,19 +162,27 @@ class LabelledHistograms:
 
 
 class CallRecorder:
-    """Per-probe call statistics under one lock: outcomes, latency, in-flight, error types.
+    """Per-probe call statistics under one lock: outcomes, latency, in-flight, input sizes.
 
-    One recorder instead of four instruments means one lock round trip per call edge, which
-    is most of what the decorator's overhead budget allows (see benchmarks/).
+    One recorder instead of five instruments means one lock round trip per call edge, which is
+    most of what the decorator's overhead budget allows (see benchmarks/bench_decorator.py).
     """
 
-    __slots__ = ("_errors", "_in_flight", "_latency_counts", "_latency_sum", "_lock", "_ok",
-                 "error_types", "latency_bounds")
+    __slots__ = ("_bytes_counts", "_bytes_sum", "_errors", "_in_flight", "_latency_counts",
+                 "_latency_sum", "_lock", "_ok", "_rows_counts", "_rows_sum", "bytes_bounds",
+                 "error_types", "latency_bounds", "rows_bounds")
 
-    def __init__(self, latency_bounds: Sequence[float], max_error_types: int) -> None:
+    def __init__(self, latency_bounds: Sequence[float], rows_bounds: Sequence[float],
+                 bytes_bounds: Sequence[float], max_error_types: int) -> None:
         self.latency_bounds = tuple(latency_bounds)
+        self.rows_bounds = tuple(rows_bounds)
+        self.bytes_bounds = tuple(bytes_bounds)
         self._latency_counts = [0] * (len(self.latency_bounds) + 1)
+        self._rows_counts = [0] * (len(self.rows_bounds) + 1)
+        self._bytes_counts = [0] * (len(self.bytes_bounds) + 1)
         self._latency_sum = 0.0
+        self._rows_sum = 0
+        self._bytes_sum = 0
         self._ok = 0
         self._errors = 0
         self._in_flight = 0
@@ -156,16 +194,37 @@ class CallRecorder:
         with self._lock:
             self._in_flight += 1
 
-    def exit_ok(self, duration: float) -> None:
-        """A call returned after ``duration`` seconds."""
+    def exit_ok(self, duration: float, rows: int | None = None, nbytes: int | None = None) -> None:
+        """A call returned after ``duration`` seconds, having read ``rows``/``nbytes`` if known."""
         if duration < 0.0:  # perf_counter is monotonic, but stay safe on odd clocks
             duration = 0.0
         i = bisect_left(self.latency_bounds, duration)
+        # bisect outside the lock; the lock covers only the increments
+        r = -1 if rows is None or rows < 0 else bisect_left(self.rows_bounds, rows)
+        b = -1 if nbytes is None or nbytes < 0 else bisect_left(self.bytes_bounds, nbytes)
         with self._lock:
             self._in_flight -= 1
             self._ok += 1
             self._latency_counts[i] += 1
             self._latency_sum += duration
+            if r >= 0:
+                self._rows_counts[r] += 1
+                self._rows_sum += rows  # type: ignore[operator]
+            if b >= 0:
+                self._bytes_counts[b] += 1
+                self._bytes_sum += nbytes  # type: ignore[operator]
+
+    def observe_inputs(self, rows: int | None, nbytes: int | None) -> None:
+        """Record input sizes seen outside a tracked call (``Probe.observe``)."""
+        r = -1 if rows is None or rows < 0 else bisect_left(self.rows_bounds, rows)
+        b = -1 if nbytes is None or nbytes < 0 else bisect_left(self.bytes_bounds, nbytes)
+        with self._lock:
+            if r >= 0:
+                self._rows_counts[r] += 1
+                self._rows_sum += rows  # type: ignore[operator]
+            if b >= 0:
+                self._bytes_counts[b] += 1
+                self._bytes_sum += nbytes  # type: ignore[operator]
 
     def exit_error(self, duration: float, error_type: str) -> None:
         """A call raised an exception of type ``error_type`` after ``duration`` seconds."""
@@ -179,8 +238,26 @@ class CallRecorder:
             self._latency_sum += duration
         self.error_types.add(error_type)
 
-    def snapshot(self) -> tuple[int, int, int, tuple[int, ...], float]:
-        """Return ``(ok, errors, in_flight, latency bucket counts, latency sum)``."""
+    def snapshot(self, labels: LabelSet) -> CallSnapshot:
+        """Copy the state under the lock; build the immutable view outside it."""
         with self._lock:
-            return (self._ok, self._errors, self._in_flight, tuple(self._latency_counts),
-                    self._latency_sum)
+            ok, errors, in_flight = self._ok, self._errors, self._in_flight
+            latency = (tuple(self._latency_counts), self._latency_sum)
+            rows = (tuple(self._rows_counts), float(self._rows_sum))
+            nbytes = (tuple(self._bytes_counts), float(self._bytes_sum))
+        return CallSnapshot(
+            ok=ok, errors=errors, in_flight=in_flight,
+            latency=HistogramSample(labels, self.latency_bounds, *latency),
+            rows=HistogramSample(labels, self.rows_bounds, *rows),
+            input_bytes=HistogramSample(labels, self.bytes_bounds, *nbytes))
+
+
+class CallSnapshot(NamedTuple):
+    """What :meth:`CallRecorder.snapshot` returns."""
+
+    ok: int
+    errors: int
+    in_flight: int
+    latency: HistogramSample
+    rows: HistogramSample
+    input_bytes: HistogramSample

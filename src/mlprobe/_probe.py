@@ -18,7 +18,7 @@ from ._extract import class_counts, input_size, output_values
 from ._instruments import BoundedCounter, CallRecorder, Histogram, LabelledHistograms
 from ._registry import FamilyBuilder, Registry, default_registry
 from .errors import ConfigurationError
-from .snapshot import HistogramSample, LabelSet, Sample
+from .snapshot import LabelSet, Sample
 
 __all__ = ["Probe"]
 
@@ -56,54 +56,65 @@ class _ProbeState:
     def reset(self) -> None:
         """(Re)create every instrument empty."""
         c = self.config
-        self.calls = CallRecorder(c.latency_buckets, c.max_error_types)
-        self.rows = Histogram(c.rows_buckets)
-        self.input_bytes = Histogram(c.bytes_buckets)
+        self.calls = CallRecorder(c.latency_buckets, c.rows_buckets, c.bytes_buckets,
+                                  c.max_error_types)
         self.scores = LabelledHistograms(c.score_buckets, c.max_outputs)
+        self._single_score: Histogram | None = None  # the common case, resolved on first use
         self.classes = BoundedCounter(c.max_classes)
 
     def collect_into(self, builder: FamilyBuilder) -> None:
         """Report this model's samples."""
         base = self.labels
-        ok, errors, in_flight, latency_counts, latency_sum = self.calls.snapshot()
-        builder.add("mlprobe_predictions", [Sample(base + (("outcome", "ok"),), float(ok)),
-                                            Sample(base + (("outcome", "error"),), float(errors))])
+        calls = self.calls.snapshot(base)
+        builder.add("mlprobe_predictions", [
+            Sample(base + (("outcome", "ok"),), float(calls.ok)),
+            Sample(base + (("outcome", "error"),), float(calls.errors))])
         builder.add("mlprobe_prediction_errors", self.calls.error_types.samples(base, "error_type"))
-        builder.add("mlprobe_prediction_duration_seconds", [HistogramSample(
-            base, self.calls.latency_bounds, latency_counts, latency_sum)])
-        builder.add("mlprobe_predictions_in_flight", [Sample(base, float(in_flight))])
-        builder.add("mlprobe_batch_rows", [self.rows.snapshot(base)])
-        builder.add("mlprobe_input_bytes", [self.input_bytes.snapshot(base)])
+        builder.add("mlprobe_prediction_duration_seconds", [calls.latency])
+        builder.add("mlprobe_predictions_in_flight", [Sample(base, float(calls.in_flight))])
+        builder.add("mlprobe_batch_rows", [calls.rows])
+        builder.add("mlprobe_input_bytes", [calls.input_bytes])
         builder.add("mlprobe_prediction_score", self.scores.samples(base, "output"))
         builder.add("mlprobe_predicted_class", self.classes.samples(base, "class"))
 
     # -- recording (request path; callers run these inside the internal-error guard) --------
 
-    def observe_inputs(self, batch: Any, extractor: InputExtractor | None) -> None:
+    @staticmethod
+    def measure_inputs(batch: Any, extractor: InputExtractor | None
+                       ) -> tuple[int | None, int | None]:
+        """Return ``(rows, bytes)`` of a batch, through the user's extractor if given."""
         if extractor is None:
-            rows, nbytes = input_size(batch)
-        else:
-            measured = extractor(batch)
-            rows, nbytes = measured if isinstance(measured, tuple) else (measured, None)
-        if rows is not None and rows >= 0:
-            self.rows.observe(rows)
-        if nbytes is not None and nbytes >= 0:
-            self.input_bytes.observe(nbytes)
+            return input_size(batch)
+        measured = extractor(batch)
+        rows, nbytes = measured if isinstance(measured, tuple) else (measured, None)
+        return _count_or_none(rows), _count_or_none(nbytes)
 
     def observe_outputs(self, result: Any, extractor: ScoreExtractor | None) -> None:
+        """Record scores and classes of a result."""
         if extractor is not None:
             result = extractor(result)
+        if type(result) is float:  # fast path: a single-row model returning one score
+            if math.isfinite(result):
+                hist = self._single_score
+                if hist is None:
+                    hist = self._single_score = self.scores.child("score")
+                hist.observe(result)
+            return
         values = output_values(result, self.config.max_outputs)
         for output, scores in values.scores.items():
             if type(scores) is float:
                 if math.isfinite(scores):
                     self.scores.child(output).observe(scores)
             else:
-                self.scores.child(output).observe_array(np.asarray(scores, dtype=np.float64))
+                self.scores.child(output).observe_array(scores)
         if values.classes is not None:
             add = self.classes.add
             for label, n in class_counts(values.classes):
                 add(label, n)
+
+
+def _count_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, np.integer)) and value >= 0 else None
 
 
 class Probe:
@@ -244,7 +255,8 @@ class Probe:
         """
         try:
             if inputs is not None:
-                self._state.observe_inputs(inputs, None)
+                rows, nbytes = _ProbeState.measure_inputs(inputs, None)
+                self._state.calls.observe_inputs(rows, nbytes)
             if outputs is not None:
                 self._state.observe_outputs(outputs, None)
         except Exception as exc:  # noqa: BLE001

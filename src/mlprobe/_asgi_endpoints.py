@@ -1,0 +1,155 @@
+"""The two endpoints the middleware can serve: Prometheus exposition and drift status JSON.
+
+Both build their body off the event loop (a scrape walks every source of the registry; a drift
+status computes statistics), so a slow scrape never stalls requests in flight. Both import
+what they need lazily: prometheus_client only when ``/metrics`` is first asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ._guard import report_internal_error
+from ._registry import Registry
+
+__all__ = ["DriftEndpoint", "MetricsEndpoint"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+async def run_off_loop(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a worker thread of whatever event loop serves the app."""
+    try:  # anyio covers asyncio and trio; Starlette and FastAPI already depend on it
+        from anyio import to_thread
+    except ImportError:  # pragma: no cover - plain asyncio servers without anyio
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(None, fn)
+    return await to_thread.run_sync(fn)
+
+
+async def respond(send: Send, status: int, body: bytes, content_type: bytes,
+                  head_only: bool = False) -> None:
+    """Send a complete response in two messages."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type),
+                            (b"content-length", str(len(body)).encode("ascii")),
+                            (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": b"" if head_only else body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class MetricsEndpoint:
+    """Serves the Prometheus text (or OpenMetrics, by ``Accept``) exposition.
+
+    Args:
+        registry: the mlprobe registry to expose.
+        prometheus_registry: a prometheus_client ``CollectorRegistry`` to serve instead of
+            the default choice: prometheus_client's global ``REGISTRY`` when ``registry`` is
+            :data:`mlprobe.default_registry` (so the app's own prometheus_client metrics and
+            the process collectors come along), else a private registry holding ``registry``.
+    """
+
+    def __init__(self, registry: Registry, prometheus_registry: Any = None) -> None:
+        self._registry = registry
+        self._prometheus_registry = prometheus_registry
+        self._target: Any = None
+
+    def _resolve_target(self) -> Any:
+        if self._target is None:
+            from . import _registry
+            from .exporters import prometheus as exporter
+
+            target = self._prometheus_registry
+            if target is None:
+                if self._registry is _registry.default_registry:
+                    target = exporter.prometheus_client.REGISTRY
+                else:
+                    target = exporter.CollectorRegistry(auto_describe=True)
+            exporter.register(self._registry, target)  # idempotent
+            self._target = target
+        return self._target
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one scrape."""
+        method = scope.get("method", "GET")
+        if method not in ("GET", "HEAD"):
+            await respond(send, 405, b"method not allowed\n", b"text/plain; charset=utf-8")
+            return
+        accept = _header(scope, b"accept")
+
+        def build() -> tuple[bytes, str]:
+            from prometheus_client.exposition import choose_encoder
+
+            encoder, content_type = choose_encoder(accept)
+            return encoder(self._resolve_target()), content_type
+
+        body, content_type = await run_off_loop(build)
+        await respond(send, 200, body, content_type.encode("latin-1"), method == "HEAD")
+
+
+class DriftEndpoint:
+    """Serves ``probe.drift_status()`` as JSON, or 404 when the probe has no reference."""
+
+    def __init__(self, probe: Any) -> None:
+        self._probe = probe
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one status request."""
+        method = scope.get("method", "GET")
+        if method not in ("GET", "HEAD"):
+            await respond(send, 405, b'{"error": "method not allowed"}', b"application/json")
+            return
+        status_fn = getattr(self._probe, "drift_status", None)
+        if status_fn is None:
+            detail = ("no probe given to the middleware" if self._probe is None
+                      else "this probe has no reference profile (drift_status is unavailable)")
+            body = json.dumps({"status": "no_reference", "detail": detail}).encode()
+            await respond(send, 404, body, b"application/json", method == "HEAD")
+            return
+        try:
+            status = await run_off_loop(status_fn)
+            body = json.dumps(_finite(status), default=_jsonable, allow_nan=False).encode()
+        except Exception as exc:  # noqa: BLE001 - an mlprobe failure must not crash the app
+            report_internal_error("asgi.drift_status", exc)
+            body = json.dumps({"status": "error", "detail": type(exc).__name__}).encode()
+            await respond(send, 500, body, b"application/json", method == "HEAD")
+            return
+        await respond(send, 200, body, b"application/json", method == "HEAD")
+
+
+def _finite(value: Any) -> Any:
+    # JSON has no NaN or Infinity (browsers' JSON.parse rejects them): report them as null.
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    # numpy scalars and arrays, dataclasses, enums: whatever a status document may hold
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(value)
+    if hasattr(value, "value"):
+        return value.value
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
