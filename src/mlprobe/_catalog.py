@@ -67,3 +67,13 @@ CATALOG: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
 def spec(name: str) -> MetricSpec:
     """Return the declared spec of metric ``name`` (a KeyError is a bug in mlprobe)."""
     return CATALOG[name]
+
+
+def markdown_table() -> str:
+    """The README's metric reference table, generated from the catalogue."""
+    rows = ["| metric | type | unit | labels | description |", "| --- | --- | --- | --- | --- |"]
+    for s in sorted(CATALOG.values(), key=lambda s: s.name):
+        name = s.name + "_total" if s.kind == "counter" else s.name
+        labels = ", ".join(f"`{label}`" for label in s.labels) or "-"
+        rows.append(f"| `{name}` | {s.kind} | `{s.unit}` | {labels} | {s.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,290 @@
+"""ASGI middleware: HTTP server metrics, plus optional ``/metrics`` and drift status endpoints.
+
+Example:
+    >>> import mlprobe
+    >>> from mlprobe.asgi import ProbeMiddleware
+    >>> probe = mlprobe.Probe("churn", version="3")
+    >>> app.add_middleware(ProbeMiddleware, probe=probe, metrics_path="/metrics")
+
+The middleware is pure ASGI: it works with Starlette, FastAPI and any other ASGI framework,
+through ``add_middleware`` or by wrapping an app (``app = ProbeMiddleware(app)``). It imports
+no framework. What it records follows the OpenTelemetry HTTP semantic conventions as rendered
+for Prometheus (see ``docs/asgi.md`` for the exact semantics of every series):
+
+- ``http_server_request_duration_seconds`` (histogram): from the request's arrival at the
+  middleware to the moment the last response body message was handed to the server; work the
+  app does after that (background tasks) is not included.
+- ``http_server_time_to_first_byte_seconds`` (histogram): to the first non-empty body message.
+- ``http_server_request_body_size_bytes`` / ``http_server_response_body_size_bytes``
+  (histograms): bytes actually received from and handed to the server, streaming included.
+- ``http_server_active_requests`` (gauge, by method).
+
+Labels are ``http_request_method`` (unknown methods as ``_OTHER``), ``http_route`` (the route
+template, never the raw path), ``http_response_status_code`` and ``error_type`` (empty when the
+request succeeded; the exception type, the 5xx status code, or ``client_disconnected``).
+Every label is capped: past the cap new values count as ``__other__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from . import _config
+from ._asgi_endpoints import DriftEndpoint, MetricsEndpoint
+from ._asgi_routes import RouteResolver
+from ._config import check_buckets, check_positive_int
+from ._guard import report_internal_error
+from ._http_metrics import (
+    DEFAULT_DURATION_BUCKETS,
+    DEFAULT_KNOWN_METHODS,
+    OTHER_METHOD,
+    UNMATCHED_ROUTE,
+    HttpConfig,
+    HttpMetrics,
+)
+from ._registry import Registry, default_registry
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._probe import Probe
+
+__all__ = [
+    "CLIENT_DISCONNECTED",
+    "DEFAULT_EXCLUDE_PATHS",
+    "OTHER_METHOD",
+    "UNMATCHED_ROUTE",
+    "ProbeMiddleware",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DEFAULT_EXCLUDE_PATHS: tuple[str, ...] = ("/metrics", "/health", "/healthz", "/ready",
+                                          "/readyz", "/livez")
+"""Paths passed through unrecorded unless ``exclude_paths`` says otherwise."""
+
+CLIENT_DISCONNECTED = "client_disconnected"
+"""``error_type`` of a request whose client went away before the response was complete."""
+
+DISCONNECT_STATUS = 499
+"""Status label of a request whose client went away before a response started (nginx's code)."""
+
+# Set in the scope of a request this middleware is recording, so that a second instance on the
+# same request (the middleware added twice, or also inside a mounted sub-app) passes through.
+# A scope key rather than a ContextVar: it is exactly per request, while a ContextVar would
+# leak into tasks the request spawns (a sub-request dispatched from a handler).
+_SCOPE_KEY = "mlprobe.asgi"
+
+# Request progress, kept in the closure cell ``state``
+_OPEN, _ENDING, _RECORDED = 0, 1, 2
+
+
+class ProbeMiddleware:
+    """Record HTTP server metrics for an ASGI app; optionally serve ``/metrics`` and drift status.
+
+    Args:
+        app: the ASGI application to wrap.
+        probe: the model's probe: its registry receives the HTTP metrics (unless
+            ``registry`` is given) and ``drift_path`` serves its ``drift_status()``.
+        registry: where the HTTP series live; by default the probe's registry, else
+            :data:`mlprobe.default_registry`.
+        exclude_paths: paths (relative to ``root_path``, exact match) passed through
+            unrecorded; health checks and the scrape endpoint by default.
+        route_resolver: ``scope -> template | None`` for frameworks that do not put the matched
+            route in ``scope["route"]``; return a template, never the raw path. Unmatched
+            requests are labelled :data:`UNMATCHED_ROUTE`.
+        metrics_path: serve the Prometheus exposition at this path (off by default). It serves
+            prometheus_client's default registry when ``registry`` is mlprobe's default one,
+            else a private registry holding only ``registry``; pass ``prometheus_registry``
+            to choose.
+        prometheus_registry: the prometheus_client ``CollectorRegistry`` ``metrics_path``
+            serves.
+        drift_path: serve ``probe.drift_status()`` as JSON at this path (off by default); 404
+            while the probe has no reference profile.
+        duration_buckets: upper bounds in seconds for duration and time to first byte
+            (default: the semconv advice, 5 ms to 10 s).
+        size_buckets: upper bounds in bytes for request and response body sizes.
+        known_methods: methods kept as they are; others are recorded as ``_OTHER``.
+        max_routes: distinct ``http_route`` values kept before the rest count as ``__other__``.
+        max_status_codes: distinct status codes kept before the rest count as ``__other__``.
+        max_error_types: distinct ``error_type`` values kept before the rest count as
+            ``__other__``.
+
+    Raises:
+        ConfigurationError: a bad argument; the message names it.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        probe: Probe | None = None,
+        registry: Registry | None = None,
+        exclude_paths: Iterable[str] | None = None,
+        route_resolver: Callable[[Scope], str | None] | None = None,
+        metrics_path: str | None = None,
+        prometheus_registry: Any = None,
+        drift_path: str | None = None,
+        duration_buckets: Iterable[float] | None = None,
+        size_buckets: Iterable[float] | None = None,
+        known_methods: Iterable[str] | None = None,
+        max_routes: int = 200,
+        max_status_codes: int = 40,
+        max_error_types: int = 20,
+    ) -> None:
+        if registry is not None and not isinstance(registry, Registry):
+            raise ConfigurationError(f"registry must be a mlprobe.Registry, got "
+                                     f"{type(registry).__name__}")
+        if route_resolver is not None and not callable(route_resolver):
+            raise ConfigurationError("route_resolver must be a callable scope -> str | None")
+        if probe is not None and not hasattr(probe, "registry"):
+            raise ConfigurationError(f"probe must be a mlprobe.Probe, got {type(probe).__name__}")
+        methods = tuple(DEFAULT_KNOWN_METHODS if known_methods is None else known_methods)
+        if not methods or any(not isinstance(m, str) or not m for m in methods):
+            raise ConfigurationError("known_methods must be non-empty method names, e.g. "
+                                     "('GET', 'POST')")
+        config = HttpConfig(
+            duration_buckets=check_buckets("duration_buckets", duration_buckets,
+                                           DEFAULT_DURATION_BUCKETS),
+            size_buckets=check_buckets("size_buckets", size_buckets,
+                                       _config.DEFAULT_BYTES_BUCKETS),
+            known_methods=tuple(dict.fromkeys(methods)),
+            max_routes=check_positive_int("max_routes", max_routes),
+            max_status_codes=check_positive_int("max_status_codes", max_status_codes),
+            max_error_types=check_positive_int("max_error_types", max_error_types),
+        )
+        self.app = app
+        self.probe = probe
+        if registry is None:
+            registry = probe.registry if probe is not None else default_registry
+        self.registry = registry
+        self._metrics = registry.get_or_create(("asgi", "http"), lambda: HttpMetrics(config))
+        if self._metrics.config != config:
+            import logging
+
+            logging.getLogger("mlprobe").warning(
+                "mlprobe: HTTP metrics of this registry already exist with other settings; "
+                "keeping the first settings")
+        self._routes = RouteResolver(route_resolver)
+        # path -> None (pass through unrecorded) or an endpoint app served here
+        special: dict[str, ASGIApp | None] = {}
+        for path in DEFAULT_EXCLUDE_PATHS if exclude_paths is None else exclude_paths:
+            special[_check_path("exclude_paths", path)] = None
+        if metrics_path is not None:
+            special[_check_path("metrics_path", metrics_path)] = MetricsEndpoint(
+                registry, prometheus_registry)
+        if drift_path is not None:
+            special[_check_path("drift_path", drift_path)] = DriftEndpoint(probe)
+        self._special = special
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection (HTTP is recorded; everything else passes through)."""
+        if scope["type"] != "http" or _SCOPE_KEY in scope:
+            await self.app(scope, receive, send)
+            return
+        scope[_SCOPE_KEY] = True
+        path = scope["path"]
+        entry_root = scope.get("root_path", "")
+        if entry_root and path.startswith(entry_root):
+            path = path[len(entry_root):]
+        if path in self._special:
+            endpoint = self._special[path]
+            await (self.app if endpoint is None else endpoint)(scope, receive, send)
+            return
+
+        metrics = self._metrics
+        method = metrics.method_index.get(scope["method"], metrics.other_method)
+        try:
+            metrics.enter(method)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("asgi.enter", exc)
+        start = perf_counter()
+        status = 0
+        received = 0
+        sent = 0
+        first = -1.0
+        state = _OPEN
+        disconnected = False
+
+        def record(end: float, error: str) -> None:
+            nonlocal state
+            state = _RECORDED
+            try:
+                code = status
+                if disconnected:
+                    error = CLIENT_DISCONNECTED
+                    if not code:
+                        code = DISCONNECT_STATUS
+                elif code >= 500 and not error:
+                    error = str(code)  # semconv: a 5xx without an exception is its code
+                metrics.finish(method, self._routes(scope, entry_root), code, error,
+                               end - start, first - start if first >= 0.0 else -1.0,
+                               received, sent)
+            except Exception as exc:  # noqa: BLE001
+                report_internal_error("asgi.record", exc)
+
+        async def receive_wrapper() -> Message:
+            nonlocal received, disconnected
+            message = await receive()
+            if message["type"] == "http.request":
+                body = message.get("body")
+                if body:
+                    received += len(body)
+            elif message["type"] == "http.disconnect" and state == _OPEN:
+                disconnected = True
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, sent, first, state, disconnected
+            if message["type"] == "http.response.body":
+                more = message.get("more_body", False)
+                if not more and state == _OPEN:
+                    # A server may report the disconnect of a finished response to a
+                    # concurrent receive() as soon as it has the last body: not a disconnect.
+                    state = _ENDING
+                try:
+                    await send(message)
+                except OSError:
+                    disconnected = True
+                    raise
+                body = message.get("body")
+                if body:
+                    sent += len(body)
+                    if first < 0.0:
+                        first = perf_counter()
+                if not more and state != _RECORDED:
+                    record(perf_counter(), "")
+                return
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            try:
+                await send(message)
+            except OSError:
+                disconnected = True
+                raise
+
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except BaseException as exc:
+            if state != _RECORDED:
+                if not status:
+                    status = 500  # what the server answers for an exception before a response
+                record(perf_counter(), type(exc).__qualname__)
+            raise
+        if state != _RECORDED:
+            # The app returned without completing its response: the server answers 500 if
+            # nothing was started, or cuts the connection.
+            if not status:
+                status = 500
+            record(perf_counter(), "incomplete_response")
+
+
+def _check_path(arg: str, path: object) -> str:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigurationError(f"{arg} must be paths starting with '/', got {path!r}")
+    return path
