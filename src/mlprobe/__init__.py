@@ -4,8 +4,6 @@ Add ``@probe.track`` to a predict function and its calls, latency, input sizes, 
 predicted classes appear in Prometheus (and, through the exporters, OpenTelemetry).
 """
 
-from __future__ import annotations
-
 from ._probe import Probe
 from ._registry import Registry, default_registry
 from ._version import __version__

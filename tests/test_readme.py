@@ -1,0 +1,72 @@
+"""The README stays true: metric table, quickstart commands, CI command, public API."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+import mlprobe
+from mlprobe._catalog import CATALOG, markdown_table
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def readme_block(marker: str) -> str:
+    match = re.search(rf"<!-- {marker}:start -->\n(.*?)\n<!-- {marker}:end -->", README, re.S)
+    assert match, f"README has no {marker} block"
+    return match.group(1).strip()
+
+
+def test_metric_table_equals_catalogue():
+    """The README's metric table is exactly the one generated from the catalogue."""
+    assert readme_block("metrics") == markdown_table(), (
+        "regenerate with: python -c 'from mlprobe._catalog import markdown_table as t; "
+        "print(t())'")
+
+
+def test_exported_families_match_catalogue(registry):
+    """Every family a busy probe exports is in the catalogue with the declared labels."""
+    probe = mlprobe.Probe("readme", registry=registry)
+
+    @probe.track
+    def predict(x):
+        if x is None:
+            raise ValueError
+        return np.array([[0.1, 0.9]])
+
+    predict(np.zeros((1, 3)))
+    try:
+        predict(None)
+    except ValueError:
+        pass
+    probe.observe(outputs=["a"])
+    families = registry.collect()
+    assert {f.name for f in families} >= {
+        "mlprobe_predictions", "mlprobe_prediction_errors", "mlprobe_prediction_duration_seconds",
+        "mlprobe_predictions_in_flight", "mlprobe_batch_rows", "mlprobe_input_bytes",
+        "mlprobe_prediction_score", "mlprobe_predicted_class", "mlprobe_internal_errors"}
+    for family in families:
+        spec = CATALOG[family.name]
+        assert family.kind == spec.kind
+        for sample in family.samples:
+            assert tuple(k for k, _ in sample.labels) == spec.labels, family.name
+
+
+def test_quickstart_is_two_commands_and_ci_runs_the_test_one():
+    """The quickstart has exactly two commands and .ci/run runs the second one verbatim."""
+    commands = [line for line in readme_block("quickstart").splitlines()
+                if line.strip() and not line.startswith("```") and not line.startswith("#")]
+    assert len(commands) == 2, commands
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert commands[1].strip() in [line.strip() for line in ci]
+
+
+def test_public_api_is_curated():
+    """mlprobe.__all__ is sorted and names exactly the public, re-exported objects."""
+    assert mlprobe.__all__ == sorted(mlprobe.__all__)
+    public = {name for name in dir(mlprobe) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(mlprobe, name)).__name__ == "module"}
+    assert set(mlprobe.__all__) - {"__version__"} == public - modules
