@@ -37,17 +37,22 @@ def _sig(x: float, digits: int = 10) -> float:
     return float(f"{x:.{digits}g}") if math.isfinite(x) else x
 
 
-def _compact_edges(edges: np.ndarray) -> np.ndarray:
+def _round(values: np.ndarray, digits: int) -> np.ndarray:
+    return np.array([float(f"{e:.{digits}g}") for e in values.tolist()])
+
+
+def _compact_edges(edges: np.ndarray) -> tuple[np.ndarray, int]:
     """Round continuous edges to the fewest significant digits (>= 6) that keep them distinct.
 
     The reference counts are computed on the rounded edges, so the profile stays exactly
-    self-consistent; rounding only moves an edge by < 1e-6 relative.
+    self-consistent; rounding moves an edge by at most 5e-7 relative, which changes no
+    statistic beyond noise, and keeps 100 edges at about 0.9 KiB of JSON.
     """
-    for digits in range(6, 18):
-        r = np.array([float(f"{e:.{digits}g}") for e in edges.tolist()])
+    for digits in range(6, 17):
+        r = _round(edges, digits)
         if np.all(np.diff(r) > 0):
-            return r
-    return edges
+            return r, digits
+    return edges, 17
 
 
 def as_columns(X: Any, feature_names: Sequence[str] | None = None) -> dict[str, Any]:
@@ -163,19 +168,22 @@ class NumericProfile:
         col = coerce_numeric(column, parse_strings=True)
         v = col.values
         edges = reference_edges(v, n_bins)
-        discrete = bool(v.size) and np.unique(v).size <= n_bins
+        discrete = bool(v.size) and edges.size == np.unique(v).size + 1
+        digits = 17
         if not discrete and edges.size:
-            edges = _compact_edges(edges)
+            edges, digits = _compact_edges(edges)
         h = BinnedCounts(edges)
         h.update(v)
+        idx = np.zeros(0, dtype=np.int64)
         if v.size and edges.size:
+            # Deciles rounded exactly like the fine edges are equal to fine edges (the same
+            # quantiles, since k/10 == 10k/100 in floating point); for discrete features the
+            # first edge >= each decile splits the reference values the same way.
             deciles = np.quantile(v, np.arange(1, 10) / 10)
             if not discrete:
-                deciles = np.array([float(f"{d:.17g}") for d in _compact_edges_like(deciles, edges)])
+                deciles = _round(deciles, digits)
             idx = np.unique(np.minimum(np.searchsorted(edges, deciles, side="left"),
                                        edges.size - 1))
-        else:
-            idx = np.zeros(0, dtype=np.int64)
         n = v.size
         qs = np.quantile(v, list(QUANTILES.values())) if n else [math.nan] * len(QUANTILES)
         lo_m, hi_m = h.outer_means()
@@ -190,18 +198,6 @@ class NumericProfile:
             outer_means=(_sig(lo_m), _sig(hi_m)),
             quantiles={k: _sig(float(q)) for k, q in zip(QUANTILES, qs)},
         )
-
-
-def _compact_edges_like(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    # Round the deciles exactly as the fine edges were rounded: pick each decile's nearest
-    # fine edge when it is within rounding distance (they are the same quantile).
-    pos = np.clip(np.searchsorted(edges, values), 0, edges.size - 1)
-    out = values.copy()
-    for i, (v, p) in enumerate(zip(values.tolist(), pos.tolist())):
-        for j in (p - 1, p):
-            if 0 <= j < edges.size and abs(edges[j] - v) <= 1e-6 * max(abs(v), 1e-300):
-                out[i] = edges[j]
-    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,4 +255,259 @@ class CategoricalProfile:
 FeatureProfile = NumericProfile | CategoricalProfile
 
 
-from ._profile_io import ReferenceProfile  # noqa: E402  (re-export; io needs the classes above)
+def _floats(values: Any) -> list[float | None]:
+    # JSON has no NaN/inf: store them as null.
+    return [None if not math.isfinite(x) else x for x in (float(v) for v in values)]
+
+
+def _num(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _feature_to_dict(f: FeatureProfile) -> dict[str, Any]:
+    if isinstance(f, CategoricalProfile):
+        return {"name": f.name, "type": "categorical", "count": f.count, "missing": f.missing,
+                "n_distinct": f.n_distinct, "levels": list(f.levels), "other": f.other,
+                "counts": f.counts.tolist()}
+    # Quantile bins hold nearly equal counts, so counts are stored as base + small deltas.
+    base = int(np.median(f.counts)) if f.counts.size else 0
+    return {
+        "name": f.name, "type": "numeric", "count": f.count, "missing": f.missing,
+        "invalid": f.invalid, "discrete": f.discrete,
+        "mean": _floats([f.mean])[0], "std": _floats([f.std])[0],
+        "min": _floats([f.min])[0], "max": _floats([f.max])[0],
+        "quantiles": dict(zip(f.quantiles, _floats(f.quantiles.values()))),
+        "outer_means": _floats(f.outer_means),
+        "edges": f.edges.tolist(), "psi_edge_index": list(f.psi_edge_index),
+        "counts_base": base, "counts_delta": (f.counts - base).tolist(),
+    }
+
+
+def _feature_from_dict(d: Mapping[str, Any]) -> FeatureProfile:
+    if d["type"] == "categorical":
+        counts = np.asarray(d["counts"], dtype=np.int64)
+        levels = tuple(str(x) for x in d["levels"])
+        if counts.size != len(levels) + 1:
+            raise ProfileError(f"feature {d['name']!r}: counts must have one entry per level "
+                               "plus __other__")
+        return CategoricalProfile(name=str(d["name"]), count=int(d["count"]),
+                                  missing=int(d["missing"]), levels=levels, counts=counts,
+                                  n_distinct=int(d["n_distinct"]), other=str(d["other"]))
+    if d["type"] != "numeric":
+        raise ProfileError(f"feature {d.get('name')!r}: unknown type {d['type']!r}")
+    edges = np.asarray(d["edges"], dtype=np.float64)
+    counts = int(d["counts_base"]) + np.asarray(d["counts_delta"], dtype=np.int64)
+    if counts.size != edges.size + 1 or (edges.size and np.any(np.diff(edges) <= 0)):
+        raise ProfileError(f"feature {d['name']!r}: edges must increase and counts must have "
+                           "len(edges) + 1 entries")
+    lo, hi = d["outer_means"]
+    return NumericProfile(
+        name=str(d["name"]), count=int(d["count"]), missing=int(d["missing"]),
+        invalid=int(d["invalid"]), edges=edges, counts=counts,
+        psi_edge_index=tuple(int(i) for i in d["psi_edge_index"]), discrete=bool(d["discrete"]),
+        mean=_num(d["mean"]), std=_num(d["std"]),
+        # the sample std is derived, not stored: std * sqrt(n / (n - 1))
+        std_sample=_num(d["std"]) * math.sqrt(int(d["count"]) / (int(d["count"]) - 1))
+        if int(d["count"]) > 1 and d["std"] is not None else math.nan,
+        min=_num(d["min"]), max=_num(d["max"]), outer_means=(_num(lo), _num(hi)),
+        quantiles={k: _num(v) for k, v in d["quantiles"].items()},
+    )
+
+
+def _build(name: str, column: Any, categorical: bool, n_bins: int,
+           max_categories: int) -> FeatureProfile:
+    if categorical:
+        return CategoricalProfile.build(name, column, max_categories)
+    return NumericProfile.build(name, column, n_bins)
+
+
+def _target_is_categorical(column: Any, max_categories: int) -> bool:
+    # Scores (floats) are numeric; strings/bools and integer codes with few distinct values
+    # are classes.
+    a = column if isinstance(column, np.ndarray) else np.asarray(column, dtype=object)
+    if _is_categorical_dtype(a):
+        return True
+    return a.dtype.kind in "iu" and np.unique(a).size <= max_categories
+
+
+class ReferenceProfile:
+    """The reference (training) distribution of a model's inputs, predictions and labels.
+
+    Build it once from training data with :meth:`from_data` (or the ``mlprobe profile``
+    CLI), :meth:`save` it next to the model, and :meth:`load` it where the model serves.
+
+    Example:
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).normal(size=(1000, 2))
+        >>> p = ReferenceProfile.from_data(X, feature_names=["age", "income"])
+        >>> p.feature_names
+        ('age', 'income')
+    """
+
+    def __init__(self, features: Sequence[FeatureProfile], *,
+                 prediction: FeatureProfile | None = None, target: FeatureProfile | None = None,
+                 importance: Mapping[str, float] | None = None, n_rows: int = 0,
+                 n_bins: int = 100, max_categories: int = 50) -> None:
+        self.features: dict[str, FeatureProfile] = {f.name: f for f in features}
+        self.prediction = prediction
+        self.target = target
+        self.importance = dict(importance) if importance else None
+        self.n_rows = n_rows
+        self.n_bins = n_bins
+        self.max_categories = max_categories
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Feature names in column order."""
+        return tuple(self.features)
+
+    @classmethod
+    def from_data(
+        cls, X: Any, y: Any = None, predictions: Any = None, *,
+        feature_names: Sequence[str] | None = None,
+        categorical: Sequence[str] | None = None,
+        importance: Mapping[str, float] | Sequence[float] | None = None,
+        n_bins: int = 100, max_categories: int = 50,
+    ) -> ReferenceProfile:
+        """Profile reference data.
+
+        Args:
+            X: 2-D ``np.ndarray``, mapping of name to column, or pandas DataFrame.
+            y: Optional labels (1-D); profiled like a feature (classes when str/bool or
+                integer codes with at most ``max_categories`` values).
+            predictions: Optional model outputs (1-D); scores (floats) are profiled as
+                numeric, classes as categorical.
+            feature_names: Column names for arrays (default ``f0, f1, ...``); for mappings and
+                frames, the subset and order of columns to profile.
+            categorical: Names of categorical features. When omitted, columns of str, bytes,
+                bool or object dtype holding anything non-numeric are categorical; everything
+                else is numeric.
+            importance: Optional non-negative weight per feature (mapping or one per feature)
+                used to weight the dataset drift share.
+            n_bins: Fine bins per numeric feature (>= 10; KS error bound ≈ 1 / n_bins).
+            max_categories: Levels kept per categorical feature; rarer ones fold into
+                ``__other__``.
+
+        Raises:
+            ConfigurationError: On empty data, duplicate or unknown names, mismatched lengths
+                or bad weights; the message names the argument.
+        """
+        if not isinstance(n_bins, int) or n_bins < 10:
+            raise ConfigurationError("n_bins must be an int >= 10 (default 100)")
+        if not isinstance(max_categories, int) or max_categories < 1:
+            raise ConfigurationError("max_categories must be an int >= 1 (default 50)")
+        cols = as_columns(X, feature_names)
+        if not cols:
+            raise ConfigurationError("X has no columns; pass at least one feature")
+        lengths = {n: len(c) for n, c in cols.items()}
+        n_rows = next(iter(lengths.values()))
+        if any(v != n_rows for v in lengths.values()):
+            raise ConfigurationError(f"columns of X have different lengths: {lengths}")
+        if n_rows == 0:
+            raise ConfigurationError("X has no rows; profile at least one row of data")
+        for arg, extra in (("y", y), ("predictions", predictions)):
+            if extra is not None and len(extra) != n_rows:
+                raise ConfigurationError(
+                    f"{arg} has {len(extra)} rows but X has {n_rows}; pass one per row")
+        cat_set = set(categorical or ())
+        unknown = sorted(cat_set - set(cols))
+        if unknown:
+            raise ConfigurationError(f"categorical names {unknown} are not features of X; "
+                                     f"known features: {sorted(cols)}")
+        names = list(cols)
+        weights = cls._importance(importance, names)
+        feats = []
+        for name, col in cols.items():
+            is_cat = name in cat_set if categorical is not None else _is_categorical_dtype(col)
+            feats.append(_build(name, col, is_cat, n_bins, max_categories))
+        pred = tgt = None
+        if predictions is not None:
+            pred = _build("prediction", predictions,
+                          _target_is_categorical(predictions, max_categories), n_bins,
+                          max_categories)
+        if y is not None:
+            tgt = _build("target", y, _target_is_categorical(y, max_categories), n_bins,
+                         max_categories)
+        return cls(feats, prediction=pred, target=tgt, importance=weights, n_rows=n_rows,
+                   n_bins=n_bins, max_categories=max_categories)
+
+    @staticmethod
+    def _importance(importance: Mapping[str, float] | Sequence[float] | None,
+                    names: list[str]) -> dict[str, float] | None:
+        if importance is None:
+            return None
+        if isinstance(importance, Mapping):
+            weights = {str(k): float(v) for k, v in importance.items()}
+        else:
+            vals = list(importance)
+            if len(vals) != len(names):
+                raise ConfigurationError(f"importance has {len(vals)} weights for "
+                                         f"{len(names)} features; pass one per feature")
+            weights = dict(zip(names, (float(v) for v in vals)))
+        unknown = sorted(set(weights) - set(names))
+        if unknown:
+            raise ConfigurationError(f"importance names {unknown} are not features")
+        if any(not math.isfinite(w) or w < 0 for w in weights.values()):
+            raise ConfigurationError("importance weights must be finite and >= 0")
+        return weights
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the versioned, JSON-ready document (see ``docs/stats.md``)."""
+        return {
+            "format": FORMAT, "version": VERSION, "created_by": f"mlprobe {__version__}",
+            "n_rows": self.n_rows, "n_bins": self.n_bins, "max_categories": self.max_categories,
+            "importance": self.importance,
+            "features": [_feature_to_dict(f) for f in self.features.values()],
+            "prediction": _feature_to_dict(self.prediction) if self.prediction else None,
+            "target": _feature_to_dict(self.target) if self.target else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ReferenceProfile:
+        """Rebuild a profile from :meth:`to_dict` output.
+
+        Raises:
+            ProfileError: On a wrong format, an unknown version or missing/invalid fields.
+        """
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise ProfileError(f"not an mlprobe profile: expected \"format\": \"{FORMAT}\"")
+        if data.get("version") != VERSION:
+            raise ProfileError(f"unsupported profile version {data.get('version')!r}; this "
+                               f"mlprobe reads version {VERSION} (upgrade mlprobe or rebuild "
+                               "the profile)")
+        try:
+            feats = [_feature_from_dict(f) for f in data["features"]]
+            pred = _feature_from_dict(data["prediction"]) if data.get("prediction") else None
+            tgt = _feature_from_dict(data["target"]) if data.get("target") else None
+            return cls(feats, prediction=pred, target=tgt, importance=data.get("importance"),
+                       n_rows=int(data["n_rows"]), n_bins=int(data["n_bins"]),
+                       max_categories=int(data["max_categories"]))
+        except ProfileError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ProfileError(f"corrupt profile: missing or invalid field ({exc!r})") from exc
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the profile as compact JSON (no raw rows; a few KiB per feature)."""
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ReferenceProfile:
+        """Read a profile written by :meth:`save`.
+
+        Raises:
+            ProfileError: If the file is missing, not JSON, or not a supported profile.
+        """
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except OSError as exc:
+            raise ProfileError(f"cannot read profile {os.fspath(path)!r}: {exc.strerror}") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProfileError(f"profile {os.fspath(path)!r} is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def __repr__(self) -> str:
+        return (f"ReferenceProfile(features={len(self.features)}, n_rows={self.n_rows}, "
+                f"prediction={self.prediction is not None}, target={self.target is not None})")

@@ -14,6 +14,7 @@ error bounds and tolerances are in ``docs/stats.md``.
 
 from __future__ import annotations
 
+from ._coerce import NumericColumn, coerce_numeric, is_missing, tally_categorical
 from ._categorical import CategoryCounts, level_key
 from ._histogram import BinnedCounts, coarse_groups, reference_edges
 from ._moments import Moments
@@ -41,14 +42,17 @@ __all__ = [
     "CategoryCounts",
     "ChiSquareResult",
     "Moments",
+    "NumericColumn",
     "QuantileSketch",
     "chi2_sf",
     "chi_square",
+    "coerce_numeric",
     "coarse_groups",
     "evidently_jensenshannon",
     "evidently_psi",
     "evidently_wasserstein_norm",
     "gammaincc",
+    "is_missing",
     "jensen_shannon",
     "kolmogorov_sf",
     "ks_exact",
@@ -59,6 +63,7 @@ __all__ = [
     "normed",
     "psi",
     "reference_edges",
+    "tally_categorical",
     "wasserstein_exact",
     "wasserstein_from_counts",
 ]

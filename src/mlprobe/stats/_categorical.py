@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,13 +91,22 @@ class CategoryCounts:
             values: 1-D array (object or str dtype) or iterable of hashable values.
         """
         items = values.tolist() if isinstance(values, np.ndarray) else list(values)
-        if not items:
+        if items:
+            self.update_counts(Counter(items))
+
+    def update_counts(self, tally: Mapping[Any, int]) -> None:
+        """Add pre-tallied counts (``{value: count}``), e.g. a ``collections.Counter``.
+
+        Callers that need to look at the distinct values first (to count missing ones)
+        tally once and pass the tally here.
+        """
+        if not tally:
             return
         index = self._index
         unknown = len(self.vocabulary)
         idx = []
         cnt = []
-        for key, n in Counter(items).items():
+        for key, n in tally.items():
             k = key if isinstance(key, str) else level_key(key)
             idx.append(index.get(k, unknown))
             cnt.append(n)

@@ -1,0 +1,126 @@
+"""Turn one raw column into clean values plus data-quality counts, without raising.
+
+These are the per-column pieces both the profile builder and the serving side use:
+numeric columns become finite float64 values with counts of missing (None/NaN/empty) and
+invalid (±inf, non-numeric strings, other objects) entries; categorical columns become a
+tally of non-missing values with a count of missing ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["NumericColumn", "coerce_numeric", "is_missing", "tally_categorical"]
+
+_MISSING_STRINGS = frozenset({"", "na", "nan", "null", "none", "n/a", "<na>"})
+
+
+class NumericColumn(NamedTuple):
+    """A numeric column split into finite values and bad-entry counts."""
+
+    values: np.ndarray
+    missing: int
+    invalid: int
+
+
+def is_missing(value: object) -> bool:
+    """Return True for None, float NaN, pandas NA/NaT-like scalars and numpy NaT."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, (np.floating, np.datetime64, np.timedelta64)):
+        return bool(np.isnan(value))
+    # pandas.NA and NaT without importing pandas
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def _parse_one(value: object, parse_strings: bool) -> tuple[float, int]:
+    # Returns (value, kind) with kind 0 = ok, 1 = missing, 2 = invalid.
+    if is_missing(value):
+        return math.nan, 1
+    if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+        f = float(value)
+        return (f, 0) if math.isfinite(f) else (math.nan, 2)
+    if isinstance(value, (str, bytes)):
+        text = value.decode(errors="replace") if isinstance(value, bytes) else value
+        text = text.strip()
+        if text.lower() in _MISSING_STRINGS:
+            return math.nan, 1
+        if not parse_strings:
+            return math.nan, 2
+        try:
+            f = float(text)
+        except ValueError:
+            return math.nan, 2
+        return (f, 0) if math.isfinite(f) else (math.nan, 2)
+    return math.nan, 2
+
+
+def coerce_numeric(column: Any, *, parse_strings: bool = False) -> NumericColumn:
+    """Split a column into finite float64 values and counts of missing / invalid entries.
+
+    Numeric and boolean arrays take a vectorised path (NaN is missing, ±inf invalid). Object
+    or string arrays first try numpy's own float conversion; only when that fails (strings,
+    odd objects) are entries inspected one by one, which is the slow path for dirty data.
+
+    Args:
+        column: 1-D array-like.
+        parse_strings: Parse numeric-looking strings (``"1.5"``) as numbers, as a CSV reader
+            must; when False any string that is not a missing marker is invalid.
+
+    Returns:
+        ``NumericColumn(values, missing, invalid)``; never raises on bad entries.
+    """
+    a = column if isinstance(column, np.ndarray) else np.asarray(column, dtype=object)
+    if a.ndim != 1:
+        a = a.reshape(-1)
+    kind = a.dtype.kind
+    if kind in "fiub":
+        f = a.astype(np.float64, copy=False)
+        finite = np.isfinite(f)
+        if finite.all():
+            return NumericColumn(f, 0, 0)
+        nan = np.isnan(f)
+        n_nan = int(nan.sum())
+        return NumericColumn(f[finite], n_nan, int(f.size - n_nan - finite.sum()))
+    if kind == "O" and not any(isinstance(v, (str, bytes)) for v in a[:64].tolist()):
+        try:
+            f = a.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+        else:
+            # None and NaN both became NaN here: both are missing.
+            finite = np.isfinite(f)
+            n_nan = int(np.isnan(f).sum())
+            return NumericColumn(f[finite], n_nan, int(f.size - n_nan - finite.sum()))
+    if kind in "OUS":
+        parsed = [_parse_one(v, parse_strings) for v in a.tolist()]
+        vals = np.fromiter((p[0] for p in parsed), dtype=np.float64, count=len(parsed))
+        kinds = np.fromiter((p[1] for p in parsed), dtype=np.int8, count=len(parsed))
+        return NumericColumn(vals[kinds == 0], int((kinds == 1).sum()), int((kinds == 2).sum()))
+    # datetimes, complex and anything else are not numeric features
+    return NumericColumn(np.zeros(0), 0, int(a.size))
+
+
+def tally_categorical(column: Any) -> tuple[Counter[Any], int]:
+    """Tally the non-missing values of a column and count the missing ones.
+
+    The tally runs in C (``Counter``); missing values (None, NaN, pandas NA, empty strings)
+    are found by looking at the *distinct* values only.
+
+    Returns:
+        ``(tally, n_missing)``.
+    """
+    a = column if isinstance(column, np.ndarray) else np.asarray(column, dtype=object)
+    tally: Counter[Any] = Counter(a.reshape(-1).tolist())
+    missing = 0
+    # Only the empty string counts as missing among strings: "None" or "NA" can be real
+    # levels of a categorical feature (unlike in a numeric one).
+    for key in [k for k in tally if is_missing(k) or (isinstance(k, str) and not k.strip())]:
+        missing += tally.pop(key)
+    return tally, missing
