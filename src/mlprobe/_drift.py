@@ -1,0 +1,589 @@
+"""Drift evaluation: current-window summaries against a ReferenceProfile (pure, no threads).
+
+Three pieces, shared by the ``mlprobe drift`` CLI and the serving side's collect path:
+
+* :class:`DriftSpec`: methods, thresholds and minimum counts (per-feature overridable).
+* :class:`FeatureWindow` / :class:`DatasetWindow`: mergeable current summaries built from raw
+  batches without raising (bad entries and schema violations are counted).
+* :func:`evaluate_feature` / :func:`evaluate_dataset`: statistics, definitions, thresholds
+  and statuses, as a JSON-ready :class:`DriftReport`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from ._profile import CategoricalProfile, FeatureProfile, NumericProfile, ReferenceProfile
+from ._profile import as_columns
+from .errors import ConfigurationError
+from .stats import BinnedCounts, CategoryCounts, Moments, QuantileSketch
+from .stats import drift as D
+from .stats._coerce import coerce_numeric, tally_categorical
+
+__all__ = [
+    "DatasetWindow", "DriftReport", "DriftSpec", "FeatureDrift", "FeatureWindow",
+    "STATUSES", "evaluate_dataset", "evaluate_feature",
+]
+
+STATUSES = ("ok", "warning", "critical", "insufficient_data")
+_RANK = {"ok": 0, "warning": 1, "critical": 2}
+NUMERIC_METHODS = ("psi", "ks", "wasserstein", "js")
+CATEGORICAL_METHODS = ("psi", "js", "linf", "chi2")
+
+# Effect-size thresholds (warning, critical). PSI and KS come from the project's MLOps guide
+# (DESIGN.md: 0.1 / 0.2): PSI 0.2 is where a normal mean shift reaches ~0.45σ, slightly
+# stricter than the textbook 0.25 (~0.5σ) so "critical" fires before a shift is significant
+# in the credit-risk sense. Wasserstein/σ warns at Evidently's 0.1 ("a 0.1σ-equivalent move";
+# noise at 10k rows is <= 0.025) and is critical at 0.4σ-equivalent, so a 0.3σ move is a
+# steady warning and a 0.5σ move (PSI ~0.25, KS ~0.2) a steady critical. JS (base 2) uses 0.1 /
+# 0.2. L-infinity (largest category share change, NannyML's statistic) warns at 5 points and
+# is critical at 10: a 30% -> 38% move is 8 points while its PSI is only 0.03.
+DEFAULT_THRESHOLDS: Mapping[str, tuple[float, float]] = MappingProxyType({
+    "psi": (0.1, 0.2), "ks": (0.1, 0.2), "wasserstein": (0.1, 0.4), "js": (0.1, 0.2),
+    "linf": (0.05, 0.1), "chi2": (math.inf, math.inf),
+})
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    """How drift is judged. Frozen; validated at construction.
+
+    The default methods were chosen on the detection benchmark in ``docs/stats.md``:
+    numeric features alarm on PSI (reference deciles), the binned KS statistic and
+    Wasserstein/σ; categorical features on PSI and L-infinity. Every other statistic (JS,
+    chi-square, KS and chi-square p-values) is computed and reported but does not change the
+    status unless listed here. A feature's status is the worst of its methods' statuses.
+
+    Args:
+        numeric_methods: Methods that drive numeric statuses (subset of psi, ks, wasserstein, js).
+        categorical_methods: Methods for categorical features (psi, js, linf; chi2 alarms only
+            through ``alarm_on_pvalue``).
+        thresholds: ``{method: (warning, critical)}``; merged over the defaults.
+        missing_thresholds: Increase of the missing+invalid share over the reference (in share
+            points, 0.05 = 5 points) for the separate data-quality status.
+        min_count: Non-missing values a window needs before any drift status; below it the
+            status is ``insufficient_data``. Default 1000: the null PSI on 10 bins is about
+            9 / n, so 100 rows would put half of all unshifted windows at the 0.1 warning.
+        js_base: Logarithm base of the JS distance (2: range [0, 1]; e: Evidently's).
+        psi_eps: Floor on proportions in PSI and on reference shares in chi-square.
+        alarm_on_pvalue: Also warn when a KS / chi-square p-value is below
+            ``pvalue_alpha / n_features`` (Bonferroni). Off by default: at serving volumes
+            p-values flag negligible shifts.
+        pvalue_alpha: Family-wise significance level for ``alarm_on_pvalue``.
+        dataset_warning_share: Drifted-feature share (optionally importance-weighted) at which
+            the dataset verdict is at least ``warning``.
+        dataset_critical_share: Share at which it is ``critical``.
+        features: Per-feature overrides, ``{name: DriftSpec}`` (their own ``features`` ignored).
+
+    Raises:
+        ConfigurationError: On unknown methods, bad thresholds or out-of-range values.
+    """
+
+    numeric_methods: tuple[str, ...] = ("psi", "ks", "wasserstein")
+    categorical_methods: tuple[str, ...] = ("psi", "linf")
+    thresholds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    missing_thresholds: tuple[float, float] = (0.05, 0.10)
+    min_count: int = 1000
+    js_base: float = 2.0
+    psi_eps: float = 1e-4
+    alarm_on_pvalue: bool = False
+    pvalue_alpha: float = 0.05
+    dataset_warning_share: float = 0.2
+    dataset_critical_share: float = 0.5
+    features: Mapping[str, DriftSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> ConfigurationError:
+            return ConfigurationError(f"DriftSpec: {msg}")
+
+        for arg, allowed, given in (("numeric_methods", NUMERIC_METHODS, self.numeric_methods),
+                                    ("categorical_methods", CATEGORICAL_METHODS,
+                                     self.categorical_methods)):
+            unknown = [m for m in given if m not in allowed]
+            if unknown or isinstance(given, str):
+                raise bad(f"{arg} has unknown methods {unknown or given!r}; choose from "
+                          f"{allowed}")
+        merged = dict(DEFAULT_THRESHOLDS)
+        for m, pair in dict(self.thresholds).items():
+            if m not in DEFAULT_THRESHOLDS:
+                raise bad(f"thresholds has unknown method {m!r}; choose from "
+                          f"{tuple(DEFAULT_THRESHOLDS)}")
+            w, c = (float(x) for x in pair)
+            if not (0 <= w <= c):
+                raise bad(f"thresholds[{m!r}] must be (warning, critical) with "
+                          f"0 <= warning <= critical, got {pair!r}")
+            merged[m] = (w, c)
+        object.__setattr__(self, "thresholds", MappingProxyType(merged))
+        w, c = self.missing_thresholds
+        if not 0 <= w <= c <= 1:
+            raise bad("missing_thresholds must be (warning, critical) share increases in [0, 1]")
+        if not isinstance(self.min_count, int) or self.min_count < 1:
+            raise bad("min_count must be an int >= 1")
+        if not (self.js_base > 1 and math.isfinite(self.js_base)):
+            raise bad("js_base must be > 1 (2 for bits, math.e for Evidently's nats)")
+        if not 0 < self.psi_eps < 0.01:
+            raise bad("psi_eps must be in (0, 0.01)")
+        if not 0 < self.pvalue_alpha < 1:
+            raise bad("pvalue_alpha must be in (0, 1)")
+        if not 0 < self.dataset_warning_share <= self.dataset_critical_share <= 1:
+            raise bad("need 0 < dataset_warning_share <= dataset_critical_share <= 1")
+        for name, sub in dict(self.features).items():
+            if not isinstance(sub, DriftSpec):
+                raise bad(f"features[{name!r}] must be a DriftSpec")
+        object.__setattr__(self, "features", MappingProxyType(dict(self.features)))
+
+    def for_feature(self, name: str) -> DriftSpec:
+        """Return the spec that applies to ``name`` (its override, or this spec)."""
+        return self.features.get(name, self)
+
+    def with_overrides(self, **changes: Any) -> DriftSpec:
+        """Return a copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+
+class FeatureWindow:
+    """Mergeable current summary of one feature, on the reference's bins / vocabulary.
+
+    Numeric: :class:`Moments`, :class:`BinnedCounts` on the reference edges, optionally a
+    :class:`QuantileSketch`, and counts of missing, invalid and out-of-reference-range
+    values. Categorical: :class:`CategoryCounts` on the reference vocabulary (values outside
+    it are ``unseen``) and a missing count.
+
+    Args:
+        ref: The feature's reference profile.
+        sketch: Also keep a quantile sketch (numeric only).
+    """
+
+    __slots__ = ("name", "kind", "moments", "bins", "categories", "sketch", "missing",
+                 "invalid", "out_of_range", "_lo", "_hi")
+
+    def __init__(self, ref: FeatureProfile, *, sketch: bool = False) -> None:
+        self.name = ref.name
+        self.kind = ref.kind
+        self.missing = 0
+        self.invalid = 0
+        self.out_of_range = 0
+        self.moments: Moments | None = None
+        self.bins: BinnedCounts | None = None
+        self.categories: CategoryCounts | None = None
+        self.sketch: QuantileSketch | None = None
+        self._lo = self._hi = math.nan
+        if isinstance(ref, NumericProfile):
+            self.moments = Moments()
+            self.bins = ref.empty_bins()
+            self.sketch = QuantileSketch() if sketch else None
+            self._lo, self._hi = ref.min, ref.max
+        else:
+            self.categories = CategoryCounts(ref.levels, other=ref.other)
+
+    @property
+    def count(self) -> int:
+        """Valid (non-missing, non-invalid) values counted."""
+        if self.moments is not None:
+            return self.moments.count
+        assert self.categories is not None
+        return self.categories.total
+
+    @property
+    def rows(self) -> int:
+        """All rows seen, including missing and invalid ones."""
+        return self.count + self.missing + self.invalid
+
+    def update(self, column: Any) -> None:
+        """Fold one raw column in (vectorised; bad entries are counted, never raised)."""
+        if self.categories is not None:
+            tally, missing = tally_categorical(column)
+            self.missing += missing
+            self.categories.update_counts(tally)
+            return
+        col = coerce_numeric(column)
+        self.update_numeric(col.values, col.missing, col.invalid)
+
+    def update_numeric(self, values: np.ndarray, missing: int = 0, invalid: int = 0) -> None:
+        """Fold already-clean finite float64 values in (the serving side's buffered path)."""
+        assert self.moments is not None and self.bins is not None
+        self.missing += missing
+        self.invalid += invalid
+        if values.size == 0:
+            return
+        self.moments.update(values)
+        self.bins.update(values)
+        if self.sketch is not None:
+            self.sketch.update(values)
+        if math.isfinite(self._lo):
+            self.out_of_range += int(np.count_nonzero(values < self._lo)
+                                     + np.count_nonzero(values > self._hi))
+
+    def add_missing(self, n: int) -> None:
+        """Count ``n`` rows in which the feature was absent."""
+        self.missing += n
+
+    def merge(self, other: FeatureWindow) -> FeatureWindow:
+        """Add another window of the same feature into this one, in place; returns ``self``."""
+        if other.name != self.name or other.kind != self.kind:
+            raise ValueError("cannot merge windows of different features")
+        self.missing += other.missing
+        self.invalid += other.invalid
+        self.out_of_range += other.out_of_range
+        for attr in ("moments", "bins", "categories", "sketch"):
+            mine, theirs = getattr(self, attr), getattr(other, attr)
+            if mine is not None and theirs is not None:
+                mine.merge(theirs)
+        return self
+
+    def copy(self) -> FeatureWindow:
+        """Return an independent copy."""
+        out = FeatureWindow.__new__(FeatureWindow)
+        for attr in self.__slots__:
+            v = getattr(self, attr)
+            setattr(out, attr, v.copy() if hasattr(v, "copy") and not isinstance(v, str) else v)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict of the raw summary."""
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "missing": self.missing,
+                               "invalid": self.invalid, "out_of_range": self.out_of_range}
+        for attr in ("moments", "bins", "categories", "sketch"):
+            v = getattr(self, attr)
+            if v is not None:
+                out[attr] = v.to_dict()
+        return out
+
+
+class DatasetWindow:
+    """Current summaries of every profiled feature, plus prediction and schema violations.
+
+    Args:
+        profile: The reference profile that fixes the schema.
+        sketch: Keep quantile sketches for numeric features.
+    """
+
+    def __init__(self, profile: ReferenceProfile, *, sketch: bool = False) -> None:
+        self.features = {n: FeatureWindow(f, sketch=sketch) for n, f in profile.features.items()}
+        self.prediction = (FeatureWindow(profile.prediction, sketch=sketch)
+                           if profile.prediction is not None else None)
+        self.schema_violations: Counter[str] = Counter()
+        self.rows = 0
+
+    def update(self, batch: Any, predictions: Any = None) -> None:
+        """Fold a raw batch in (dict of columns, 2-D array, or DataFrame); never raises.
+
+        Columns map by name (mappings, frames) or by position (arrays, whose width must equal
+        the number of features). Violations are counted by kind: ``missing_feature`` and
+        ``unexpected_feature`` (per column per batch), ``wrong_width`` (array of the wrong
+        width), ``ragged_rows`` / ``unreadable_batch`` (input that is not a table), and
+        ``length_mismatch`` (a column of another length than the batch). A missing feature's
+        rows count as missing values of that feature.
+        """
+        names = list(self.features)
+        try:
+            if isinstance(batch, Mapping) or hasattr(batch, "columns"):
+                cols = as_columns(batch)
+            else:
+                arr = np.asarray(batch)
+                if arr.ndim == 1 and arr.dtype == object and len(arr) and hasattr(arr[0], "__len__"):
+                    self.schema_violations["ragged_rows"] += 1
+                    return
+                if arr.ndim == 1:
+                    arr = arr.reshape(-1, 1) if len(names) == 1 else arr.reshape(1, -1)
+                if arr.ndim != 2:
+                    self.schema_violations["unreadable_batch"] += 1
+                    return
+                if arr.shape[1] != len(names):
+                    self.schema_violations["wrong_width"] += 1
+                    return
+                cols = {n: arr[:, i] for i, n in enumerate(names)}
+        except (ValueError, TypeError):
+            self.schema_violations["ragged_rows"] += 1
+            return
+        n_rows = max((len(c) for c in cols.values()), default=0)
+        self.rows += n_rows
+        for name, col in cols.items():
+            win = self.features.get(name)
+            if win is None:
+                self.schema_violations["unexpected_feature"] += 1
+            elif len(col) != n_rows:
+                self.schema_violations["length_mismatch"] += 1
+                win.add_missing(n_rows)
+            else:
+                win.update(col)
+        for name in names:
+            if name not in cols:
+                self.schema_violations["missing_feature"] += 1
+                self.features[name].add_missing(n_rows)
+        if predictions is not None and self.prediction is not None:
+            self.prediction.update(np.asarray(predictions).reshape(-1))
+
+    def merge(self, other: DatasetWindow) -> DatasetWindow:
+        """Add another window into this one, in place; returns ``self``."""
+        for n, w in self.features.items():
+            w.merge(other.features[n])
+        if self.prediction is not None and other.prediction is not None:
+            self.prediction.merge(other.prediction)
+        self.schema_violations.update(other.schema_violations)
+        self.rows += other.rows
+        return self
+
+
+def _clean(x: float) -> float | None:
+    # JSON-ready: no NaN or inf leaves this module.
+    return round(float(x), 12) if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """The drift evaluation of one feature (or of the prediction).
+
+    Attributes:
+        status: Drift status from the spec's methods: ok / warning / critical /
+            insufficient_data.
+        quality_status: Data-quality status from the missing-share increase (separate on
+            purpose: missing values alone never make a feature "drifted").
+        statistics: Every computed statistic by method (reported even when not alarming).
+        p_values: KS / chi-square p-values (reported; alarm only with ``alarm_on_pvalue``).
+        method_status: Status per alarming method.
+        definitions: How each statistic was computed (bins, eps, log base, bound).
+        thresholds: ``{method: {"warning": w, "critical": c}}`` for alarming methods.
+        quality: Counts and shares: rows, count, missing, invalid, out_of_range, unseen.
+    """
+
+    name: str
+    kind: str
+    status: str
+    quality_status: str
+    statistics: dict[str, float | None]
+    p_values: dict[str, float | None]
+    method_status: dict[str, str]
+    definitions: dict[str, dict[str, Any]]
+    thresholds: dict[str, dict[str, float]]
+    quality: dict[str, Any]
+
+    @property
+    def drifted(self) -> bool:
+        """True when the status is warning or critical."""
+        return self.status in ("warning", "critical")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {"name": self.name, "kind": self.kind, "status": self.status,
+                "quality_status": self.quality_status, "statistics": self.statistics,
+                "p_values": self.p_values, "method_status": self.method_status,
+                "definitions": self.definitions, "thresholds": self.thresholds,
+                "quality": self.quality}
+
+
+def _level(value: float, pair: tuple[float, float]) -> str:
+    return "critical" if value >= pair[1] else "warning" if value >= pair[0] else "ok"
+
+
+def _numeric_stats(ref: NumericProfile, win: FeatureWindow, spec: DriftSpec
+                   ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, Any]]]:
+    assert win.bins is not None and win.moments is not None
+    rc, cc = ref.counts, win.bins.counts
+    groups = ref.decile_groups()
+    n_groups = int(groups.max()) + 1 if groups.size else 1
+    rd = np.bincount(groups, weights=rc, minlength=n_groups)
+    cd = np.bincount(groups, weights=cc, minlength=n_groups)
+    rd, cd = rd / rd.sum(), cd / cd.sum()
+    ks, bound = D.ks_from_counts(rc, cc)
+    m = win.moments
+    lo, hi = min(ref.min, m.min), max(ref.max, m.max)
+    w = D.wasserstein_from_counts(
+        ref.edges, rc, cc, lo, hi, ref_outer_means=ref.outer_means,
+        cur_outer_means=win.bins.outer_means(),
+        interpolation="step" if ref.discrete else "linear")
+    sd = ref.std if math.isfinite(ref.std) else 0.0
+    stats = {
+        "psi": D.psi(rd, cd, spec.psi_eps),
+        "ks": ks,
+        "wasserstein": D.normed(w, sd),
+        "js": D.jensen_shannon(rd, cd, spec.js_base),
+        "mean_shift_sd": (m.mean - ref.mean) / max(sd, D.WASSERSTEIN_STD_FLOOR),
+        "std_ratio": m.std() / sd if sd > 0 else math.nan,
+    }
+    pvals = {"ks": D.ks_pvalue(ks, ref.count, m.count)}
+    bins = "reference deciles" if not ref.discrete else "reference deciles (snapped to values)"
+    defs = {
+        "psi": {"bins": bins, "n_bins": n_groups, "open_outer_bins": True, "eps": spec.psi_eps,
+                "log": "e"},
+        "ks": {"bins": "reference quantiles", "n_bins": int(rc.size), "error_bound": bound,
+               "pvalue": "asymptotic Kolmogorov, Stephens-corrected"},
+        "wasserstein": {"norm": "reference population std", "std_floor": D.WASSERSTEIN_STD_FLOOR,
+                        "bins": "reference quantiles", "n_bins": int(rc.size),
+                        "interpolation": "step" if ref.discrete else "linear",
+                        "outer_bins": "tail means"},
+        "js": {"bins": bins, "n_bins": n_groups, "base": spec.js_base, "kind": "distance"},
+    }
+    return stats, pvals, defs
+
+
+def _categorical_stats(ref: CategoricalProfile, win: FeatureWindow, spec: DriftSpec
+                       ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, Any]]]:
+    assert win.categories is not None
+    rp, cp = ref.proportions(), win.categories.proportions()
+    chi = D.chi_square(ref.counts, win.categories.counts, spec.psi_eps)
+    stats = {"psi": D.psi(rp, cp, spec.psi_eps), "js": D.jensen_shannon(rp, cp, spec.js_base),
+             "linf": D.linf_distance(rp, cp), "chi2": chi.statistic}
+    bins = {"bins": "reference levels + __other__", "n_bins": int(rp.size)}
+    defs = {"psi": {**bins, "eps": spec.psi_eps, "log": "e"},
+            "js": {**bins, "base": spec.js_base, "kind": "distance"},
+            "linf": {**bins, "definition": "max |current share - reference share|"},
+            "chi2": {**bins, "test": "goodness of fit vs reference shares", "dof": chi.dof,
+                     "reference_share_floor": spec.psi_eps}}
+    return stats, {"chi2": chi.p_value}, defs
+
+
+def evaluate_feature(ref: FeatureProfile, window: FeatureWindow, spec: DriftSpec | None = None,
+                     *, n_features: int = 1) -> FeatureDrift:
+    """Evaluate one feature's current window against its reference.
+
+    Args:
+        ref: The feature's reference profile.
+        window: Its current summary (built on the same edges / vocabulary).
+        spec: Drift settings (its per-feature override is applied here); default
+            ``DriftSpec()``.
+        n_features: Number of features tested together (for the Bonferroni correction when
+            ``alarm_on_pvalue`` is on).
+
+    Returns:
+        A :class:`FeatureDrift`; never NaN: a window without enough values gets
+        ``insufficient_data`` and ``None`` statistics.
+    """
+    spec = (spec or DriftSpec()).for_feature(ref.name)
+    numeric = isinstance(ref, NumericProfile)
+    methods = spec.numeric_methods if numeric else spec.categorical_methods
+    thresholds = {m: {"warning": spec.thresholds[m][0], "critical": spec.thresholds[m][1]}
+                  for m in methods if m != "chi2"}
+    rows = window.rows
+    bad_share = (window.missing + window.invalid) / rows if rows else math.nan
+    increase = bad_share - ref.missing_share if rows else math.nan
+    quality = {"rows": rows, "count": window.count, "missing": window.missing,
+               "invalid": window.invalid, "missing_share": _clean(bad_share),
+               "reference_missing_share": _clean(ref.missing_share),
+               "missing_share_increase": _clean(increase)}
+    if numeric:
+        quality["out_of_range"] = window.out_of_range
+        quality["out_of_range_share"] = _clean(window.out_of_range / window.count
+                                               if window.count else math.nan)
+    else:
+        assert window.categories is not None
+        quality["unseen"] = window.categories.unseen
+        quality["unseen_share"] = _clean(window.categories.unseen / window.count
+                                         if window.count else math.nan)
+    quality_status = "insufficient_data" if not rows else _level(increase, spec.missing_thresholds)
+    if window.count == 0 or ref.count == 0:
+        return FeatureDrift(ref.name, ref.kind, "insufficient_data", quality_status, {}, {}, {},
+                            {}, thresholds, quality)
+    if isinstance(ref, NumericProfile):
+        stats, pvals, defs = _numeric_stats(ref, window, spec)
+    else:
+        stats, pvals, defs = _categorical_stats(ref, window, spec)
+    method_status = {m: _level(stats[m], spec.thresholds[m]) for m in methods if m != "chi2"}
+    if spec.alarm_on_pvalue:
+        cutoff = spec.pvalue_alpha / max(n_features, 1)
+        for m, p in pvals.items():
+            method_status[f"{m}_pvalue"] = "warning" if p < cutoff else "ok"
+    if window.count < spec.min_count:
+        status = "insufficient_data"
+    else:
+        status = max(method_status.values(), key=_RANK.__getitem__, default="ok")
+    return FeatureDrift(ref.name, ref.kind, status, quality_status,
+                        {k: _clean(v) for k, v in stats.items()},
+                        {k: _clean(v) for k, v in pvals.items()}, method_status, defs,
+                        thresholds, quality)
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Drift of a whole dataset window: per-feature results, share, verdict, prediction drift.
+
+    Attributes:
+        status: Dataset verdict: ``critical`` when the drifted share reaches
+            ``dataset_critical_share`` or the prediction is critical; ``warning`` when the share
+            reaches ``dataset_warning_share``, any feature or the prediction is critical, or
+            the prediction warns; ``insufficient_data`` when no feature has a status.
+        drift_share: Share of evaluated features that are warning or critical, weighted by
+            the profile's importance when it has one.
+    """
+
+    features: dict[str, FeatureDrift]
+    prediction: FeatureDrift | None
+    drift_share: float | None
+    weighted: bool
+    status: str
+    schema_violations: dict[str, int]
+    rows: int
+    spec: DriftSpec
+
+    @property
+    def worst_status(self) -> str:
+        """The worst of the dataset verdict and every feature's and the prediction's status."""
+        items = [self.status, *(f.status for f in self.features.values())]
+        if self.prediction is not None:
+            items.append(self.prediction.status)
+        ranked = [s for s in items if s in _RANK]
+        return max(ranked, key=_RANK.__getitem__) if ranked else "insufficient_data"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready status document (what ``probe.drift_status()`` returns)."""
+        n_eval = sum(f.status in _RANK for f in self.features.values())
+        return {
+            "status": self.status,
+            "drift_share": _clean(self.drift_share) if self.drift_share is not None else None,
+            "drift_share_weighted": self.weighted,
+            "n_features": len(self.features), "n_evaluated": n_eval,
+            "n_drifted": sum(f.drifted for f in self.features.values()),
+            "rows": self.rows,
+            "schema_violations": dict(self.schema_violations),
+            "settings": {"min_count": self.spec.min_count,
+                         "numeric_methods": list(self.spec.numeric_methods),
+                         "categorical_methods": list(self.spec.categorical_methods),
+                         "alarm_on_pvalue": self.spec.alarm_on_pvalue,
+                         "dataset_warning_share": self.spec.dataset_warning_share,
+                         "dataset_critical_share": self.spec.dataset_critical_share},
+            "features": {n: f.to_dict() for n, f in self.features.items()},
+            "prediction": self.prediction.to_dict() if self.prediction else None,
+        }
+
+
+def evaluate_dataset(profile: ReferenceProfile, window: DatasetWindow,
+                     spec: DriftSpec | None = None) -> DriftReport:
+    """Evaluate every feature (and the prediction) of a window against the profile.
+
+    Args:
+        profile: The reference profile.
+        window: Current summaries (for example merged from a ring of sub-buckets).
+        spec: Drift settings; default ``DriftSpec()``.
+    """
+    spec = spec or DriftSpec()
+    n = len(profile.features)
+    results = {name: evaluate_feature(ref, window.features[name], spec, n_features=n)
+               for name, ref in profile.features.items()}
+    pred = None
+    if profile.prediction is not None and window.prediction is not None:
+        pred = evaluate_feature(profile.prediction, window.prediction, spec, n_features=1)
+    weights = profile.importance or {}
+    evaluated = [f for f in results.values() if f.status in _RANK]
+    total = sum(weights.get(f.name, 0.0) if weights else 1.0 for f in evaluated)
+    share: float | None = None
+    if evaluated and total > 0:
+        share = sum((weights.get(f.name, 0.0) if weights else 1.0)
+                    for f in evaluated if f.drifted) / total
+    if share is None:
+        status = "insufficient_data"
+    elif share >= spec.dataset_critical_share or (pred is not None and pred.status == "critical"):
+        status = "critical"
+    elif (share >= spec.dataset_warning_share or any(f.status == "critical" for f in evaluated)
+          or (pred is not None and pred.drifted)):
+        status = "warning"
+    else:
+        status = "ok"
+    return DriftReport(results, pred, share, bool(weights), status,
+                       dict(window.schema_violations), window.rows, spec)
