@@ -322,12 +322,16 @@ def _build(name: str, column: Any, categorical: bool, n_bins: int,
 
 
 def _target_is_categorical(column: Any, max_categories: int) -> bool:
-    # Scores (floats) are numeric; strings/bools and integer codes with few distinct values
-    # are classes.
+    # Scores are numeric; strings/bools and integer codes with few distinct values are
+    # classes, also when stored as floats (a CSV reader turns 0/1 labels into 0.0/1.0).
     a = column if isinstance(column, np.ndarray) else np.asarray(column, dtype=object)
     if _is_categorical_dtype(a):
         return True
-    return a.dtype.kind in "iu" and np.unique(a).size <= max_categories
+    if a.dtype.kind == "f":
+        a = a[np.isfinite(a)]
+        if not a.size or not np.all(a == np.round(a)):
+            return False
+    return a.dtype.kind in "iuf" and np.unique(a).size <= max_categories
 
 
 class ReferenceProfile:
