@@ -4,23 +4,27 @@ Add ``@probe.track`` to a predict function and its calls, latency, input sizes, 
 predicted classes appear in Prometheus (and, through the exporters, OpenTelemetry).
 """
 
+from ._drift import DriftSpec
 from ._probe import Probe
+from ._profile import ReferenceProfile
 from ._registry import Registry, default_registry
 from ._version import __version__
 from .errors import ConfigurationError, ExporterError, MlprobeError, ProfileError
 
 __all__ = [
     "ConfigurationError",
+    "DriftSpec",
     "ExporterError",
     "MlprobeError",
     "Probe",
     "ProfileError",
+    "ReferenceProfile",
     "Registry",
     "__version__",
     "default_registry",
 ]
 
-for _name in ("ConfigurationError", "ExporterError", "MlprobeError", "Probe", "ProfileError",
-              "Registry"):
+for _name in ("ConfigurationError", "DriftSpec", "ExporterError", "MlprobeError", "Probe",
+              "ProfileError", "ReferenceProfile", "Registry"):
     globals()[_name].__module__ = "mlprobe"
 del _name

@@ -30,6 +30,7 @@ _SELF_NAMES = ("self", "cls")
 
 class _State(Protocol):
     calls: Any
+    features: Any
 
     def measure_inputs(self, batch: Any, extractor: Any) -> tuple[int | None, int | None]: ...
 
@@ -138,9 +139,16 @@ def _make_finisher(state: _State, index: int | None, name: str | None, want_inpu
         rows = nbytes = None
         if want_inputs:
             if index is not None and len(args) > index:
-                rows, nbytes = measure(args[index], input_extractor)
+                batch = args[index]
             elif name is not None and name in kwargs:
-                rows, nbytes = measure(kwargs[name], input_extractor)
+                batch = kwargs[name]
+            else:
+                batch = _MISSING
+            if batch is not _MISSING:
+                rows, nbytes = measure(batch, input_extractor)
+                features = state.features
+                if features is not None:
+                    features.observe(batch)
         # Sizes go in with the outcome: one lock round trip for the whole call.
         state.calls.exit_ok(duration, rows, nbytes)
         if want_outputs and result is not _MISSING:

@@ -16,6 +16,10 @@ from ._decorators import build_decorator
 from ._guard import report_internal_error
 from ._extract import class_counts, input_size, output_values
 from ._instruments import BoundedCounter, CallRecorder, Histogram, LabelledHistograms
+from ._drift import DriftSpec
+from ._feature_metrics import collect_feature_metrics, drift_report
+from ._features import FeatureMonitor
+from ._profile import NumericProfile, ReferenceProfile
 from ._registry import FamilyBuilder, Registry, default_registry
 from .errors import ConfigurationError
 from .snapshot import LabelSet, Sample
@@ -48,9 +52,16 @@ class ProbeConfig:
 class _ProbeState:
     """The instruments of one (model, version) in one registry, shared by every handle."""
 
-    def __init__(self, name: str, version: str, config: ProbeConfig) -> None:
+    def __init__(self, name: str, version: str, config: ProbeConfig,
+                 reference: ReferenceProfile | None, drift: DriftSpec,
+                 window_seconds: float, window_buckets: int) -> None:
         self.config = config
         self.labels: LabelSet = (("model", name), ("model_version", version))
+        self.drift_spec = drift
+        self.features: FeatureMonitor | None = None
+        if reference is not None:
+            self.features = FeatureMonitor(reference, window_seconds=window_seconds,
+                                           sub_buckets=window_buckets)
         self.reset()
 
     def reset(self) -> None:
@@ -61,6 +72,8 @@ class _ProbeState:
         self.scores = LabelledHistograms(c.score_buckets, c.max_outputs)
         self._single_score: Histogram | None = None  # the common case, resolved on first use
         self.classes = BoundedCounter(c.max_classes)
+        if self.features is not None:
+            self.features.reset()
 
     def collect_into(self, builder: FamilyBuilder) -> None:
         """Report this model's samples."""
@@ -76,6 +89,19 @@ class _ProbeState:
         builder.add("mlprobe_input_bytes", [calls.input_bytes])
         builder.add("mlprobe_prediction_score", self.scores.samples(base, "output"))
         builder.add("mlprobe_predicted_class", self.classes.samples(base, "class"))
+        if self.features is not None:
+            report = drift_report(self.features, self.drift_spec)
+            collect_feature_metrics(builder, base, self.features, report)
+
+    def drift_status(self) -> dict[str, Any]:
+        """The JSON-ready drift and data-quality document of the rolling window."""
+        if self.features is None:
+            return {"model": self.labels[0][1], "model_version": self.labels[1][1],
+                    "status": "no_reference",
+                    "detail": "create the Probe with reference=ReferenceProfile to get drift"}
+        report = drift_report(self.features, self.drift_spec).to_dict()
+        return {"model": self.labels[0][1], "model_version": self.labels[1][1],
+                "window_seconds": self.features.window_seconds, **report}
 
     # -- recording (request path; callers run these inside the internal-error guard) --------
 
@@ -93,7 +119,7 @@ class _ProbeState:
         """Record scores and classes of a result."""
         if extractor is not None:
             result = extractor(result)
-        if type(result) is float:  # fast path: a single-row model returning one score
+        if type(result) is float and self.features is None:  # fast path: one score
             if math.isfinite(result):
                 hist = self._single_score
                 if hist is None:
@@ -101,6 +127,8 @@ class _ProbeState:
                 hist.observe(result)
             return
         values = output_values(result, self.config.max_outputs)
+        if self.features is not None:
+            self._feed_prediction(values)
         for output, scores in values.scores.items():
             if type(scores) is float:
                 if math.isfinite(scores):
@@ -111,6 +139,20 @@ class _ProbeState:
             add = self.classes.add
             for label, n in class_counts(values.classes):
                 add(label, n)
+
+
+    def _feed_prediction(self, values: Any) -> None:
+        prediction = self.features.profile.prediction if self.features else None
+        if prediction is None:
+            return
+        if isinstance(prediction, NumericProfile):
+            # one score, or the positive-class column of a two-class probability matrix
+            scores = values.scores.get("score", values.scores.get("1"))
+            if scores is not None:
+                self.features.observe_predictions(scores)  # type: ignore[union-attr]
+        elif values.classes is not None:
+            self.features.observe_predictions(  # type: ignore[union-attr]
+                [str(c) for c in values.classes])
 
 
 def _count_or_none(value: Any) -> int | None:
@@ -137,6 +179,12 @@ class Probe:
             ``__other__``.
         max_error_types: distinct exception types kept before the rest count as ``__other__``.
         max_outputs: score outputs (columns) recorded per call.
+        reference: a :class:`~mlprobe.ReferenceProfile`; with it the probe keeps rolling
+            per-feature statistics of the inputs, drift against the reference and data-quality
+            counts, and ``drift_status()`` answers.
+        drift: a :class:`~mlprobe.DriftSpec` (methods, thresholds, minimum counts).
+        window_seconds: length of the rolling window of feature statistics.
+        window_buckets: sub-buckets making the window (its time resolution).
 
     Raises:
         ConfigurationError: a bad argument; the message names it and the fix.
@@ -160,6 +208,10 @@ class Probe:
         max_classes: int = 50,
         max_error_types: int = 20,
         max_outputs: int = 16,
+        reference: ReferenceProfile | None = None,
+        drift: DriftSpec | None = None,
+        window_seconds: float = 600.0,
+        window_buckets: int = 10,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"Probe name must be a non-empty string, got {name!r}")
@@ -185,12 +237,24 @@ class Probe:
             max_error_types=check_positive_int("max_error_types", max_error_types),
             max_outputs=check_positive_int("max_outputs", max_outputs),
         )
+        if reference is not None and not isinstance(reference, ReferenceProfile):
+            raise ConfigurationError("reference must be a mlprobe.ReferenceProfile (build one "
+                                     "with ReferenceProfile.from_data or load one with "
+                                     f"ReferenceProfile.load), got {type(reference).__name__}")
+        if drift is not None and not isinstance(drift, DriftSpec):
+            raise ConfigurationError(f"drift must be a mlprobe.DriftSpec, got {drift!r}")
+        if isinstance(window_seconds, bool) or not isinstance(window_seconds, (int, float)) \
+                or not 0 < window_seconds < float("inf"):
+            raise ConfigurationError(f"window_seconds must be a positive number of seconds, "
+                                     f"got {window_seconds!r}")
+        window_buckets = check_positive_int("window_buckets", window_buckets)
         self.name = name
         self.version = "" if version is None else str(version)
         self.registry = default_registry if registry is None else registry
         self._state = self.registry.get_or_create(
             ("probe", self.name, self.version),
-            lambda: _ProbeState(self.name, self.version, config))
+            lambda: _ProbeState(self.name, self.version, config, reference,
+                                drift or DriftSpec(), float(window_seconds), window_buckets))
         if self._state.config != config:
             _log.warning("mlprobe: probe %r version %r already exists with other settings; "
                          "keeping the first settings", self.name, self.version)
@@ -248,6 +312,20 @@ class Probe:
                                     input_arg=input_arg, enabled=enabled)
         return decorator if fn is None else decorator(fn)
 
+    def drift_status(self) -> dict[str, Any]:
+        """Drift and data quality of the rolling window as a JSON-ready document.
+
+        Per feature: the statistics, their definitions (bins, epsilon, log base), thresholds
+        and status; the dataset verdict and drift share; schema violations. Without a
+        reference the document's status is ``"no_reference"``. Runs on the caller's thread
+        (the work a scrape does); never raises.
+        """
+        try:
+            return self._state.drift_status()
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("probe.drift_status", exc)
+            return {"model": self.name, "model_version": self.version, "status": "error"}
+
     def observe(self, inputs: Any = None, outputs: Any = None) -> None:
         """Record an input batch and/or a result by hand (for code that is not decorated).
 
@@ -257,6 +335,8 @@ class Probe:
             if inputs is not None:
                 rows, nbytes = _ProbeState.measure_inputs(inputs, None)
                 self._state.calls.observe_inputs(rows, nbytes)
+                if self._state.features is not None:
+                    self._state.features.observe(inputs)
             if outputs is not None:
                 self._state.observe_outputs(outputs, None)
         except Exception as exc:  # noqa: BLE001

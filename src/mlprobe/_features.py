@@ -1,0 +1,227 @@
+"""FeatureMonitor: rolling per-feature statistics of live inputs against a reference profile.
+
+Request path: :meth:`FeatureMonitor.observe` appends the input to a pending list (a shallow
+copy for single rows; batches of ``BATCH_ROWS`` rows or more are ingested at once). Pending
+rows are turned into columns and ingested in one vectorised pass per ``flush_rows`` rows, or
+when a scrape or a status call needs them.
+
+State is a ring of time sub-buckets (``window_seconds / sub_buckets`` each) of mergeable
+summaries per feature: bin counts on the reference's fine edges, moments, a quantile sketch,
+category counts on the reference vocabulary, and missing / invalid / out-of-range counts.
+The rolling window is the merge of the live sub-buckets. Cumulative counts (for Prometheus
+counters, which a fleet sums with PromQL) are kept beside the ring. Memory is
+O(features x bins x sub-buckets), independent of traffic.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._drift import DatasetWindow
+from ._feature_input import to_columns
+from ._profile import ReferenceProfile
+
+__all__ = ["FeatureMonitor"]
+
+BATCH_ROWS = 64
+"""Inputs with at least this many rows are ingested at once instead of buffered."""
+
+
+def _ingest_columns(window: DatasetWindow, columns: dict[str, Any], rows: int) -> None:
+    """Fold aligned columns into a window, one vectorised update per feature."""
+    window.rows += rows
+    for name, column in columns.items():
+        feature = window.features[name]
+        invalid_before = feature.invalid
+        feature.update(column)
+        if feature.invalid > invalid_before:  # strings/objects in a numeric feature
+            window.schema_violations["wrong_type"] += feature.invalid - invalid_before
+
+
+class FeatureMonitor:
+    """Rolling and cumulative feature statistics for one model (see the module docstring).
+
+    Args:
+        profile: the reference profile; it fixes features, bins and vocabularies.
+        window_seconds: length of the rolling window.
+        sub_buckets: how many time buckets make the window (its time resolution).
+        flush_rows: pending single rows are ingested once this many have arrived.
+        clock: monotonic time source (tests pass a fake).
+    """
+
+    def __init__(self, profile: ReferenceProfile, *, window_seconds: float = 600.0,
+                 sub_buckets: int = 10, flush_rows: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.profile = profile
+        self.names = tuple(profile.features)
+        self.window_seconds = float(window_seconds)
+        self.sub_buckets = int(sub_buckets)
+        self.bucket_seconds = self.window_seconds / self.sub_buckets
+        self.flush_rows = int(flush_rows)
+        self._clock = clock
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (also used in a forked child)."""
+        self._pending: list[Any] = []
+        self._pending_rows = 0
+        self._pending_predictions: list[Any] = []
+        self._pending_lock = threading.Lock()  # held only to append or swap the pending list
+        self._ingest_lock = threading.Lock()  # serialises ingestion and window reads
+        self._ring: deque[tuple[int, DatasetWindow]] = deque()
+        self.cumulative = self._empty()
+
+    def _empty(self) -> DatasetWindow:
+        return DatasetWindow(self.profile, sketch=True)
+
+    # -- request path --------------------------------------------------------------------
+
+    def observe_predictions(self, scores: Any) -> None:
+        """Queue predicted scores (or classes): an array, a list or a scalar."""
+        if self.profile.prediction is None:
+            return
+        if isinstance(scores, np.ndarray):
+            scores = scores.copy()
+        with self._pending_lock:
+            self._pending_predictions.append(scores)
+
+    def observe(self, batch: Any) -> None:
+        """Queue an input batch (or a single row) for ingestion; never raises on bad input."""
+        rows = _row_count(batch)
+        if rows >= BATCH_ROWS:
+            self._ingest([batch])
+            return
+        with self._pending_lock:
+            self._pending.append(_shallow_copy(batch))
+            self._pending_rows += max(rows, 1)
+            full = self._pending_rows >= self.flush_rows
+        if full:
+            self.flush()
+
+    # -- ingestion (vectorised) ----------------------------------------------------------
+
+    def flush(self) -> None:
+        """Ingest every pending input."""
+        with self._pending_lock:
+            if not self._pending and not self._pending_predictions:
+                return
+            pending, self._pending, self._pending_rows = self._pending, [], 0
+            predictions, self._pending_predictions = self._pending_predictions, []
+        self._ingest(pending, predictions)
+
+    def _ingest(self, inputs: list[Any], predictions: list[Any] = ()) -> None:  # type: ignore[assignment]
+        delta = self._empty()
+        for columns, rows in _group_columns(inputs, self.names, delta.schema_violations):
+            _ingest_columns(delta, columns, rows)
+        if predictions and delta.prediction is not None:
+            parts = [np.asarray(p, dtype=object if isinstance(p, str) else None).reshape(-1)
+                     for p in predictions]
+            delta.prediction.update(np.concatenate(parts) if len(parts) > 1 else parts[0])
+        with self._ingest_lock:
+            self._current_bucket().merge(delta)
+            self.cumulative.merge(delta)
+
+    def _current_bucket(self) -> DatasetWindow:
+        index = int(self._clock() // self.bucket_seconds)
+        if not self._ring or self._ring[-1][0] != index:
+            self._ring.append((index, self._empty()))
+            self._expire(index)
+        return self._ring[-1][1]
+
+    def _expire(self, now_index: int) -> None:
+        while self._ring and self._ring[0][0] <= now_index - self.sub_buckets:
+            self._ring.popleft()
+
+    # -- collect path --------------------------------------------------------------------
+
+    def window(self) -> DatasetWindow:
+        """The rolling window: the merge of the live sub-buckets (pending rows included)."""
+        self.flush()
+        merged = self._empty()
+        with self._ingest_lock:
+            self._expire(int(self._clock() // self.bucket_seconds))
+            for _, bucket in self._ring:
+                merged.merge(bucket)  # merge copies counts into ``merged``; buckets unchanged
+        return merged
+
+    def totals(self) -> DatasetWindow:
+        """Counts since start (or fork), for monotonic counters."""
+        self.flush()
+        merged = self._empty()
+        with self._ingest_lock:
+            merged.merge(self.cumulative)
+        return merged
+
+
+def _row_count(batch: Any) -> int:
+    kind = type(batch)
+    if kind is np.ndarray:
+        return int(batch.shape[0]) if batch.ndim == 2 else 1
+    if kind is list or kind is tuple:
+        return len(batch) if batch and isinstance(batch[0], (dict, list, tuple,
+                                                              np.ndarray)) else 1
+    if kind is dict:
+        first = next(iter(batch.values()), None)
+        return len(first) if isinstance(first, (list, tuple, np.ndarray)) else 1
+    shape = getattr(batch, "shape", None)
+    return int(shape[0]) if isinstance(shape, tuple) and shape else 1
+
+
+def _shallow_copy(batch: Any) -> Any:
+    # The caller may mutate its row after predict returns; a shallow copy of a small input
+    # is cheap and keeps the buffered values as they were at call time.
+    kind = type(batch)
+    if kind is dict:
+        return dict(batch)
+    if kind is list:
+        return [dict(r) if type(r) is dict else r for r in batch]
+    if kind is np.ndarray:
+        return batch.copy()
+    return batch
+
+
+def _group_columns(inputs: list[Any], names: tuple[str, ...], violations: Counter[str]
+                   ) -> list[tuple[dict[str, Any], int]]:
+    """Turn pending inputs into column batches: runs of single dict rows become one table."""
+    out = []
+    run: list[Any] = []
+    run_kind = ""
+    for item in inputs:
+        kind = _single_row_kind(item)
+        if kind and (kind == run_kind or not run):
+            run.append(item)
+            run_kind = kind
+            continue
+        if run:
+            out.append(to_columns(run, names, violations))
+            run, run_kind = [], ""
+        if kind:
+            run, run_kind = [item], kind
+        else:
+            out.append(to_columns(item, names, violations))
+    if run:
+        out.append(to_columns(run, names, violations))
+    return [(c, n) for c, n in out if n]
+
+
+def _single_row_kind(item: Any) -> str:
+    """``"dict"`` or ``"seq"`` for one row that can join a run of rows, else ``""``."""
+    kind = type(item)
+    if kind is dict:
+        return "" if _is_columnar(item) else "dict"
+    if kind is np.ndarray:
+        return "seq" if item.ndim == 1 else ""
+    if (kind is list or kind is tuple) and item and not isinstance(
+            item[0], (dict, list, tuple, np.ndarray)):
+        return "seq"
+    return ""
+
+
+def _is_columnar(row: dict[str, Any]) -> bool:
+    return bool(row) and all(isinstance(v, (list, tuple, np.ndarray)) for v in row.values())

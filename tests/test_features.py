@@ -1,0 +1,240 @@
+"""Serving-side feature monitoring: window statistics, drift, data quality, export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from scipy import stats as sps
+
+import mlprobe
+from mlprobe._features import FeatureMonitor
+from mlprobe.exporters import prometheus as prom_export
+from mlprobe.testing import sample_value
+
+RNG = np.random.default_rng(7)
+N_REF = 20000
+
+
+@pytest.fixture(scope="module")
+def profile() -> mlprobe.ReferenceProfile:
+    X = {
+        "age": RNG.normal(40, 10, N_REF),
+        "income": RNG.lognormal(10, 0.5, N_REF),
+        "plan": RNG.choice(["basic", "pro", "team"], N_REF, p=[0.5, 0.3, 0.2]).astype(object),
+    }
+    preds = RNG.random(N_REF)
+    return mlprobe.ReferenceProfile.from_data(X, predictions=preds, categorical=["plan"])
+
+
+def families(registry):
+    return {f.name: f for f in registry.collect()}
+
+
+def samples_by(registry, name, key):
+    return {dict(s.labels)[key]: s.value for s in families(registry)[name].samples}
+
+
+def test_window_statistics_equal_numpy(profile, registry):
+    """Window mean, std, min, max equal numpy on the same rows; quantiles within 1%."""
+    probe = mlprobe.Probe("stats", registry=registry, reference=profile)
+    age = RNG.normal(40, 10, 3000)
+    income = RNG.lognormal(10, 0.5, 3000)
+    plan = RNG.choice(["basic", "pro"], 3000).astype(object)
+    for i in range(0, 3000, 500):  # batches
+        probe.observe(inputs={"age": age[i:i + 500], "income": income[i:i + 500],
+                              "plan": plan[i:i + 500]})
+    means = {k: v for k, v in samples_by(registry, "mlprobe_feature_mean", "feature").items()}
+    assert means["age"] == pytest.approx(age.mean(), rel=1e-12)
+    stds = samples_by(registry, "mlprobe_feature_stddev", "feature")
+    assert stds["income"] == pytest.approx(income.std(), rel=1e-9)
+    assert samples_by(registry, "mlprobe_feature_min", "feature")["age"] == age.min()
+    assert samples_by(registry, "mlprobe_feature_max", "feature")["age"] == age.max()
+    quantiles = {(dict(s.labels)["feature"], dict(s.labels)["quantile"]): s.value
+                 for s in families(registry)["mlprobe_feature_quantile"].samples}
+    for q in (0.05, 0.5, 0.95):
+        exact = np.quantile(income, q, method="lower")
+        assert quantiles[("income", str(q))] == pytest.approx(exact, rel=0.0101)
+
+
+def test_single_rows_and_batches_give_the_same_window(profile, registry):
+    """Dict rows sent one by one (buffered) and the same rows as one DataFrame agree exactly."""
+    rows = [{"age": float(a), "income": float(b), "plan": p}
+            for a, b, p in zip(RNG.normal(40, 10, 300), RNG.lognormal(10, 0.5, 300),
+                               RNG.choice(["basic", "team"], 300))]
+    one = mlprobe.Probe("rows", registry=registry, reference=profile)
+
+    @one.track
+    def predict(row):
+        return 0.5
+
+    for row in rows:
+        predict(row)
+    other = mlprobe.Registry()
+    batch = mlprobe.Probe("rows", registry=other, reference=profile)
+    batch.observe(inputs=pd.DataFrame(rows))
+    a, b = one._state.features.window(), batch._state.features.window()
+    for name in ("age", "income"):
+        assert a.features[name].bins.counts.tolist() == b.features[name].bins.counts.tolist()
+        assert a.features[name].moments.mean == pytest.approx(b.features[name].moments.mean)
+    assert a.features["plan"].categories.counts.tolist() == \
+        b.features["plan"].categories.counts.tolist()
+    assert a.rows == b.rows == 300
+
+
+def test_drift_status_flags_shift_and_not_noise(profile, registry):
+    """A +0.5 sigma shift is critical; an unshifted feature is ok; the document is JSON."""
+    probe = mlprobe.Probe("drift", registry=registry, reference=profile)
+    n = 5000
+    probe.observe(inputs={"age": RNG.normal(45, 10, n), "income": RNG.lognormal(10, 0.5, n),
+                          "plan": RNG.choice(["basic", "pro", "team"], n,
+                                             p=[0.5, 0.3, 0.2]).astype(object)})
+    status = probe.drift_status()
+    json.dumps(status)
+    assert status["features"]["age"]["status"] == "critical"
+    assert status["features"]["income"]["status"] == "ok"
+    assert status["features"]["plan"]["status"] == "ok"
+    assert samples_by(registry, "mlprobe_feature_drift_status", "feature")["age"] == 2
+    assert sample_value(registry, "mlprobe_dataset_drift_share") == pytest.approx(1 / 3)
+    drift = {(dict(s.labels)["feature"], dict(s.labels)["method"]): s.value
+             for s in families(registry)["mlprobe_feature_drift"].samples}
+    assert drift[("age", "psi")] > 0.2
+
+
+def test_exported_bin_counters_reproduce_decile_psi(profile, registry):
+    """PSI computed from the exported bin counters and reference ratios equals decile PSI."""
+    probe = mlprobe.Probe("psi", registry=registry, reference=profile)
+    age = RNG.normal(43, 10, 8000)
+    probe.observe(inputs={"age": age, "income": RNG.lognormal(10, 0.5, 8000),
+                          "plan": np.array(["pro"] * 8000, dtype=object)})
+    fams = families(registry)
+    counts = {dict(s.labels)["bin"]: s.value for s in fams["mlprobe_feature_bin"].samples
+              if dict(s.labels)["feature"] == "age"}
+    ratios = {dict(s.labels)["bin"]: s.value
+              for s in fams["mlprobe_feature_reference_ratio"].samples
+              if dict(s.labels)["feature"] == "age"}
+    assert len(counts) == 10
+    total = sum(counts.values())
+    c = np.clip(np.array([counts[k] / total for k in sorted(counts, key=int)]), 1e-4, None)
+    r = np.clip(np.array([ratios[k] for k in sorted(ratios, key=int)]), 1e-4, None)
+    psi_from_metrics = float(np.sum((c - r) * np.log(c / r)))
+    # independent oracle: deciles of the reference sample the profile was built from
+    ref = profile.features["age"]
+    edges = ref.edges[list(ref.psi_edge_index)]
+    cur = np.bincount(np.searchsorted(edges, age, side="right"), minlength=10) / age.size
+    ref_share = np.array([ratios[str(i)] for i in range(10)])
+    oracle = float(np.sum((np.clip(cur, 1e-4, None) - np.clip(ref_share, 1e-4, None))
+                          * np.log(np.clip(cur, 1e-4, None) / np.clip(ref_share, 1e-4, None))))
+    assert psi_from_metrics == pytest.approx(oracle, rel=1e-12)
+    window_psi = probe.drift_status()["features"]["age"]["statistics"]["psi"]
+    assert window_psi == pytest.approx(oracle, rel=1e-9)
+
+
+def test_ks_within_stated_bound_of_scipy(profile, registry):
+    """The window's binned KS statistic is within its stated bound of scipy's exact one."""
+    probe = mlprobe.Probe("ks", registry=registry, reference=profile)
+    age = RNG.normal(42, 11, 6000)
+    probe.observe(inputs={"age": age, "income": RNG.lognormal(10, 0.5, 6000),
+                          "plan": np.array(["basic"] * 6000, dtype=object)})
+    feature = probe.drift_status()["features"]["age"]
+    reference_sample = np.random.default_rng(7).normal(40, 10, N_REF)  # same RNG stream
+    exact = sps.ks_2samp(reference_sample, age).statistic
+    bound = feature["definitions"]["ks"]["error_bound"]
+    assert abs(feature["statistics"]["ks"] - exact) <= bound + 1e-12
+
+
+def test_bad_input_is_counted_and_never_raised(profile, registry):
+    """NaN, None, inf, strings, unseen categories, ragged rows and extra/missing columns count."""
+    probe = mlprobe.Probe("dirty", registry=registry, reference=profile)
+
+    @probe.track
+    def predict(rows):
+        return 0.5
+
+    predict({"age": None, "income": float("nan"), "plan": "basic"})
+    predict({"age": "old", "income": float("inf"), "plan": "enterprise"})
+    predict({"age": 30.0, "plan": "pro", "colour": "red"})
+    predict([[1.0, 2.0], [1.0, 2.0, "team"]])
+    predict(np.zeros((4, 7)))
+    predict([])
+    predict("not rows")
+    predict(pd.DataFrame({"age": [1.0], "income": [2.0]}))
+    probe._state.features.flush()
+    missing = samples_by(registry, "mlprobe_feature_missing", "feature")
+    assert missing["age"] == 1  # the None
+    assert missing["income"] == 2  # the NaN, and its absence from the "colour" row
+    violations = samples_by(registry, "mlprobe_schema_violations", "kind")
+    assert violations["wrong_type"] >= 3  # "old", inf, "not rows"
+    assert violations["unexpected_feature"] == 1
+    assert violations["wrong_width"] == 1 + 4
+    assert violations["missing_feature"] == 1 + 1
+    assert samples_by(registry, "mlprobe_feature_unseen_category", "feature")["plan"] == 1
+    status = probe.drift_status()
+    assert status["features"]["age"]["status"] == "insufficient_data"
+    for family in registry.collect():
+        for sample in family.samples:
+            value = getattr(sample, "value", 0.0)
+            assert np.isfinite(value), family.name
+
+
+def test_window_rolls_over_time(profile):
+    """Rows older than the window leave the window statistics but stay in the counters."""
+    now = [0.0]
+    monitor = FeatureMonitor(profile, window_seconds=60, sub_buckets=6, clock=lambda: now[0])
+    monitor.observe({"age": np.full(100, 20.0), "income": np.full(100, 1.0),
+                     "plan": np.array(["pro"] * 100, dtype=object)})
+    now[0] = 30.0
+    monitor.observe({"age": np.full(100, 60.0), "income": np.full(100, 1.0),
+                     "plan": np.array(["pro"] * 100, dtype=object)})
+    assert monitor.window().features["age"].moments.mean == pytest.approx(40.0)
+    now[0] = 65.0
+    assert monitor.window().features["age"].moments.mean == pytest.approx(60.0)
+    now[0] = 200.0
+    assert monitor.window().features["age"].moments.count == 0
+    assert monitor.totals().features["age"].moments.count == 200
+
+
+def test_prediction_drift_is_reported(profile, registry):
+    """Scores drifting from the reference prediction distribution make __prediction__ drift."""
+    probe = mlprobe.Probe("preds", registry=registry, reference=profile)
+
+    @probe.track
+    def predict(batch):
+        return np.clip(RNG.normal(0.9, 0.05, len(batch["age"])), 0, 1)
+
+    predict({"age": RNG.normal(40, 10, 2000), "income": RNG.lognormal(10, 0.5, 2000),
+             "plan": RNG.choice(["basic", "pro", "team"], 2000).astype(object)})
+    status = probe.drift_status()
+    assert status["prediction"]["status"] == "critical"
+    statuses = samples_by(registry, "mlprobe_feature_drift_status", "feature")
+    assert statuses["__prediction__"] == 2
+
+
+def test_feature_metrics_pass_through_prometheus(profile, registry):
+    """The feature families render in the Prometheus exposition with the contract's labels."""
+    probe = mlprobe.Probe("expo", registry=registry, reference=profile)
+    n = 2000  # above DriftSpec.min_count, so statuses are given
+    probe.observe(inputs={"age": RNG.normal(40, 10, n), "income": RNG.lognormal(10, 0.5, n),
+                          "plan": RNG.choice(["basic", "zzz"], n).astype(object)})
+    target = CollectorRegistry()
+    prom_export.register(registry, target)
+    text = generate_latest(target).decode()
+    assert 'mlprobe_feature_bin_total{bin="__other__",feature="plan"' in text
+    assert 'mlprobe_feature_drift_status{feature="age",model="expo",model_version=""} 0.0' in text
+    assert "mlprobe_dataset_drift_share" in text
+
+
+def test_probe_without_reference_reports_no_reference(registry):
+    """drift_status() without a profile says so instead of failing."""
+    assert mlprobe.Probe("plain", registry=registry).drift_status()["status"] == "no_reference"
+
+
+def test_reference_must_be_a_profile(registry):
+    """A reference that is not a ReferenceProfile fails at construction."""
+    with pytest.raises(mlprobe.ConfigurationError, match="ReferenceProfile"):
+        mlprobe.Probe("bad", registry=registry, reference={"age": [1, 2]})
+    with pytest.raises(mlprobe.ConfigurationError, match="window_seconds"):
+        mlprobe.Probe("bad2", registry=registry, window_seconds=0)
