@@ -80,8 +80,6 @@ DISCONNECT_STATUS = 499
 # leak into tasks the request spawns (a sub-request dispatched from a handler).
 _SCOPE_KEY = "mlprobe.asgi"
 
-# Request progress, kept in the closure cell ``state``
-_OPEN, _ENDING, _RECORDED = 0, 1, 2
 
 
 class ProbeMiddleware:
@@ -170,6 +168,8 @@ class ProbeMiddleware:
             logging.getLogger("mlprobe").warning(
                 "mlprobe: HTTP metrics of this registry already exist with other settings; "
                 "keeping the first settings")
+        self._method_index = self._metrics.method_index
+        self._other_method = self._metrics.other_method
         self._routes = RouteResolver(route_resolver)
         # path -> None (pass through unrecorded) or an endpoint app served here
         special: dict[str, ASGIApp | None] = {}
@@ -198,35 +198,16 @@ class ProbeMiddleware:
             return
 
         metrics = self._metrics
-        method = metrics.method_index.get(scope["method"], metrics.other_method)
-        try:
-            metrics.enter(method)
-        except Exception as exc:  # noqa: BLE001
-            report_internal_error("asgi.enter", exc)
+        method = self._method_index.get(scope["method"], self._other_method)
+        next(metrics.started[method])  # HttpMetrics.enter, inlined: it runs on every request
         start = perf_counter()
+        # Per-request state: locals of this call, shared with the two wrappers as cells.
         status = 0
         received = 0
         sent = 0
         first = -1.0
-        state = _OPEN
+        state = 0  # 0 open, 1 last body handed to the server, 2 recorded
         disconnected = False
-
-        def record(end: float, error: str) -> None:
-            nonlocal state
-            state = _RECORDED
-            try:
-                code = status
-                if disconnected:
-                    error = CLIENT_DISCONNECTED
-                    if not code:
-                        code = DISCONNECT_STATUS
-                elif code >= 500 and not error:
-                    error = str(code)  # semconv: a 5xx without an exception is its code
-                metrics.finish(method, self._routes(scope, entry_root), code, error,
-                               end - start, first - start if first >= 0.0 else -1.0,
-                               received, sent)
-            except Exception as exc:  # noqa: BLE001
-                report_internal_error("asgi.record", exc)
 
         async def receive_wrapper() -> Message:
             nonlocal received, disconnected
@@ -235,7 +216,7 @@ class ProbeMiddleware:
                 body = message.get("body")
                 if body:
                     received += len(body)
-            elif message["type"] == "http.disconnect" and state == _OPEN:
+            elif message["type"] == "http.disconnect" and state == 0:
                 disconnected = True
             return message
 
@@ -243,22 +224,42 @@ class ProbeMiddleware:
             nonlocal status, sent, first, state, disconnected
             if message["type"] == "http.response.body":
                 more = message.get("more_body", False)
-                if not more and state == _OPEN:
+                if not more and state == 0:
                     # A server may report the disconnect of a finished response to a
                     # concurrent receive() as soon as it has the last body: not a disconnect.
-                    state = _ENDING
+                    state = 1
                 try:
                     await send(message)
                 except OSError:
                     disconnected = True
                     raise
+                now = perf_counter()
                 body = message.get("body")
                 if body:
                     sent += len(body)
                     if first < 0.0:
-                        first = perf_counter()
-                if not more and state != _RECORDED:
-                    record(perf_counter(), "")
+                        first = now
+                if more or state == 2:
+                    return
+                state = 2
+                if disconnected or status >= 500:
+                    self._record(scope, entry_root, method, status, "", disconnected,
+                                 now - start, first - start if first >= 0.0 else -1.0,
+                                 received, sent)
+                    return
+                # The common case, inlined: a complete response with a status below 500.
+                try:
+                    route = scope.get("route")
+                    template = getattr(route, "path", None) if route is not None else None
+                    if (type(template) is str and scope.get("root_path", "") == entry_root
+                            and "app_root_path" not in scope):
+                        label = entry_root + template if entry_root else template
+                    else:
+                        label = self._routes(scope, entry_root)
+                    metrics.finish(method, label, status, "", now - start,
+                                   first - start if first >= 0.0 else -1.0, received, sent)
+                except Exception as exc:  # noqa: BLE001
+                    report_internal_error("asgi.record", exc)
                 return
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -271,17 +272,35 @@ class ProbeMiddleware:
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
         except BaseException as exc:
-            if state != _RECORDED:
-                if not status:
-                    status = 500  # what the server answers for an exception before a response
-                record(perf_counter(), type(exc).__qualname__)
+            if state != 2:
+                state = 2
+                # no status yet: the server answers an exception with a 500
+                self._record(scope, entry_root, method, status or 500, type(exc).__qualname__,
+                             disconnected, perf_counter() - start,
+                             first - start if first >= 0.0 else -1.0, received, sent)
             raise
-        if state != _RECORDED:
+        if state != 2:
             # The app returned without completing its response: the server answers 500 if
             # nothing was started, or cuts the connection.
-            if not status:
-                status = 500
-            record(perf_counter(), "incomplete_response")
+            self._record(scope, entry_root, method, status or 500, "incomplete_response",
+                         disconnected, perf_counter() - start,
+                         first - start if first >= 0.0 else -1.0, received, sent)
+
+    def _record(self, scope: Scope, entry_root: str, method: int, status: int, error: str,
+                disconnected: bool, duration: float, ttfb: float, received: int,
+                sent: int) -> None:
+        """Record a request that failed, was cut short, or answered 5xx (the slow path)."""
+        try:
+            if disconnected:
+                error = CLIENT_DISCONNECTED
+                if not status:
+                    status = DISCONNECT_STATUS
+            elif status >= 500 and not error:
+                error = str(status)  # semconv: a 5xx without an exception is its code
+            self._metrics.finish(method, self._routes(scope, entry_root), status, error,
+                                 duration, ttfb, received, sent)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("asgi.record", exc)
 
 
 def _check_path(arg: str, path: object) -> str:

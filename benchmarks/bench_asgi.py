@@ -1,0 +1,274 @@
+"""HTTP metrics middleware cost: mlprobe against the middlewares users run today.
+
+Two measurements, every variant in ONE process so that machine noise hits them alike:
+
+(a) in-process: each variant's ASGI callable is driven directly with a minimal fake
+    ``receive``/``send`` (no server, no sockets). Rounds interleave the variants in a shuffled
+    order; a round times a batch of requests per variant. Reported: the median over rounds of
+    the time per request, the overhead over the bare app, and the spread (IQR) of the rounds.
+(b) uvicorn on 127.0.0.1: one server per variant (all in this process, on free ports), a
+    bounded Python load generator (keep-alive connections, fixed concurrency), rounds
+    interleaved. Reported: median requests per second and the ratio to bare.
+
+The comparators (prometheus-fastapi-instrumentator, starlette-exporter,
+opentelemetry-instrumentation-asgi) are benchmark-only: ``pip install
+prometheus-fastapi-instrumentator starlette-exporter opentelemetry-instrumentation-asgi``. A
+missing one is reported and skipped.
+
+Run: ``python benchmarks/bench_asgi.py [--rounds N] [--batch N] [--http-seconds S]
+[--no-http]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import random
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import mlprobe
+from mlprobe.asgi import ProbeMiddleware
+
+
+async def hello(request: Any) -> PlainTextResponse:
+    return PlainTextResponse("hello")
+
+
+def base_app() -> Starlette:
+    return Starlette(routes=[Route("/items/{item_id}", hello)])
+
+
+def build_variants() -> tuple[dict[str, Any], list[str]]:
+    """Return {name: asgi app} and notes on comparators that could not be set up."""
+    variants: dict[str, Any] = {"bare starlette": base_app()}
+    notes: list[str] = []
+
+    app = base_app()
+    app.add_middleware(ProbeMiddleware, registry=mlprobe.Registry())
+    variants["mlprobe"] = app
+
+    try:
+        from prometheus_client import CollectorRegistry
+        from prometheus_fastapi_instrumentator import Instrumentator
+
+        app = base_app()
+        Instrumentator(registry=CollectorRegistry()).instrument(app)
+        variants["prometheus-fastapi-instrumentator"] = app
+    except ImportError as exc:
+        notes.append(f"prometheus-fastapi-instrumentator: not installed ({exc})")
+
+    try:
+        from starlette_exporter import PrometheusMiddleware
+
+        app = base_app()
+        app.add_middleware(PrometheusMiddleware, app_name="bench")
+        variants["starlette-exporter"] = app
+    except ImportError as exc:
+        notes.append(f"starlette-exporter: not installed ({exc})")
+
+    try:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.trace import NoOpTracerProvider
+
+        app = base_app()
+        provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        # metrics only: a no-op tracer provider, so no spans are built or exported
+        app.add_middleware(OpenTelemetryMiddleware, meter_provider=provider,
+                           tracer_provider=NoOpTracerProvider())
+        variants["opentelemetry-instrumentation-asgi"] = app
+    except ImportError as exc:
+        notes.append(f"opentelemetry-instrumentation-asgi: not installed ({exc})")
+    return variants, notes
+
+
+# -- (a) in-process ----------------------------------------------------------------------------
+
+SCOPE: dict[str, Any] = {
+    "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+    "method": "GET", "scheme": "http", "path": "/items/42", "raw_path": b"/items/42",
+    "query_string": b"", "root_path": "", "server": ("127.0.0.1", 8000),
+    "client": ("127.0.0.1", 50000),
+    "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench")],
+}
+REQUEST = {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def receive() -> dict[str, Any]:
+    return REQUEST
+
+
+async def send(message: Any) -> None:
+    return None
+
+
+async def time_batch(app: Any, n: int) -> float:
+    """Seconds per request over ``n`` requests, each with a fresh scope as a server makes."""
+    scope = SCOPE
+    start = time.perf_counter()
+    for _ in range(n):
+        await app(dict(scope), receive, send)
+    return (time.perf_counter() - start) / n
+
+
+def in_process(variants: dict[str, Any], rounds: int, batch: int) -> dict[str, list[float]]:
+    async def run() -> dict[str, list[float]]:
+        for app in variants.values():  # warm up: middleware stacks are built on first call
+            await time_batch(app, 200)
+        results: dict[str, list[float]] = {name: [] for name in variants}
+        names = list(variants)
+        for _ in range(rounds):
+            random.shuffle(names)
+            for name in names:
+                gc.collect()
+                results[name].append(await time_batch(variants[name], batch))
+        return results
+
+    return asyncio.run(run())
+
+
+# -- (b) uvicorn on 127.0.0.1 --------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(app: Any) -> tuple[Any, threading.Thread, int]:
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
+                            access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    return server, thread, port
+
+
+async def load(port: int, seconds: float, concurrency: int, max_requests: int) -> float:
+    """Requests per second of keep-alive GETs over raw sockets (bounded in time and count)."""
+    request = (b"GET /items/42 HTTP/1.1\r\nhost: 127.0.0.1\r\nuser-agent: bench\r\n\r\n")
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < stop and done < max_requests:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                done += 1
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.perf_counter() - start)
+
+
+def over_http(variants: dict[str, Any], rounds: int, seconds: float, concurrency: int
+              ) -> dict[str, list[float]]:
+    # The load generator runs in a subprocess-free way: its own event loop in this thread,
+    # the servers in daemon threads. With 2 cores, client and server share the machine, as
+    # they do for every variant alike.
+    servers = {name: start_server(app) for name, app in variants.items()}
+    results: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        for name, (_, _, port) in servers.items():  # warm up
+            asyncio.run(load(port, 0.3, concurrency, 10_000))
+        names = list(variants)
+        for _ in range(rounds):
+            random.shuffle(names)
+            for name in names:
+                port = servers[name][2]
+                results[name].append(asyncio.run(load(port, seconds, concurrency, 200_000)))
+    finally:
+        for server, thread, _ in servers.values():
+            server.should_exit = True
+        for server, thread, _ in servers.values():
+            thread.join(5)
+    return results
+
+
+# -- report ------------------------------------------------------------------------------------
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], statistics.median(values), q[2]
+
+
+def report_in_process(results: dict[str, list[float]], out: Callable[[str], None]) -> None:
+    bare = statistics.median(results["bare starlette"])
+    out("| variant | µs/request (median) | IQR of rounds (µs) | added over bare (µs) | × bare |")
+    out("| --- | ---: | ---: | ---: | ---: |")
+    for name, values in results.items():
+        q1, med, q3 = quartiles(values)
+        out(f"| {name} | {med * 1e6:.2f} | {q1 * 1e6:.2f}–{q3 * 1e6:.2f} | "
+            f"{(med - bare) * 1e6:+.2f} | {med / bare:.2f} |")
+
+
+def report_http(results: dict[str, list[float]], out: Callable[[str], None]) -> None:
+    bare = statistics.median(results["bare starlette"])
+    out("| variant | requests/s (median) | IQR of rounds | ratio to bare |")
+    out("| --- | ---: | ---: | ---: |")
+    for name, values in results.items():
+        q1, med, q3 = quartiles(values)
+        out(f"| {name} | {med:,.0f} | {q1:,.0f}–{q3:,.0f} | {med / bare:.3f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30, help="in-process rounds")
+    parser.add_argument("--batch", type=int, default=2000, help="requests per variant per round")
+    parser.add_argument("--http-rounds", type=int, default=5)
+    parser.add_argument("--http-seconds", type=float, default=2.0,
+                        help="seconds of load per variant per round")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--no-http", action="store_true", help="skip (b)")
+    parser.add_argument("--only", nargs="*", help="variant names to run (bare always runs)")
+    args = parser.parse_args(argv)
+
+    variants, notes = build_variants()
+    if args.only:
+        variants = {k: v for k, v in variants.items()
+                    if k == "bare starlette" or any(o in k for o in args.only)}
+    print(f"python {sys.version.split()[0]}; {len(variants)} variants")
+    for note in notes:
+        print("skipped:", note)
+    print(f"\n(a) in-process, {args.rounds} rounds x {args.batch} requests per variant")
+    report_in_process(in_process(variants, args.rounds, args.batch), print)
+    if not args.no_http:
+        print(f"\n(b) uvicorn on 127.0.0.1, {args.http_rounds} rounds x {args.http_seconds:g} s "
+              f"per variant, {args.concurrency} keep-alive connections")
+        report_http(over_http(variants, args.http_rounds, args.http_seconds, args.concurrency),
+                    print)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
