@@ -213,13 +213,16 @@ class FeatureWindow:
         self.invalid += invalid
         if values.size == 0:
             return
-        self.moments.update(values)
-        self.bins.update(values)
+        # One sort serves the bins (searchsorted per edge), the range check and the sketch.
+        v = np.sort(values)
+        self.moments.update(v)
+        self.bins.update_sorted(v)
         if self.sketch is not None:
-            self.sketch.update(values)
+            self.sketch.update(v)
         if math.isfinite(self._lo):
-            self.out_of_range += int(np.count_nonzero(values < self._lo)
-                                     + np.count_nonzero(values > self._hi))
+            below = int(np.searchsorted(v, self._lo, side="left"))
+            above = v.size - int(np.searchsorted(v, self._hi, side="right"))
+            self.out_of_range += below + above
 
     def add_missing(self, n: int) -> None:
         """Count ``n`` rows in which the feature was absent."""
