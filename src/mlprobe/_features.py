@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from operator import itemgetter
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
@@ -56,7 +57,7 @@ class FeatureMonitor:
     """
 
     def __init__(self, profile: ReferenceProfile, *, window_seconds: float = 600.0,
-                 sub_buckets: int = 10, flush_rows: int = 1024,
+                 sub_buckets: int = 10, flush_rows: int = 4096,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.profile = profile
         self.names = tuple(profile.features)
@@ -65,6 +66,9 @@ class FeatureMonitor:
         self.bucket_seconds = self.window_seconds / self.sub_buckets
         self.flush_rows = int(flush_rows)
         self._clock = clock
+        getter = itemgetter(*self.names)
+        # itemgetter of one key returns the value itself; keep rows as tuples either way
+        self._row_getter = getter if len(self.names) > 1 else (lambda row: (getter(row),))
         self.reset()
 
     def reset(self) -> None:
@@ -72,6 +76,7 @@ class FeatureMonitor:
         self._pending: list[Any] = []
         self._pending_rows = 0
         self._pending_predictions: list[Any] = []
+        self._pending_tuples: list[tuple[Any, ...]] = []  # fast-path rows, in reference order
         self._pending_lock = threading.Lock()  # held only to append or swap the pending list
         self._ingest_lock = threading.Lock()  # serialises ingestion and window reads
         self._ring: deque[tuple[int, DatasetWindow]] = deque()
@@ -93,6 +98,22 @@ class FeatureMonitor:
 
     def observe(self, batch: Any) -> None:
         """Queue an input batch (or a single row) for ingestion; never raises on bad input."""
+        if type(batch) is dict and len(batch) == len(self.names):
+            # Fast path for the common single dict row with exactly the reference's keys:
+            # one C-level itemgetter call both checks the schema and copies the values.
+            try:
+                values = self._row_getter(batch)
+            except KeyError:
+                pass
+            else:
+                if not _is_columnar_values(values):
+                    with self._pending_lock:
+                        self._pending_tuples.append(values)
+                        self._pending_rows += 1
+                        full = self._pending_rows >= self.flush_rows
+                    if full:
+                        self.flush()
+                    return
         rows = _row_count(batch)
         if rows >= BATCH_ROWS:
             self._ingest([batch])
@@ -109,14 +130,20 @@ class FeatureMonitor:
     def flush(self) -> None:
         """Ingest every pending input."""
         with self._pending_lock:
-            if not self._pending and not self._pending_predictions:
+            if not (self._pending or self._pending_predictions or self._pending_tuples):
                 return
             pending, self._pending, self._pending_rows = self._pending, [], 0
             predictions, self._pending_predictions = self._pending_predictions, []
-        self._ingest(pending, predictions)
+            tuples, self._pending_tuples = self._pending_tuples, []
+        self._ingest(pending, predictions, tuples)
 
-    def _ingest(self, inputs: list[Any], predictions: list[Any] = ()) -> None:  # type: ignore[assignment]
+    def _ingest(self, inputs: list[Any], predictions: list[Any] = (),  # type: ignore[assignment]
+                tuples: list[tuple[Any, ...]] = ()) -> None:  # type: ignore[assignment]
         delta = self._empty()
+        if tuples:
+            table = _table(tuples, len(self.names))
+            _ingest_columns(delta, {name: table[:, j] for j, name in enumerate(self.names)},
+                            len(tuples))
         for columns, rows in _group_columns(inputs, self.names, delta.schema_violations):
             _ingest_columns(delta, columns, rows)
         if predictions and delta.prediction is not None:
@@ -157,6 +184,22 @@ class FeatureMonitor:
         with self._ingest_lock:
             merged.merge(self.cumulative)
         return merged
+
+
+def _is_columnar_values(values: tuple[Any, ...]) -> bool:
+    return isinstance(values[0], (list, tuple, np.ndarray))
+
+
+def _table(rows: list[tuple[Any, ...]], width: int) -> np.ndarray:
+    """Stack row tuples into an object table (row by row if a value is itself a sequence)."""
+    table = np.empty((len(rows), width), dtype=object)
+    try:
+        table[:] = rows
+    except (ValueError, TypeError):
+        for i, row in enumerate(rows):
+            for j, value in enumerate(row):
+                table[i, j] = value
+    return table
 
 
 def _row_count(batch: Any) -> int:
