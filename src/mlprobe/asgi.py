@@ -261,40 +261,45 @@ class ProbeMiddleware:
                 except Exception as exc:  # noqa: BLE001
                     report_internal_error("asgi.record", exc)
                 return
-            if message["type"] == "http.response.start":
-                status = message["status"]
             try:
                 await send(message)
             except OSError:
                 disconnected = True
                 raise
+            if message["type"] == "http.response.start":
+                status = message["status"]  # once the server took it: the status was sent
 
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
         except BaseException as exc:
             if state != 2:
                 state = 2
-                # no status yet: the server answers an exception with a 500
-                self._record(scope, entry_root, method, status or 500, type(exc).__qualname__,
+                self._record(scope, entry_root, method, status, type(exc).__qualname__,
                              disconnected, perf_counter() - start,
                              first - start if first >= 0.0 else -1.0, received, sent)
             raise
         if state != 2:
             # The app returned without completing its response: the server answers 500 if
             # nothing was started, or cuts the connection.
-            self._record(scope, entry_root, method, status or 500, "incomplete_response",
+            self._record(scope, entry_root, method, status, "incomplete_response",
                          disconnected, perf_counter() - start,
                          first - start if first >= 0.0 else -1.0, received, sent)
 
     def _record(self, scope: Scope, entry_root: str, method: int, status: int, error: str,
                 disconnected: bool, duration: float, ttfb: float, received: int,
                 sent: int) -> None:
-        """Record a request that failed, was cut short, or answered 5xx (the slow path)."""
+        """Record a request that failed, was cut short, or answered 5xx (the slow path).
+
+        ``status`` is 0 when no response started: then the server answers 500 (an exception,
+        or an app that returned without responding) unless the client is already gone.
+        """
         try:
             if disconnected:
                 error = CLIENT_DISCONNECTED
                 if not status:
                     status = DISCONNECT_STATUS
+            elif not status:
+                status = 500
             elif status >= 500 and not error:
                 error = str(status)  # semconv: a 5xx without an exception is its code
             self._metrics.finish(method, self._routes(scope, entry_root), status, error,
