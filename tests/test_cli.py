@@ -101,3 +101,24 @@ def test_python_dash_m_subprocess(files: dict[str, Path]) -> None:
          "--fail-on", "warning"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert "Drift report" in proc.stdout
+
+
+def test_parquet_profile_equals_csv_profile(files: dict[str, Path], tmp_path: Path) -> None:
+    """A Parquet file gives the same profile as the same data read from CSV."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    data = _data(3_000, seed=5)
+    csv_path = _write(tmp_path / "d.csv", data)
+    table = pa.table({k: pa.array(v.tolist()) for k, v in data.items()})
+    pq_path = tmp_path / "d.parquet"
+    pq.write_table(table, pq_path)
+    out_csv, out_pq = tmp_path / "csv.json", tmp_path / "pq.json"
+    assert main(["profile", str(csv_path), "--target", "label", "-o", str(out_csv)]) == 0
+    assert main(["profile", str(pq_path), "--target", "label", "-o", str(out_pq)]) == 0
+    a = ReferenceProfile.load(out_csv).features["a"]
+    b = ReferenceProfile.load(out_pq).features["a"]
+    assert a.count == b.count and a.missing == b.missing
+    assert np.allclose(a.edges, b.edges) and a.counts.tolist() == b.counts.tolist()
+    assert ReferenceProfile.load(out_pq).features["c"].levels == \
+        ReferenceProfile.load(out_csv).features["c"].levels

@@ -175,8 +175,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         for name in parts:
             cells = chunk[name]
             if name not in numeric:
-                numeric[name] = (name not in args.categorical and (
-                    isinstance(cells, np.ndarray) or _looks_numeric(cells)))
+                # a typed (Parquet) column is numeric by its dtype; CSV text is sniffed
+                typed = isinstance(cells, np.ndarray)
+                numeric[name] = name not in args.categorical and (
+                    cells.dtype.kind in "fiub" if typed else _looks_numeric(cells))
             if not numeric[name] and not isinstance(cells, np.ndarray):
                 cells = [intern.setdefault(c, c) for c in cells]  # one object per level
             parts[name].append(_convert(cells, numeric[name]))
