@@ -107,16 +107,18 @@ def ks_from_counts(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[floa
     return d, bound
 
 
+def _sorted_finite(values: np.ndarray) -> np.ndarray:
+    v = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    return v[np.isfinite(v)]
+
+
 def ks_exact(ref_values: np.ndarray, cur_values: np.ndarray) -> float:
     """Exact two-sample KS statistic on raw values (ties handled like ``scipy.stats.ks_2samp``).
 
     Both ECDFs are evaluated at every pooled point with ``searchsorted(side="right")``.
     Non-finite values are dropped. Returns 0.0 if either side is empty.
     """
-    r = np.sort(np.asarray(ref_values, dtype=np.float64).ravel())
-    c = np.sort(np.asarray(cur_values, dtype=np.float64).ravel())
-    r = r[np.isfinite(r)]
-    c = c[np.isfinite(c)]
+    r, c = _sorted_finite(ref_values), _sorted_finite(cur_values)
     if r.size == 0 or c.size == 0:
         return 0.0
     pooled = np.concatenate([r, c])
@@ -213,10 +215,7 @@ def wasserstein_exact(ref_values: np.ndarray, cur_values: np.ndarray) -> float:
 
     Non-finite values are dropped; 0.0 if either side is empty.
     """
-    r = np.sort(np.asarray(ref_values, dtype=np.float64).ravel())
-    c = np.sort(np.asarray(cur_values, dtype=np.float64).ravel())
-    r = r[np.isfinite(r)]
-    c = c[np.isfinite(c)]
+    r, c = _sorted_finite(ref_values), _sorted_finite(cur_values)
     if r.size == 0 or c.size == 0:
         return 0.0
     pooled = np.sort(np.concatenate([r, c]))
