@@ -100,7 +100,12 @@ class MetricsEndpoint:
 
 
 class DriftEndpoint:
-    """Serves ``probe.drift_status()`` as JSON, or 404 when the probe has no reference."""
+    """Serves ``probe.drift_status()`` as JSON.
+
+    The HTTP status follows the document's: 404 for ``"no_reference"`` (the probe has no
+    reference profile, or there is no probe), 500 for ``"error"``, 200 otherwise (``ok``,
+    ``warning``, ``critical``, ...), so a plain HTTP check can tell them apart.
+    """
 
     def __init__(self, probe: Any) -> None:
         self._probe = probe
@@ -108,25 +113,28 @@ class DriftEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one status request."""
         method = scope.get("method", "GET")
+        head = method == "HEAD"
         if method not in ("GET", "HEAD"):
             await respond(send, 405, b'{"error": "method not allowed"}', b"application/json")
             return
         status_fn = getattr(self._probe, "drift_status", None)
         if status_fn is None:
             detail = ("no probe given to the middleware" if self._probe is None
-                      else "this probe has no reference profile (drift_status is unavailable)")
+                      else "this probe has no drift_status()")
             body = json.dumps({"status": "no_reference", "detail": detail}).encode()
-            await respond(send, 404, body, b"application/json", method == "HEAD")
+            await respond(send, 404, body, b"application/json", head)
             return
         try:
-            status = await run_off_loop(status_fn)
-            body = json.dumps(_finite(status), default=_jsonable, allow_nan=False).encode()
+            document = await run_off_loop(status_fn)
+            body = json.dumps(_finite(document), default=_jsonable, allow_nan=False).encode()
         except Exception as exc:  # noqa: BLE001 - an mlprobe failure must not crash the app
             report_internal_error("asgi.drift_status", exc)
             body = json.dumps({"status": "error", "detail": type(exc).__name__}).encode()
-            await respond(send, 500, body, b"application/json", method == "HEAD")
+            await respond(send, 500, body, b"application/json", head)
             return
-        await respond(send, 200, body, b"application/json", method == "HEAD")
+        state = document.get("status") if isinstance(document, dict) else None
+        code = 404 if state == "no_reference" else 500 if state == "error" else 200
+        await respond(send, code, body, b"application/json", head)
 
 
 def _finite(value: Any) -> Any:
@@ -143,7 +151,7 @@ def _finite(value: Any) -> Any:
 def _jsonable(value: Any) -> Any:
     # numpy scalars and arrays, dataclasses, enums: whatever a status document may hold
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return _finite(value.tolist())
     if hasattr(value, "to_dict"):
         return value.to_dict()
     if hasattr(value, "__dataclass_fields__"):
