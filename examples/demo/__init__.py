@@ -1,0 +1,1 @@
+"""The mlprobe demo: a scikit-learn model behind FastAPI, and traffic that drifts."""
