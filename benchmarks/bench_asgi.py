@@ -6,9 +6,10 @@ Two measurements, every variant in ONE process so that machine noise hits them a
     ``receive``/``send`` (no server, no sockets). Rounds interleave the variants in a shuffled
     order; a round times a batch of requests per variant. Reported: the median over rounds of
     the time per request, the overhead over the bare app, and the spread (IQR) of the rounds.
-(b) uvicorn on 127.0.0.1: one server per variant (all in this process, on free ports), a
-    bounded Python load generator (keep-alive connections, fixed concurrency), rounds
-    interleaved. Reported: median requests per second and the ratio to bare.
+(b) uvicorn on 127.0.0.1: one server process per variant (free ports, started together), a
+    bounded asyncio load generator in this process (keep-alive connections, fixed
+    concurrency, raw HTTP/1.1), rounds interleaved. Reported: median requests per second and
+    the ratio to bare.
 
 The comparators (prometheus-fastapi-instrumentator, starlette-exporter,
 opentelemetry-instrumentation-asgi) are benchmark-only: ``pip install
@@ -27,8 +28,8 @@ import gc
 import random
 import socket
 import statistics
+import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -147,21 +148,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(app: Any) -> tuple[Any, threading.Thread, int]:
+def start_server(name: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Serve variant ``name`` with uvicorn in its own process (its own GIL, as in production;
+    the load generator runs in this process)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", name, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"uvicorn for {name} did not start") from None
+            time.sleep(0.05)
+
+
+def serve(name: str, port: int) -> None:
     import uvicorn
 
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
-                            access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    return server, thread, port
+    variants, _ = build_variants()
+    uvicorn.run(variants[name], host="127.0.0.1", port=port, log_level="error",
+                access_log=False, lifespan="off")
 
 
 async def load(port: int, seconds: float, concurrency: int, max_requests: int) -> float:
@@ -193,43 +203,47 @@ async def load(port: int, seconds: float, concurrency: int, max_requests: int) -
 
 def over_http(variants: dict[str, Any], rounds: int, seconds: float, concurrency: int
               ) -> dict[str, list[float]]:
-    # The load generator runs in a subprocess-free way: its own event loop in this thread,
-    # the servers in daemon threads. With 2 cores, client and server share the machine, as
-    # they do for every variant alike.
-    servers = {name: start_server(app) for name, app in variants.items()}
+    servers = {name: start_server(name) for name in variants}
     results: dict[str, list[float]] = {name: [] for name in variants}
     try:
-        for name, (_, _, port) in servers.items():  # warm up
-            asyncio.run(load(port, 0.3, concurrency, 10_000))
+        for _, port in servers.values():  # warm up
+            asyncio.run(load(port, 0.5, concurrency, 20_000))
         names = list(variants)
         for _ in range(rounds):
             random.shuffle(names)
             for name in names:
-                port = servers[name][2]
+                port = servers[name][1]
                 results[name].append(asyncio.run(load(port, seconds, concurrency, 200_000)))
     finally:
-        for server, thread, _ in servers.values():
-            server.should_exit = True
-        for server, thread, _ in servers.values():
-            thread.join(5)
+        for proc, _ in servers.values():
+            proc.terminate()
+        for proc, _ in servers.values():
+            proc.wait(10)
     return results
 
 
 # -- report ------------------------------------------------------------------------------------
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
     q = statistics.quantiles(values, n=4, method="inclusive")
     return q[0], statistics.median(values), q[2]
 
 
 def report_in_process(results: dict[str, list[float]], out: Callable[[str], None]) -> None:
-    bare = statistics.median(results["bare starlette"])
-    out("| variant | µs/request (median) | IQR of rounds (µs) | added over bare (µs) | × bare |")
+    """Medians per variant, and the added cost as the median of per-round differences to
+    bare (rounds are adjacent in time, so the paired difference cancels slow machine drift)."""
+    bare_rounds = results["bare starlette"]
+    bare = statistics.median(bare_rounds)
+    out("| variant | µs/request (median) | IQR of rounds (µs) | added over bare (µs, "
+        "paired median [IQR]) | × bare |")
     out("| --- | ---: | ---: | ---: | ---: |")
     for name, values in results.items():
         q1, med, q3 = quartiles(values)
+        d1, dm, d3 = quartiles([v - b for v, b in zip(values, bare_rounds)])
         out(f"| {name} | {med * 1e6:.2f} | {q1 * 1e6:.2f}–{q3 * 1e6:.2f} | "
-            f"{(med - bare) * 1e6:+.2f} | {med / bare:.2f} |")
+            f"{dm * 1e6:+.2f} [{d1 * 1e6:+.2f}, {d3 * 1e6:+.2f}] | {med / bare:.2f} |")
 
 
 def report_http(results: dict[str, list[float]], out: Callable[[str], None]) -> None:
@@ -251,7 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--no-http", action="store_true", help="skip (b)")
     parser.add_argument("--only", nargs="*", help="variant names to run (bare always runs)")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: one server process
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.port)
+        return 0
 
     variants, notes = build_variants()
     if args.only:
