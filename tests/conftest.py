@@ -6,6 +6,13 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+# Property tests explore the same examples on every run: CI stays reproducible, and a
+# failure seen once can be replayed. Run with HYPOTHESIS_PROFILE=explore to search anew.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 import mlprobe
 from mlprobe import _guard

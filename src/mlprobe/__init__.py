@@ -4,11 +4,13 @@ Add ``@probe.track`` to a predict function and its calls, latency, input sizes, 
 predicted classes appear in Prometheus (and, through the exporters, OpenTelemetry).
 """
 
+from . import asgi
 from ._drift import DriftSpec
 from ._probe import Probe
 from ._profile import ReferenceProfile
 from ._registry import Registry, default_registry
 from ._version import __version__
+from .asgi import ProbeMiddleware
 from .errors import ConfigurationError, ExporterError, MlprobeError, ProfileError
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "ExporterError",
     "MlprobeError",
     "Probe",
+    "ProbeMiddleware",
     "ProfileError",
     "ReferenceProfile",
     "Registry",
@@ -25,6 +28,6 @@ __all__ = [
 ]
 
 for _name in ("ConfigurationError", "DriftSpec", "ExporterError", "MlprobeError", "Probe",
-              "ProfileError", "ReferenceProfile", "Registry"):
+              "ProbeMiddleware", "ProfileError", "ReferenceProfile", "Registry"):
     globals()[_name].__module__ = "mlprobe"
 del _name
