@@ -20,9 +20,11 @@ STATUS_VALUE = {"ok": 0.0, "warning": 1.0, "critical": 2.0}
 QUANTILES = (0.05, 0.5, 0.95)
 
 
-def drift_report(monitor: FeatureMonitor, spec: DriftSpec) -> DriftReport:
-    """Evaluate the rolling window against the reference (collect time only)."""
-    return evaluate_dataset(monitor.profile, monitor.window(), spec)
+def drift_report(monitor: FeatureMonitor, spec: DriftSpec,
+                 window: DatasetWindow | None = None) -> DriftReport:
+    """Evaluate the rolling window (or the given one) against the reference (collect time)."""
+    return evaluate_dataset(monitor.profile, monitor.window() if window is None else window,
+                            spec)
 
 
 def _bins(ref: Any, counts: np.ndarray) -> list[tuple[str, int, float]]:
@@ -43,10 +45,11 @@ def _bins(ref: Any, counts: np.ndarray) -> list[tuple[str, int, float]]:
 
 
 def collect_feature_metrics(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
-                            report: DriftReport) -> None:
-    """Add every feature family for one model to ``builder``."""
+                            spec: DriftSpec) -> None:
+    """Add every feature family for one model to ``builder`` (one window merge per collect)."""
     totals = monitor.totals()
     window = monitor.window()
+    report = drift_report(monitor, spec, window)
     _counters(builder, base, monitor, totals)
     _window_gauges(builder, base, window)
     _drift_gauges(builder, base, report)
@@ -89,8 +92,8 @@ def _window_gauges(builder: FamilyBuilder, base: LabelSet, window: DatasetWindow
         mins.append(Sample(labels, float(moments.min)))
         maxs.append(Sample(labels, float(moments.max)))
         if win.sketch is not None and win.sketch.count:
-            for q in QUANTILES:
-                value = float(win.sketch.quantile(q))
+            values = np.atleast_1d(win.sketch.quantile(np.asarray(QUANTILES)))  # one pass
+            for q, value in zip(QUANTILES, values.tolist()):
                 if math.isfinite(value):
                     quantiles.append(Sample(labels + (("quantile", str(q)),), value))
     builder.add("mlprobe_feature_mean", means)

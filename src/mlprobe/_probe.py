@@ -90,8 +90,7 @@ class _ProbeState:
         builder.add("mlprobe_prediction_score", self.scores.samples(base, "output"))
         builder.add("mlprobe_predicted_class", self.classes.samples(base, "class"))
         if self.features is not None:
-            report = drift_report(self.features, self.drift_spec)
-            collect_feature_metrics(builder, base, self.features, report)
+            collect_feature_metrics(builder, base, self.features, self.drift_spec)
 
     def drift_status(self) -> dict[str, Any]:
         """The JSON-ready drift and data-quality document of the rolling window."""
