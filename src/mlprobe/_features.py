@@ -69,6 +69,7 @@ class FeatureMonitor:
         getter = itemgetter(*self.names)
         # itemgetter of one key returns the value itself; keep rows as tuples either way
         self._row_getter = getter if len(self.names) > 1 else (lambda row: (getter(row),))
+        self._numeric = tuple(f.kind == "numeric" for f in profile.features.values())
         self.reset()
 
     def reset(self) -> None:
@@ -141,9 +142,7 @@ class FeatureMonitor:
                 tuples: list[tuple[Any, ...]] = ()) -> None:  # type: ignore[assignment]
         delta = self._empty()
         if tuples:
-            table = _table(tuples, len(self.names))
-            _ingest_columns(delta, {name: table[:, j] for j, name in enumerate(self.names)},
-                            len(tuples))
+            _ingest_columns(delta, self._columns_from_tuples(tuples), len(tuples))
         for columns, rows in _group_columns(inputs, self.names, delta.schema_violations):
             _ingest_columns(delta, columns, rows)
         if predictions and delta.prediction is not None:
@@ -153,6 +152,24 @@ class FeatureMonitor:
         with self._ingest_lock:
             self._current_bucket().merge(delta)
             self.cumulative.merge(delta)
+
+    def _columns_from_tuples(self, tuples: list[tuple[Any, ...]]) -> dict[str, Any]:
+        """Transpose buffered rows into columns: numeric ones straight to float64 when clean."""
+        columns: dict[str, Any] = {}
+        for name, values, numeric in zip(self.names, zip(*tuples), self._numeric):
+            if numeric:
+                try:
+                    # One C loop. None becomes NaN (counted as missing, as on every path);
+                    # numeric-looking strings ("1.5") are parsed, other strings and objects
+                    # raise and take the counting path, where they are wrong_type.
+                    columns[name] = np.array(values, dtype=np.float64)
+                    continue
+                except (TypeError, ValueError):
+                    pass
+            column = np.empty(len(values), dtype=object)
+            column[:] = values
+            columns[name] = column
+        return columns
 
     def _current_bucket(self) -> DatasetWindow:
         index = int(self._clock() // self.bucket_seconds)
@@ -188,18 +205,6 @@ class FeatureMonitor:
 
 def _is_columnar_values(values: tuple[Any, ...]) -> bool:
     return isinstance(values[0], (list, tuple, np.ndarray))
-
-
-def _table(rows: list[tuple[Any, ...]], width: int) -> np.ndarray:
-    """Stack row tuples into an object table (row by row if a value is itself a sequence)."""
-    table = np.empty((len(rows), width), dtype=object)
-    try:
-        table[:] = rows
-    except (ValueError, TypeError):
-        for i, row in enumerate(rows):
-            for j, value in enumerate(row):
-                table[i, j] = value
-    return table
 
 
 def _row_count(batch: Any) -> int:
