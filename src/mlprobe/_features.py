@@ -94,8 +94,15 @@ class FeatureMonitor:
             return
         if isinstance(scores, np.ndarray):
             scores = scores.copy()
+        size = len(scores) if isinstance(scores, (np.ndarray, list, tuple)) else 1
         with self._pending_lock:
             self._pending_predictions.append(scores)
+            # Predictions count toward the flush too, so a model whose inputs are not
+            # monitored (inputs=False) still keeps a bounded buffer between scrapes.
+            self._pending_rows += size
+            full = self._pending_rows >= self.flush_rows
+        if full:
+            self.flush()
 
     def observe(self, batch: Any) -> None:
         """Queue an input batch (or a single row) for ingestion; never raises on bad input."""
