@@ -79,7 +79,7 @@ def main() -> None:
         results["plain-Python bisect counter"].append(per_row_ns(counter.observe, data))
         probe = mlprobe.Probe("single", registry=mlprobe.Registry(), reference=profile)
         results["mlprobe probe.observe (buffered)"].append(
-            per_row_ns(lambda r: probe.observe(inputs=r), data))
+            per_row_ns(lambda r, p=probe: p.observe(inputs=r), data))
         tracked = mlprobe.Probe("tracked", registry=mlprobe.Registry(), reference=profile)
 
         @tracked.track

@@ -304,7 +304,7 @@ def test_error_types_are_bounded(registry):
         raise kinds[i]()
 
     for i in range(10):
-        with pytest.raises(Exception):
+        with pytest.raises(kinds[i]):
             predict(i)
     family = next(f for f in registry.collect() if f.name == "mlprobe_prediction_errors")
     counts = {dict(s.labels)["error_type"]: s.value for s in family.samples}

@@ -243,7 +243,7 @@ def test_reference_must_be_a_profile(registry):
 def test_pending_buffers_stay_bounded_without_scrapes(profile):
     """Without any scrape, buffered rows and predictions never exceed flush_rows entries."""
     monitor = FeatureMonitor(profile, flush_rows=100)
-    for i in range(1000):
+    for _ in range(1000):
         monitor.observe_predictions(0.5)
         monitor.observe({"age": 40.0, "income": 1.0, "plan": "pro"})
         assert len(monitor._pending_predictions) + len(monitor._pending_tuples) <= 100

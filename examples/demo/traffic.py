@@ -125,7 +125,7 @@ def server_view(metrics_text: str) -> dict[str, Any]:
         elif sample.name.endswith("_bucket"):
             le = float(sample.labels["le"])
             entry["buckets"][le] = entry["buckets"].get(le, 0.0) + sample.value
-    for route, entry in per_route.items():
+    for entry in per_route.values():
         buckets = sorted(entry.pop("buckets").items())
         entry["p50"] = quantile_from_buckets(buckets, 0.5)
         entry["p95"] = quantile_from_buckets(buckets, 0.95)

@@ -4,7 +4,6 @@ Add ``@probe.track`` to a predict function and its calls, latency, input sizes, 
 predicted classes appear in Prometheus (and, through the exporters, OpenTelemetry).
 """
 
-from . import asgi
 from ._drift import DriftSpec
 from ._probe import Probe
 from ._profile import ReferenceProfile
