@@ -47,8 +47,7 @@ def _bins(ref: Any, counts: np.ndarray) -> list[tuple[str, int, float]]:
 def collect_feature_metrics(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
                             spec: DriftSpec) -> None:
     """Add every feature family for one model to ``builder`` (one window merge per collect)."""
-    totals = monitor.totals()
-    window = monitor.window()
+    window, totals = monitor.window_and_totals()
     report = drift_report(monitor, spec, window)
     _counters(builder, base, monitor, totals)
     _window_gauges(builder, base, window)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from .errors import ProfileError
-from .stats import BinnedCounts, coarse_groups, level_key, reference_edges
+from .stats import BinnedCounts, CategoryCounts, coarse_groups, level_key, reference_edges
 from .stats._coerce import coerce_numeric, tally_categorical
 
 __all__ = ["CategoricalProfile", "FeatureProfile", "NumericProfile", "OTHER", "QUANTILES"]
@@ -99,6 +100,12 @@ class NumericProfile:
 
     def empty_bins(self) -> BinnedCounts:
         """A :class:`BinnedCounts` on this feature's edges, for a current window."""
+        return self._bins_template.copy()
+
+    @cached_property
+    def _bins_template(self) -> BinnedCounts:
+        # Validated once; windows are created per batch and per scrape, and copies share
+        # the (never mutated) edges array, which also makes merges an identity check.
         return BinnedCounts(self.edges)
 
     @classmethod
@@ -157,6 +164,14 @@ class CategoricalProfile:
     n_distinct: int
     other: str = OTHER
     kind: str = "categorical"
+
+    def empty_counts(self) -> CategoryCounts:
+        """A :class:`CategoryCounts` on this feature's vocabulary, for a current window."""
+        return self._counts_template.copy()
+
+    @cached_property
+    def _counts_template(self) -> CategoryCounts:
+        return CategoryCounts(self.levels, other=self.other)
 
     @property
     def invalid(self) -> int:

@@ -81,7 +81,7 @@ class FeatureMonitor:
         self._pending_lock = threading.Lock()  # held only to append or swap the pending list
         self._ingest_lock = threading.Lock()  # serialises ingestion and window reads
         self._ring: deque[tuple[int, DatasetWindow]] = deque()
-        self.cumulative = self._empty()
+        self._expired = self._empty()  # everything that has left the rolling window
 
     def _empty(self) -> DatasetWindow:
         return DatasetWindow(self.profile, sketch=True)
@@ -157,8 +157,12 @@ class FeatureMonitor:
                      for p in predictions]
             delta.prediction.update(np.concatenate(parts) if len(parts) > 1 else parts[0])
         with self._ingest_lock:
-            self._current_bucket().merge(delta)
-            self.cumulative.merge(delta)
+            index = int(self._clock() // self.bucket_seconds)
+            if self._ring and self._ring[-1][0] == index:
+                self._ring[-1][1].merge(delta)
+            else:  # the first ingest of a sub-bucket becomes the sub-bucket: no merge
+                self._ring.append((index, delta))
+                self._expire(index)
 
     def _columns_from_tuples(self, tuples: list[tuple[Any, ...]]) -> dict[str, Any]:
         """Transpose buffered rows into columns: numeric ones straight to float64 when clean."""
@@ -178,36 +182,33 @@ class FeatureMonitor:
             columns[name] = column
         return columns
 
-    def _current_bucket(self) -> DatasetWindow:
-        index = int(self._clock() // self.bucket_seconds)
-        if not self._ring or self._ring[-1][0] != index:
-            self._ring.append((index, self._empty()))
-            self._expire(index)
-        return self._ring[-1][1]
-
     def _expire(self, now_index: int) -> None:
+        # A sub-bucket leaving the window is folded into ``_expired`` once, so totals cost
+        # one merge per sub-bucket lifetime instead of one per ingest.
         while self._ring and self._ring[0][0] <= now_index - self.sub_buckets:
-            self._ring.popleft()
+            self._expired.merge(self._ring.popleft()[1])
 
     # -- collect path --------------------------------------------------------------------
 
     def window(self) -> DatasetWindow:
         """The rolling window: the merge of the live sub-buckets (pending rows included)."""
-        self.flush()
-        merged = self._empty()
-        with self._ingest_lock:
-            self._expire(int(self._clock() // self.bucket_seconds))
-            for _, bucket in self._ring:
-                merged.merge(bucket)  # merge copies counts into ``merged``; buckets unchanged
-        return merged
+        return self.window_and_totals()[0]
 
     def totals(self) -> DatasetWindow:
         """Counts since start (or fork), for monotonic counters."""
+        return self.window_and_totals()[1]
+
+    def window_and_totals(self) -> tuple[DatasetWindow, DatasetWindow]:
+        """Both views from one pass over the ring: (rolling window, totals since start)."""
         self.flush()
-        merged = self._empty()
+        window, totals = self._empty(), self._empty()
         with self._ingest_lock:
-            merged.merge(self.cumulative)
-        return merged
+            self._expire(int(self._clock() // self.bucket_seconds))
+            for _, bucket in self._ring:
+                window.merge(bucket)  # merge adds into ``window``; buckets stay unchanged
+            totals.merge(self._expired)
+        totals.merge(window)
+        return window, totals
 
 
 def _is_columnar_values(values: tuple[Any, ...]) -> bool:

@@ -55,7 +55,7 @@ class FeatureWindow:
             self.sketch = QuantileSketch() if sketch else None
             self._lo, self._hi = ref.min, ref.max
         else:
-            self.categories = CategoryCounts(ref.levels, other=ref.other)
+            self.categories = ref.empty_counts()
 
     @property
     def count(self) -> int:

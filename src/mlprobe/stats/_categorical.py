@@ -125,7 +125,8 @@ class CategoryCounts:
         Raises:
             ValueError: If the vocabularies differ.
         """
-        if other.vocabulary != self.vocabulary or other.other != self.other:
+        if other.vocabulary is not self.vocabulary and (
+                other.vocabulary != self.vocabulary or other.other != self.other):
             raise ValueError("cannot merge CategoryCounts with different vocabularies")
         self.counts += other.counts
         return self

@@ -105,7 +105,9 @@ class BinnedCounts:
         Raises:
             ValueError: If the two summaries do not share the same edges.
         """
-        if other.edges.shape != self.edges.shape or not np.array_equal(other.edges, self.edges):
+        if other.edges is not self.edges and (
+                other.edges.shape != self.edges.shape
+                or not np.array_equal(other.edges, self.edges)):
             raise ValueError("cannot merge BinnedCounts with different edges")
         self.counts += other.counts
         self.outer_sums += other.outer_sums
