@@ -19,8 +19,15 @@ class _Store:
         self.offset = 0
         self.counts = np.zeros(0, dtype=np.int64)
 
-    def add(self, idx: np.ndarray, cnt: np.ndarray, lo: int, hi: int) -> None:
-        # idx are within [lo, hi]; grow the dense array to cover both ranges, then add.
+    def add_dense(self, lo: int, cnt: np.ndarray) -> None:
+        """Add counts for the consecutive indices ``lo .. lo + len(cnt) - 1`` (one slice add)."""
+        hi = lo + cnt.size - 1
+        self._grow(lo, hi)
+        start = lo - self.offset
+        self.counts[start:start + cnt.size] += cnt
+
+    def _grow(self, lo: int, hi: int) -> None:
+        # Grow the dense array so it covers [lo, hi] as well as what it covers already.
         if self.counts.size == 0:
             new_lo, new_hi = lo, hi
         else:
@@ -32,7 +39,6 @@ class _Store:
                 start = self.offset - new_lo
                 grown[start:start + self.counts.size] = self.counts
             self.offset, self.counts = new_lo, grown
-        np.add.at(self.counts, idx - self.offset, cnt)
 
     def collapse(self, max_buckets: int) -> None:
         # Fold every bucket below (top index - max_buckets + 1) into that bucket. The floor
@@ -116,11 +122,9 @@ class QuantileSketch:
     def _add(self, store: _Store, mags: np.ndarray) -> None:
         idx = np.ceil(np.log(mags) * self._inv_log_gamma).astype(np.int64)
         lo = int(idx.min())
-        hi = int(idx.max())
-        # bincount over the batch's own index range: one pass, no Python loop over rows.
-        cnt = np.bincount(idx - lo)
-        nz = np.flatnonzero(cnt)
-        store.add(nz + lo, cnt[nz], lo, hi)
+        # bincount over the batch's own index range: one pass, no Python loop over rows;
+        # the result is dense over [lo, hi], so it is added to the store as one slice.
+        store.add_dense(lo, np.bincount(idx - lo))
         store.collapse(self.max_buckets)
 
     def update(self, values: np.ndarray) -> None:
@@ -158,9 +162,7 @@ class QuantileSketch:
             return self
         for mine, theirs in ((self._pos, other._pos), (self._neg, other._neg)):
             if theirs.counts.size:
-                lo = theirs.offset
-                mine.add(np.arange(lo, lo + theirs.counts.size), theirs.counts,
-                         lo, lo + theirs.counts.size - 1)
+                mine.add_dense(theirs.offset, theirs.counts)
                 mine.collapse(self.max_buckets)
         self.count += other.count
         self.zero += other.zero
