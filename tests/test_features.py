@@ -250,3 +250,32 @@ def test_pending_buffers_stay_bounded_without_scrapes(profile):
     totals = monitor.totals()
     assert totals.rows == 1000
     assert totals.prediction.count == 1000
+
+
+def test_concurrent_rows_are_all_counted(profile):
+    """Rows queued from eight threads while flushes swap the buffers are all ingested."""
+    import threading
+
+    monitor = FeatureMonitor(profile, flush_rows=50)
+    row = {"age": 40.0, "income": 1.0, "plan": "pro"}
+
+    def work():
+        for _ in range(2000):
+            monitor.observe(row)
+            monitor.observe_predictions(0.5)
+
+    import sys
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so a race has a chance to show
+    try:
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    totals = monitor.totals()
+    assert totals.rows == 16000
+    assert totals.prediction.count == 16000

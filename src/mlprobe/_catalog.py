@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .snapshot import MetricKind
+from .snapshot import MetricKind, exposed_name
 
 __all__ = ["CATALOG", "MetricSpec", "spec"]
 
@@ -107,7 +107,7 @@ def markdown_table() -> str:
     """The README's metric reference table, generated from the catalogue."""
     rows = ["| metric | type | unit | labels | description |", "| --- | --- | --- | --- | --- |"]
     for s in sorted(CATALOG.values(), key=lambda s: s.name):
-        name = s.name + "_total" if s.kind == "counter" else s.name
+        name = exposed_name(s.name, s.kind)
         labels = ", ".join(f"`{label}`" for label in s.labels) or "-"
         rows.append(f"| `{name}` | {s.kind} | `{s.unit}` | {labels} | {s.description} |")
     return "\n".join(rows)

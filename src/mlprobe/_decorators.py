@@ -30,9 +30,8 @@ _SELF_NAMES = ("self", "cls")
 
 class _State(Protocol):
     calls: Any
-    features: Any
 
-    def measure_inputs(self, batch: Any, extractor: Any) -> tuple[int | None, int | None]: ...
+    def see_inputs(self, batch: Any, extractor: Any) -> tuple[int | None, int | None]: ...
 
     def observe_outputs(self, result: Any, extractor: Any) -> None: ...
 
@@ -131,7 +130,7 @@ def _make_finisher(state: _State, index: int | None, name: str | None, want_inpu
 
         return finish_timing
 
-    measure = state.measure_inputs
+    see_inputs = state.see_inputs
     observe_outputs = state.observe_outputs
 
     def finish(duration: float, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -145,10 +144,7 @@ def _make_finisher(state: _State, index: int | None, name: str | None, want_inpu
             else:
                 batch = _MISSING
             if batch is not _MISSING:
-                rows, nbytes = measure(batch, input_extractor)
-                features = state.features
-                if features is not None:
-                    features.observe(batch)
+                rows, nbytes = see_inputs(batch, input_extractor)
         # Sizes go in with the outcome: one lock round trip for the whole call.
         state.calls.exit_ok(duration, rows, nbytes)
         if want_outputs and result is not _MISSING:

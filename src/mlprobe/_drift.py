@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -139,10 +139,6 @@ class DriftSpec:
     def for_feature(self, name: str) -> DriftSpec:
         """Return the spec that applies to ``name`` (its override, or this spec)."""
         return self.features.get(name, self)
-
-    def with_overrides(self, **changes: Any) -> DriftSpec:
-        """Return a copy with some fields changed (validated again)."""
-        return replace(self, **changes)
 
 
 def _clean(x: float) -> float | None:

@@ -95,14 +95,9 @@ class FeatureMonitor:
         if isinstance(scores, np.ndarray):
             scores = scores.copy()
         size = len(scores) if isinstance(scores, (np.ndarray, list, tuple)) else 1
-        with self._pending_lock:
-            self._pending_predictions.append(scores)
-            # Predictions count toward the flush too, so a model whose inputs are not
-            # monitored (inputs=False) still keeps a bounded buffer between scrapes.
-            self._pending_rows += size
-            full = self._pending_rows >= self.flush_rows
-        if full:
-            self.flush()
+        # Predictions count toward the flush too, so a model whose inputs are not monitored
+        # (inputs=False) still keeps a bounded buffer between scrapes.
+        self._enqueue("_pending_predictions", scores, size)
 
     def observe(self, batch: Any) -> None:
         """Queue an input batch (or a single row) for ingestion; never raises on bad input."""
@@ -115,20 +110,21 @@ class FeatureMonitor:
                 pass
             else:
                 if not _is_columnar_values(values):
-                    with self._pending_lock:
-                        self._pending_tuples.append(values)
-                        self._pending_rows += 1
-                        full = self._pending_rows >= self.flush_rows
-                    if full:
-                        self.flush()
+                    self._enqueue("_pending_tuples", values, 1)
                     return
         rows = _row_count(batch)
         if rows >= BATCH_ROWS:
             self._ingest([batch])
             return
+        self._enqueue("_pending", _shallow_copy(batch), max(rows, 1))
+
+    def _enqueue(self, pending: str, item: Any, rows: int) -> None:
+        # The list is looked up *under* the lock: flush() swaps the lists, and an item
+        # appended to a list already taken by a flush would be lost. The flush itself runs
+        # outside the lock.
         with self._pending_lock:
-            self._pending.append(_shallow_copy(batch))
-            self._pending_rows += max(rows, 1)
+            getattr(self, pending).append(item)
+            self._pending_rows += rows
             full = self._pending_rows >= self.flush_rows
         if full:
             self.flush()
@@ -153,8 +149,7 @@ class FeatureMonitor:
         for columns, rows in _group_columns(inputs, self.names, delta.schema_violations):
             _ingest_columns(delta, columns, rows)
         if predictions and delta.prediction is not None:
-            parts = [np.asarray(p, dtype=object if isinstance(p, str) else None).reshape(-1)
-                     for p in predictions]
+            parts = [np.asarray(p).reshape(-1) for p in predictions]
             delta.prediction.update(np.concatenate(parts) if len(parts) > 1 else parts[0])
         with self._ingest_lock:
             index = int(self._clock() // self.bucket_seconds)

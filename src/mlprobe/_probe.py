@@ -104,10 +104,15 @@ class _ProbeState:
 
     # -- recording (request path; callers run these inside the internal-error guard) --------
 
-    @staticmethod
-    def measure_inputs(batch: Any, extractor: InputExtractor | None
-                       ) -> tuple[int | None, int | None]:
-        """Return ``(rows, bytes)`` of a batch, through the user's extractor if given."""
+    def see_inputs(self, batch: Any, extractor: InputExtractor | None
+                   ) -> tuple[int | None, int | None]:
+        """Queue a batch for feature monitoring; return its ``(rows, bytes)``.
+
+        The sizes are returned, not recorded, so a tracked call can record them together with
+        its outcome under one lock.
+        """
+        if self.features is not None:
+            self.features.observe(batch)
         if extractor is None:
             return input_size(batch)
         measured = extractor(batch)
@@ -127,7 +132,7 @@ class _ProbeState:
             return
         values = output_values(result, self.config.max_outputs)
         if self.features is not None:
-            self._feed_prediction(values)
+            self._feed_prediction(self.features, values)
         for output, scores in values.scores.items():
             if type(scores) is float:
                 if math.isfinite(scores):
@@ -139,19 +144,17 @@ class _ProbeState:
             for label, n in class_counts(values.classes):
                 add(label, n)
 
-
-    def _feed_prediction(self, values: Any) -> None:
-        prediction = self.features.profile.prediction if self.features else None
+    def _feed_prediction(self, features: FeatureMonitor, values: Any) -> None:
+        prediction = features.profile.prediction
         if prediction is None:
             return
         if isinstance(prediction, NumericProfile):
             # one score, or the positive-class column of a two-class probability matrix
             scores = values.scores.get("score", values.scores.get("1"))
             if scores is not None:
-                self.features.observe_predictions(scores)  # type: ignore[union-attr]
+                features.observe_predictions(scores)
         elif values.classes is not None:
-            self.features.observe_predictions(  # type: ignore[union-attr]
-                [str(c) for c in values.classes])
+            features.observe_predictions([str(c) for c in values.classes])
 
 
 def _count_or_none(value: Any) -> int | None:
@@ -332,10 +335,7 @@ class Probe:
         """
         try:
             if inputs is not None:
-                rows, nbytes = _ProbeState.measure_inputs(inputs, None)
-                self._state.calls.observe_inputs(rows, nbytes)
-                if self._state.features is not None:
-                    self._state.features.observe(inputs)
+                self._state.calls.observe_inputs(*self._state.see_inputs(inputs, None))
             if outputs is not None:
                 self._state.observe_outputs(outputs, None)
         except Exception as exc:  # noqa: BLE001

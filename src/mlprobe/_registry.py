@@ -109,11 +109,6 @@ class Registry:
                     [Sample((), float(_guard.internal_error_count()))])
         return builder.families()
 
-    def clear(self) -> None:
-        """Drop every source (tests and notebooks; live probes keep their old state)."""
-        with self._lock:
-            self._sources = {}
-
     def _reset_after_fork(self) -> None:
         # A forked worker must not report its parent's counts as its own: that double counts
         # when a fleet is summed. Locks held by other threads at fork time are replaced too.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Union
 
-__all__ = ["HistogramSample", "LabelSet", "MetricFamily", "MetricKind", "Sample"]
+__all__ = ["HistogramSample", "LabelSet", "MetricFamily", "MetricKind", "Sample", "exposed_name"]
 
 LabelSet = tuple[tuple[str, str], ...]
 """Label pairs in a fixed order, e.g. ``(("model", "churn"), ("model_version", "3"))``."""
@@ -71,4 +71,9 @@ class MetricFamily:
     @property
     def exposed_name(self) -> str:
         """The name as Prometheus shows it (counters gain ``_total``)."""
-        return self.name + "_total" if self.kind == "counter" else self.name
+        return exposed_name(self.name, self.kind)
+
+
+def exposed_name(name: str, kind: MetricKind) -> str:
+    """The Prometheus name of a metric family: counters gain ``_total``."""
+    return name + "_total" if kind == "counter" else name
