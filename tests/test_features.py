@@ -15,19 +15,21 @@ from mlprobe._features import FeatureMonitor
 from mlprobe.exporters import prometheus as prom_export
 from mlprobe.testing import sample_value
 
-RNG = np.random.default_rng(7)
 N_REF = 20000
+_REF_RNG = np.random.default_rng(7)
+REFERENCE = {  # the training sample; tests use it as the oracle's reference side
+    "age": _REF_RNG.normal(40, 10, N_REF),
+    "income": _REF_RNG.lognormal(10, 0.5, N_REF),
+    "plan": _REF_RNG.choice(["basic", "pro", "team"], N_REF, p=[0.5, 0.3, 0.2]).astype(object),
+}
+REFERENCE_PREDICTIONS = _REF_RNG.random(N_REF)
+RNG = np.random.default_rng(8)  # current windows
 
 
 @pytest.fixture(scope="module")
 def profile() -> mlprobe.ReferenceProfile:
-    X = {
-        "age": RNG.normal(40, 10, N_REF),
-        "income": RNG.lognormal(10, 0.5, N_REF),
-        "plan": RNG.choice(["basic", "pro", "team"], N_REF, p=[0.5, 0.3, 0.2]).astype(object),
-    }
-    preds = RNG.random(N_REF)
-    return mlprobe.ReferenceProfile.from_data(X, predictions=preds, categorical=["plan"])
+    return mlprobe.ReferenceProfile.from_data(REFERENCE, predictions=REFERENCE_PREDICTIONS,
+                                              categorical=["plan"])
 
 
 def families(registry):
@@ -121,11 +123,15 @@ def test_exported_bin_counters_reproduce_decile_psi(profile, registry):
     c = np.clip(np.array([counts[k] / total for k in sorted(counts, key=int)]), 1e-4, None)
     r = np.clip(np.array([ratios[k] for k in sorted(ratios, key=int)]), 1e-4, None)
     psi_from_metrics = float(np.sum((c - r) * np.log(c / r)))
-    # independent oracle: deciles of the reference sample the profile was built from
+    # independent oracle: the raw reference and current samples binned by numpy on the
+    # profile's decile edges
     ref = profile.features["age"]
     edges = ref.edges[list(ref.psi_edge_index)]
     cur = np.bincount(np.searchsorted(edges, age, side="right"), minlength=10) / age.size
-    ref_share = np.array([ratios[str(i)] for i in range(10)])
+    ref_age = REFERENCE["age"]
+    ref_share = np.bincount(np.searchsorted(edges, ref_age, side="right"),
+                            minlength=10) / ref_age.size
+    assert ref_share == pytest.approx(np.array([ratios[str(i)] for i in range(10)]), abs=1e-12)
     oracle = float(np.sum((np.clip(cur, 1e-4, None) - np.clip(ref_share, 1e-4, None))
                           * np.log(np.clip(cur, 1e-4, None) / np.clip(ref_share, 1e-4, None))))
     assert psi_from_metrics == pytest.approx(oracle, rel=1e-12)
@@ -140,8 +146,7 @@ def test_ks_within_stated_bound_of_scipy(profile, registry):
     probe.observe(inputs={"age": age, "income": RNG.lognormal(10, 0.5, 6000),
                           "plan": np.array(["basic"] * 6000, dtype=object)})
     feature = probe.drift_status()["features"]["age"]
-    reference_sample = np.random.default_rng(7).normal(40, 10, N_REF)  # same RNG stream
-    exact = sps.ks_2samp(reference_sample, age).statistic
+    exact = sps.ks_2samp(REFERENCE["age"], age).statistic
     bound = feature["definitions"]["ks"]["error_bound"]
     assert abs(feature["statistics"]["ks"] - exact) <= bound + 1e-12
 
@@ -167,7 +172,8 @@ def test_bad_input_is_counted_and_never_raised(profile, registry):
     assert missing["age"] == 1  # the None
     assert missing["income"] == 2  # the NaN, and its absence from the "colour" row
     violations = samples_by(registry, "mlprobe_schema_violations", "kind")
-    assert violations["wrong_type"] >= 3  # "old", inf, "not rows"
+    assert missing["plan"] == 1  # absent from the DataFrame
+    assert violations["wrong_type"] == 3  # "old", inf, and "not rows"
     assert violations["unexpected_feature"] == 1
     assert violations["wrong_width"] == 1 + 4
     assert violations["missing_feature"] == 1 + 1
