@@ -17,6 +17,7 @@ from mlprobe.stats import (
     coarse_groups,
     reference_edges,
 )
+from mlprobe.stats._sketch import subbucket_bits
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 batches = st.lists(finite, max_size=40).map(lambda v: np.asarray(v, dtype=np.float64))
@@ -181,8 +182,9 @@ def test_category_merge_exact(a: list[str], b: list[str], c: list[str]) -> None:
     assert np.array_equal(mk(b).merge(mk(c).merge(mk(a))).counts, one.counts)
 
 
+@pytest.mark.parametrize("alpha", [0.01, 0.001, 0.05])
 @pytest.mark.parametrize("dist", ["normal", "lognormal", "exponential", "mixed_sign", "uniform_wide"])
-def test_sketch_relative_error(dist: str) -> None:
+def test_sketch_relative_error(dist: str, alpha: float) -> None:
     """Every sketch quantile is within alpha (relative) of np.quantile(method='lower')."""
     rng = np.random.default_rng(3)
     x = {
@@ -192,13 +194,17 @@ def test_sketch_relative_error(dist: str) -> None:
         "mixed_sign": np.concatenate([rng.normal(-5, 2, 25_000), rng.normal(5, 2, 25_000), np.zeros(100)]),
         "uniform_wide": 10 ** rng.uniform(-6, 6, 50_000),
     }[dist]
-    sk = QuantileSketch(alpha=0.01)
+    # enough buckets for 64 octaves (the default's span at alpha = 0.01), so none collapse
+    sk = QuantileSketch(alpha=alpha, max_buckets=64 << subbucket_bits(alpha))
     for chunk in np.array_split(x, 5):
         sk.update(chunk)
     q = np.linspace(0, 1, 201)
     est = sk.quantile(q)
     true = np.quantile(x, q, method="lower")
-    assert np.all(np.abs(est - true) <= 0.01 * np.abs(true) * (1 + 1e-9))
+    assert np.all(np.abs(est - true) <= alpha * np.abs(true) * (1 + 1e-9))
+    # the log-linear mapping's own bound, 2^-(s+1), is what the buckets actually give
+    bound = 2.0 ** -(subbucket_bits(alpha) + 1)
+    assert np.all(np.abs(est - true) <= bound * np.abs(true) * (1 + 1e-9))
     assert sk.quantile(0.0) == x.min() and sk.quantile(1.0) == x.max()
     assert isinstance(sk.quantile(0.5), float)
 
@@ -230,3 +236,5 @@ def test_sketch_roundtrip_and_empty() -> None:
         s.quantile(1.5)
     with pytest.raises(ValueError):
         s.merge(QuantileSketch(alpha=0.02))
+    with pytest.raises(ValueError, match="mapping"):
+        QuantileSketch.from_dict({**s.to_dict(), "mapping": "logarithmic"})

@@ -7,7 +7,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QuantileSketch"]
+__all__ = ["QuantileSketch", "subbucket_bits"]
+
+
+def subbucket_bits(alpha: float) -> int:
+    """Mantissa bits ``s`` of the log-linear mapping: the smallest with ``2^-(s+1) <= alpha``."""
+    return max(0, math.ceil(math.log2(1.0 / alpha)) - 1)
 
 
 class _Store:
@@ -72,18 +77,27 @@ class _Store:
 class QuantileSketch:
     """Quantiles with relative error at most ``alpha``, in bounded memory, exactly mergeable.
 
-    Values are counted in logarithmic buckets ``(γ^(k-1), γ^k]`` with
-    ``γ = (1 + alpha) / (1 - alpha)``; a bucket is reported as ``2 γ^k / (γ + 1)``, which is
-    within a factor ``1 ± alpha`` of every value in it (Masson, Rim & Lee, *DDSketch*, VLDB
-    2019). Positive and negative values have their own stores; ``|x| < min_value`` counts as
-    zero. Guarantee: for ``n`` values and ``q`` in [0, 1], :meth:`quantile` returns ``x̂`` with
+    A DDSketch (Masson, Rim & Lee, VLDB 2019) with the *log-linear* index mapping: a
+    magnitude's bucket is its IEEE-754 bit pattern shifted right, ``bits >> (52 - s)``, i.e.
+    its binary exponent followed by the top ``s`` mantissa bits. Each octave ``[2^e, 2^(e+1))``
+    is therefore split into ``2^s`` equal-width buckets, whose relative width is at most
+    ``2^-s``; a bucket is reported as its midpoint, which is within ``2^-(s+1)`` (relative) of
+    every value in it. ``s`` is the smallest with ``2^-(s+1) <= alpha`` (``s = 6``, 0.78%,
+    for the default 1%). Why not the logarithmic mapping: computing ``log`` costs about ten
+    times more per value than a shift (this is the per-row hot path), for about 1.85 times
+    fewer buckets at equal accuracy (the DDSketch paper's "linearly interpolated" mapping
+    makes the same trade).
+
+    Positive and negative values have their own stores; ``|x| < min_value`` counts as zero.
+    Guarantee: for ``n`` values and ``q`` in [0, 1], :meth:`quantile` returns ``x̂`` with
     ``|x̂ - x| <= alpha * |x|`` where ``x`` is the value of rank ``floor(q * (n - 1))``
     (``np.quantile(..., method="lower")``), as long as that value is not in a collapsed
     bucket (see below) and ``|x| >= min_value``. Estimates are clamped to the exact min/max.
 
     Each store keeps at most ``max_buckets`` buckets: when wider, its lowest-magnitude buckets
     fold into one, so the *small-magnitude* end loses accuracy first (with the defaults,
-    alpha = 0.01 and 2048 buckets, values spanning 1e-9..1e9 fit without collapsing).
+    alpha = 0.01 and 4096 buckets, 64 octaves fit: values spanning 1e-9..1e9 do not
+    collapse). Memory is dense over the range actually seen, not over ``max_buckets``.
     Everything is deterministic; merging two sketches with the same parameters gives exactly
     the sketch of one pass over both inputs.
 
@@ -96,10 +110,10 @@ class QuantileSketch:
         ValueError: On parameters out of range.
     """
 
-    __slots__ = ("alpha", "max_buckets", "min_value", "_gamma", "_inv_log_gamma",
-                 "count", "zero", "min", "max", "_pos", "_neg")
+    __slots__ = ("alpha", "max_buckets", "min_value", "_shift", "count", "zero", "min", "max",
+                 "_pos", "_neg")
 
-    def __init__(self, alpha: float = 0.01, max_buckets: int = 2048,
+    def __init__(self, alpha: float = 0.01, max_buckets: int = 4096,
                  min_value: float = 1e-12) -> None:
         if not 0.0 < alpha < 1.0:
             raise ValueError("alpha must be in (0, 1)")
@@ -110,8 +124,7 @@ class QuantileSketch:
         self.alpha = float(alpha)
         self.max_buckets = int(max_buckets)
         self.min_value = float(min_value)
-        self._gamma = (1.0 + alpha) / (1.0 - alpha)
-        self._inv_log_gamma = 1.0 / math.log(self._gamma)
+        self._shift = 52 - subbucket_bits(self.alpha)
         self.count = 0
         self.zero = 0
         self.min = math.inf
@@ -120,7 +133,7 @@ class QuantileSketch:
         self._neg = _Store()
 
     def _add(self, store: _Store, mags: np.ndarray) -> None:
-        idx = np.ceil(np.log(mags) * self._inv_log_gamma).astype(np.int64)
+        idx = mags.view(np.int64) >> self._shift
         lo = int(idx.min())
         # bincount over the batch's own index range: one pass, no Python loop over rows;
         # the result is dense over [lo, hi], so it is added to the store as one slice.
@@ -134,9 +147,19 @@ class QuantileSketch:
             v = v[np.isfinite(v)]
         if v.size == 0:
             return
+        self.update_finite(v, float(v.min()), float(v.max()))
+
+    def update_finite(self, v: np.ndarray, lo: float, hi: float) -> None:
+        """Add a non-empty batch of finite float64 values whose min and max are known.
+
+        The serving side calls this with sorted values, whose extremes are free.
+        """
         self.count += int(v.size)
-        self.min = min(self.min, float(v.min()))
-        self.max = max(self.max, float(v.max()))
+        self.min = min(self.min, lo)
+        self.max = max(self.max, hi)
+        if lo >= self.min_value:  # all positive: the common case needs no masks
+            self._add(self._pos, v)
+            return
         pos = v[v >= self.min_value]
         neg = v[v <= -self.min_value]
         self.zero += int(v.size - pos.size - neg.size)
@@ -172,7 +195,9 @@ class QuantileSketch:
 
     def copy(self) -> QuantileSketch:
         """Return an independent copy."""
-        out = QuantileSketch(self.alpha, self.max_buckets, self.min_value)
+        out = QuantileSketch.__new__(QuantileSketch)  # parameters are already validated
+        out.alpha, out.max_buckets, out.min_value = self.alpha, self.max_buckets, self.min_value
+        out._shift = self._shift
         out.count, out.zero, out.min, out.max = self.count, self.zero, self.min, self.max
         out._pos, out._neg = self._pos.copy(), self._neg.copy()
         return out
@@ -195,17 +220,10 @@ class QuantileSketch:
         if self.count == 0:
             out = np.full(qa.shape, np.nan)
             return float(out) if out.ndim == 0 else out
-        g = self._gamma
         neg, pos = self._neg, self._pos
         # Buckets in increasing value order: negatives from the largest magnitude down, the
         # zero bucket, then positives upwards.
-        neg_idx = np.arange(neg.offset, neg.offset + neg.counts.size)[::-1]
-        pos_idx = np.arange(pos.offset, pos.offset + pos.counts.size)
-        values = np.concatenate([
-            -2.0 * np.power(g, neg_idx.astype(np.float64)) / (g + 1.0),
-            [0.0],
-            2.0 * np.power(g, pos_idx.astype(np.float64)) / (g + 1.0),
-        ])
+        values = np.concatenate([-self._midpoints(neg)[::-1], [0.0], self._midpoints(pos)])
         counts = np.concatenate([neg.counts[::-1], [self.zero], pos.counts])
         cum = np.cumsum(counts)
         rank = np.floor(qa * (self.count - 1))
@@ -215,10 +233,17 @@ class QuantileSketch:
         out = np.where(qa == 0.0, self.min, np.where(qa == 1.0, self.max, out))
         return float(out) if out.ndim == 0 else out
 
+    def _midpoints(self, store: _Store) -> np.ndarray:
+        # Bucket k holds the magnitudes whose bits lie in [k << shift, (k + 1) << shift).
+        k = np.arange(store.offset, store.offset + store.counts.size + 1, dtype=np.int64)
+        bounds = (k << self._shift).view(np.float64)
+        return (bounds[:-1] + bounds[1:]) / 2.0
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         empty = self.count == 0
         return {
+            "mapping": "log-linear", "subbucket_bits": 52 - self._shift,
             "alpha": self.alpha, "max_buckets": self.max_buckets, "min_value": self.min_value,
             "count": self.count, "zero": self.zero,
             "min": None if empty else self.min, "max": None if empty else self.max,
@@ -227,7 +252,13 @@ class QuantileSketch:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QuantileSketch:
-        """Rebuild from :meth:`to_dict` output."""
+        """Rebuild from :meth:`to_dict` output.
+
+        Raises:
+            ValueError: For a sketch written with another index mapping.
+        """
+        if data.get("mapping") != "log-linear":
+            raise ValueError(f"unsupported sketch mapping {data.get('mapping')!r}")
         out = cls(float(data["alpha"]), int(data["max_buckets"]), float(data["min_value"]))
         out.count = int(data["count"])
         out.zero = int(data["zero"])
