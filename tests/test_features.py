@@ -252,7 +252,8 @@ def test_pending_buffers_stay_bounded_without_scrapes(profile):
     for _ in range(1000):
         monitor.observe_predictions(0.5)
         monitor.observe({"age": 40.0, "income": 1.0, "plan": "pro"})
-        assert len(monitor._pending_predictions) + len(monitor._pending_tuples) <= 100
+        assert len(monitor._pending_predictions) <= 100
+        assert len(monitor._packed) <= 100 and len(monitor._labels) <= 100
     totals = monitor.totals()
     assert totals.rows == 1000
     assert totals.prediction.count == 1000

@@ -18,6 +18,7 @@ __all__ = ["OutputValues", "input_size", "output_values"]
 
 _SCALARS = (int, float, bool, np.number, np.bool_)
 _ROW_TYPES = (list, tuple, dict, np.ndarray)
+_ROW_VALUES = (*_SCALARS, str, bytes)
 
 
 def input_size(batch: Any) -> tuple[int | None, int | None]:
@@ -39,6 +40,8 @@ def input_size(batch: Any) -> tuple[int | None, int | None]:
         if not batch:
             return 0, None
         first = next(iter(batch.values()))
+        if isinstance(first, _ROW_VALUES):  # a single row: the common case, checked first
+            return 1, None
         if isinstance(first, (list, tuple, np.ndarray)) or _is_pandas(first):
             return len(first), None
         return 1, None

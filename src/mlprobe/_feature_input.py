@@ -18,12 +18,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Columns", "to_columns"]
+__all__ = ["Columns", "to_columns", "tuple_getter"]
 
 Columns = dict[str, Any]
 """Feature name -> 1-D column (ndarray or list), all of one length."""
 
 _ROW_SEQUENCES = (list, tuple)
+
+
+def tuple_getter(keys: Sequence[str]) -> Any:
+    """Return a function mapping a dict row to the tuple of its values at ``keys``.
+
+    ``itemgetter`` does the lookups in C (and raises KeyError for a missing key); with one
+    key it returns the bare value and with none it cannot be built, so those are wrapped.
+    """
+    if len(keys) > 1:
+        return itemgetter(*keys)
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda row: (row[key],)
+    return lambda row: ()
 
 
 def to_columns(batch: Any, names: Sequence[str], violations: Counter[str]

@@ -103,6 +103,14 @@ class NumericProfile:
         return self._bins_template.copy()
 
     @cached_property
+    def search_points(self) -> np.ndarray:
+        """The edges, then ``min`` and the float just above ``max``: one ``searchsorted`` of
+        a sorted batch at these points gives its bin counts and its out-of-range count."""
+        if not (math.isfinite(self.min) and math.isfinite(self.max)):
+            return self.edges
+        return np.concatenate([self.edges, [self.min, np.nextafter(self.max, np.inf)]])
+
+    @cached_property
     def _bins_template(self) -> BinnedCounts:
         # Validated once; windows are created per batch and per scrape, and copies share
         # the (never mutated) edges array, which also makes merges an identity check.

@@ -1,9 +1,12 @@
 """FeatureMonitor: rolling per-feature statistics of live inputs against a reference profile.
 
-Request path: :meth:`FeatureMonitor.observe` appends the input to a pending list (a shallow
-copy for single rows; batches of ``BATCH_ROWS`` rows or more are ingested at once). Pending
-rows are turned into columns and ingested in one vectorised pass per ``flush_rows`` rows, or
-when a scrape or a status call needs them.
+Request path: a dict row with exactly the reference's keys (the common single-row call) is
+read with two C-level ``itemgetter`` calls, its numeric values packed into 8-byte doubles
+with ``struct`` while they are still in the CPU cache, and both parts appended to lists
+without a lock. Any other input is appended to a pending list (a shallow copy); batches of
+``BATCH_ROWS`` rows or more are ingested at once. Pending rows are ingested in one
+vectorised pass per ``flush_rows`` rows, or when a scrape or a status call needs them:
+packed rows become a ``(features, rows)`` matrix with no per-value Python work.
 
 State is a ring of time sub-buckets (``window_seconds / sub_buckets`` each) of mergeable
 summaries per feature: bin counts on the reference's fine edges, moments, a quantile sketch,
@@ -15,9 +18,9 @@ O(features x bins x sub-buckets), independent of traffic.
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
-from operator import itemgetter
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
@@ -25,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from ._drift import DatasetWindow
-from ._feature_input import to_columns
+from ._feature_input import to_columns, tuple_getter
 from ._profile import ReferenceProfile
+from ._window import FeatureWindow, update_numeric_block
 
 __all__ = ["FeatureMonitor"]
 
@@ -35,14 +39,35 @@ BATCH_ROWS = 64
 
 
 def _ingest_columns(window: DatasetWindow, columns: dict[str, Any], rows: int) -> None:
-    """Fold aligned columns into a window, one vectorised update per feature."""
+    """Fold aligned columns into a window: clean numeric arrays as one block, the rest per
+    feature (vectorised per column)."""
     window.rows += rows
+    block_windows: list[FeatureWindow] = []
+    block_columns: list[np.ndarray] = []
     for name, column in columns.items():
         feature = window.features[name]
+        if (feature.kind == "numeric" and type(column) is np.ndarray and column.ndim == 1
+                and column.dtype.kind in "fiub"):
+            block_windows.append(feature)
+            block_columns.append(column)
+            continue
         invalid_before = feature.invalid
         feature.update(column)
         if feature.invalid > invalid_before:  # strings/objects in a numeric feature
             window.schema_violations["wrong_type"] += feature.invalid - invalid_before
+    if block_columns:
+        update_numeric_block(block_windows, np.stack(block_columns).astype(np.float64,
+                                                                            copy=False))
+
+
+def _take_all(items: list[Any]) -> list[Any]:
+    # Appenders never take a lock: they only append to this same list object, and a slice
+    # and a slice deletion are each atomic, so rows appended meanwhile stay for the next
+    # flush. Callers hold the flush lock, so two flushes never take the same rows.
+    n = len(items)
+    taken = items[:n]
+    del items[:n]
+    return taken
 
 
 class FeatureMonitor:
@@ -66,10 +91,14 @@ class FeatureMonitor:
         self.bucket_seconds = self.window_seconds / self.sub_buckets
         self.flush_rows = int(flush_rows)
         self._clock = clock
-        getter = itemgetter(*self.names)
-        # itemgetter of one key returns the value itself; keep rows as tuples either way
-        self._row_getter = getter if len(self.names) > 1 else (lambda row: (getter(row),))
-        self._numeric = tuple(f.kind == "numeric" for f in profile.features.values())
+        features = profile.features
+        self._width = len(features)
+        self._numeric_names = tuple(n for n, f in features.items() if f.kind == "numeric")
+        self._categorical_names = tuple(n for n, f in features.items() if f.kind != "numeric")
+        self._numeric_getter = tuple_getter(self._numeric_names)
+        self._categorical_getter = tuple_getter(self._categorical_names)
+        self._pack = struct.Struct(f"<{len(self._numeric_names)}d").pack
+        self._template = DatasetWindow(profile, sketch=True)
         self.reset()
 
     def reset(self) -> None:
@@ -77,14 +106,19 @@ class FeatureMonitor:
         self._pending: list[Any] = []
         self._pending_rows = 0
         self._pending_predictions: list[Any] = []
-        self._pending_tuples: list[tuple[Any, ...]] = []  # fast-path rows, in reference order
+        # Fast-path rows: packed numeric values, and the categorical values of every row one
+        # after the other (a flat list holds no per-row objects for the garbage collector to
+        # scan). Never swapped for new lists (see _take_all), so appends need no lock.
+        self._packed: list[bytes] = []
+        self._labels: list[Any] = []
         self._pending_lock = threading.Lock()  # held only to append or swap the pending list
+        self._flush_lock = threading.Lock()  # one flush at a time
         self._ingest_lock = threading.Lock()  # serialises ingestion and window reads
         self._ring: deque[tuple[int, DatasetWindow]] = deque()
         self._expired = self._empty()  # everything that has left the rolling window
 
     def _empty(self) -> DatasetWindow:
-        return DatasetWindow(self.profile, sketch=True)
+        return self._template.copy()
 
     # -- request path --------------------------------------------------------------------
 
@@ -99,24 +133,36 @@ class FeatureMonitor:
         # (inputs=False) still keeps a bounded buffer between scrapes.
         self._enqueue("_pending_predictions", scores, size)
 
-    def observe(self, batch: Any) -> None:
-        """Queue an input batch (or a single row) for ingestion; never raises on bad input."""
-        if type(batch) is dict and len(batch) == len(self.names):
-            # Fast path for the common single dict row with exactly the reference's keys:
-            # one C-level itemgetter call both checks the schema and copies the values.
+    def observe(self, batch: Any) -> bool:
+        """Queue an input batch (or a single row) for ingestion; never raises on bad input.
+
+        Returns True when the input was one dict row with exactly the reference's keys and
+        plain numbers in its numeric features (so the caller knows it is one row).
+        """
+        if type(batch) is dict and len(batch) == self._width:
             try:
-                values = self._row_getter(batch)
-            except KeyError:
+                # Missing keys raise KeyError; a value that is not a plain number (None, a
+                # string, a column of a dict of columns) makes struct raise. Both go the
+                # general way below, which counts them by kind.
+                packed = self._pack(*self._numeric_getter(batch))
+                labels = self._categorical_getter(batch)
+            except (KeyError, TypeError, OverflowError, struct.error):
                 pass
             else:
-                if not _is_columnar_values(values):
-                    self._enqueue("_pending_tuples", values, 1)
-                    return
+                # With numeric features, a dict of columns has already failed the packing.
+                if self._numeric_names or not labels or not isinstance(labels[0], _COLUMN_TYPES):
+                    self._labels.extend(labels)  # one C call: atomic, like the append
+                    queued = self._packed
+                    queued.append(packed)
+                    if len(queued) >= self.flush_rows:
+                        self.flush()
+                    return True
         rows = _row_count(batch)
         if rows >= BATCH_ROWS:
             self._ingest([batch])
-            return
+            return False
         self._enqueue("_pending", _shallow_copy(batch), max(rows, 1))
+        return False
 
     def _enqueue(self, pending: str, item: Any, rows: int) -> None:
         # The list is looked up *under* the lock: flush() swaps the lists, and an item
@@ -133,19 +179,20 @@ class FeatureMonitor:
 
     def flush(self) -> None:
         """Ingest every pending input."""
-        with self._pending_lock:
-            if not (self._pending or self._pending_predictions or self._pending_tuples):
-                return
-            pending, self._pending, self._pending_rows = self._pending, [], 0
-            predictions, self._pending_predictions = self._pending_predictions, []
-            tuples, self._pending_tuples = self._pending_tuples, []
-        self._ingest(pending, predictions, tuples)
+        with self._flush_lock:
+            packed, labels = _take_all(self._packed), _take_all(self._labels)
+            with self._pending_lock:
+                pending, self._pending, self._pending_rows = self._pending, [], 0
+                predictions, self._pending_predictions = self._pending_predictions, []
+            if pending or predictions or packed or labels:
+                self._ingest(pending, predictions, packed, labels)
 
     def _ingest(self, inputs: list[Any], predictions: list[Any] = (),  # type: ignore[assignment]
-                tuples: list[tuple[Any, ...]] = ()) -> None:  # type: ignore[assignment]
+                packed: list[bytes] = (),  # type: ignore[assignment]
+                labels: list[tuple[Any, ...]] = ()) -> None:  # type: ignore[assignment]
         delta = self._empty()
-        if tuples:
-            _ingest_columns(delta, self._columns_from_tuples(tuples), len(tuples))
+        if packed or labels:
+            self._ingest_fast_rows(delta, packed, labels)
         for columns, rows in _group_columns(inputs, self.names, delta.schema_violations):
             _ingest_columns(delta, columns, rows)
         if predictions and delta.prediction is not None:
@@ -159,23 +206,19 @@ class FeatureMonitor:
                 self._ring.append((index, delta))
                 self._expire(index)
 
-    def _columns_from_tuples(self, tuples: list[tuple[Any, ...]]) -> dict[str, Any]:
-        """Transpose buffered rows into columns: numeric ones straight to float64 when clean."""
-        columns: dict[str, Any] = {}
-        for name, values, numeric in zip(self.names, zip(*tuples), self._numeric):
-            if numeric:
-                try:
-                    # One C loop. None becomes NaN (counted as missing, as on every path);
-                    # numeric-looking strings ("1.5") are parsed, other strings and objects
-                    # raise and take the counting path, where they are wrong_type.
-                    columns[name] = np.array(values, dtype=np.float64)
-                    continue
-                except (TypeError, ValueError):
-                    pass
-            column = np.empty(len(values), dtype=object)
-            column[:] = values
-            columns[name] = column
-        return columns
+    def _ingest_fast_rows(self, delta: DatasetWindow, packed: list[bytes],
+                          labels: list[Any]) -> None:
+        # The two lists may differ by a row appended between the two takes; that row's
+        # other half is counted in the next flush, so every value is counted exactly once.
+        delta.rows += len(packed)
+        if self._numeric_names and packed:
+            block = np.frombuffer(b"".join(packed), dtype="<f8").reshape(len(packed), -1)
+            update_numeric_block([delta.features[n] for n in self._numeric_names], block.T)
+        width = len(self._categorical_names)
+        for j, name in enumerate(self._categorical_names):
+            column = labels[j::width]  # the j-th categorical value of every row
+            if column:
+                delta.features[name].update(column)
 
     def _expire(self, now_index: int) -> None:
         # A sub-bucket leaving the window is folded into ``_expired`` once, so totals cost
@@ -206,8 +249,7 @@ class FeatureMonitor:
         return window, totals
 
 
-def _is_columnar_values(values: tuple[Any, ...]) -> bool:
-    return isinstance(values[0], (list, tuple, np.ndarray))
+_COLUMN_TYPES = (list, tuple, np.ndarray)
 
 
 def _row_count(batch: Any) -> int:

@@ -111,8 +111,8 @@ class _ProbeState:
         The sizes are returned, not recorded, so a tracked call can record them together with
         its outcome under one lock.
         """
-        if self.features is not None:
-            self.features.observe(batch)
+        if self.features is not None and self.features.observe(batch) and extractor is None:
+            return 1, None  # one dict row (the monitor has just checked it)
         if extractor is None:
             return input_size(batch)
         measured = extractor(batch)

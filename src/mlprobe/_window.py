@@ -19,7 +19,7 @@ from ._profile import FeatureProfile, NumericProfile, ReferenceProfile, as_colum
 from .stats import BinnedCounts, CategoryCounts, Moments, QuantileSketch
 from .stats._coerce import coerce_numeric, tally_categorical
 
-__all__ = ["DatasetWindow", "FeatureWindow"]
+__all__ = ["DatasetWindow", "FeatureWindow", "update_numeric_block"]
 
 
 class FeatureWindow:
@@ -36,7 +36,7 @@ class FeatureWindow:
     """
 
     __slots__ = ("name", "kind", "moments", "bins", "categories", "sketch", "missing",
-                 "invalid", "out_of_range", "_lo", "_hi")
+                 "invalid", "out_of_range", "_lo", "_hi", "_probes")
 
     def __init__(self, ref: FeatureProfile, *, sketch: bool = False) -> None:
         self.name = ref.name
@@ -49,11 +49,13 @@ class FeatureWindow:
         self.categories: CategoryCounts | None = None
         self.sketch: QuantileSketch | None = None
         self._lo = self._hi = math.nan
+        self._probes: np.ndarray | None = None
         if isinstance(ref, NumericProfile):
             self.moments = Moments()
             self.bins = ref.empty_bins()
             self.sketch = QuantileSketch() if sketch else None
             self._lo, self._hi = ref.min, ref.max
+            self._probes = ref.search_points
         else:
             self.categories = ref.empty_counts()
 
@@ -87,16 +89,25 @@ class FeatureWindow:
         self.invalid += invalid
         if values.size == 0:
             return
-        # One sort serves the bins (searchsorted per edge), the range check and the sketch.
         v = np.sort(values)
-        self.moments.update(v)
-        self.bins.update_sorted(v)
+        lo, hi = float(v[0]), float(v[-1])
+        self.add_sorted(v, lo, hi, v.mean(), _sum_sq_dev(v))
+
+    def add_sorted(self, v: np.ndarray, lo: float, hi: float, mean: float, m2: float) -> None:
+        """Fold a sorted, non-empty batch of finite values in, with its moments precomputed.
+
+        One ``searchsorted`` of the sorted batch finds every bin edge and both ends of the
+        reference range; the sketch reuses the known extremes.
+        """
+        assert self.moments is not None and self.bins is not None and self._probes is not None
+        self.moments.add_summary(int(v.size), float(mean), float(m2), lo, hi)
+        below = np.searchsorted(v, self._probes, side="left")
+        n_edges = self.bins.edges.size
+        self.bins.add_sorted(v, below[:n_edges])
+        if below.size > n_edges:  # a reference range: #{v < min} and #{v <= max}
+            self.out_of_range += int(below[n_edges]) + v.size - int(below[n_edges + 1])
         if self.sketch is not None:
-            self.sketch.update(v)
-        if math.isfinite(self._lo):
-            below = int(np.searchsorted(v, self._lo, side="left"))
-            above = v.size - int(np.searchsorted(v, self._hi, side="right"))
-            self.out_of_range += below + above
+            self.sketch.update_sorted(v)
 
     def add_missing(self, n: int) -> None:
         """Count ``n`` rows in which the feature was absent."""
@@ -116,11 +127,19 @@ class FeatureWindow:
         return self
 
     def copy(self) -> FeatureWindow:
-        """Return an independent copy."""
+        """Return an independent copy (reference data is shared: it is never mutated).
+
+        Spelled out rather than looped over the slots: windows are copied from an empty
+        template once per flush and per scrape, for every feature.
+        """
         out = FeatureWindow.__new__(FeatureWindow)
-        for attr in self.__slots__:
-            v = getattr(self, attr)
-            setattr(out, attr, v.copy() if hasattr(v, "copy") and not isinstance(v, str) else v)
+        out.name, out.kind = self.name, self.kind
+        out.missing, out.invalid, out.out_of_range = self.missing, self.invalid, self.out_of_range
+        out._lo, out._hi, out._probes = self._lo, self._hi, self._probes
+        out.moments = self.moments.copy() if self.moments is not None else None
+        out.bins = self.bins.copy() if self.bins is not None else None
+        out.categories = self.categories.copy() if self.categories is not None else None
+        out.sketch = self.sketch.copy() if self.sketch is not None else None
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +151,39 @@ class FeatureWindow:
             if v is not None:
                 out[attr] = v.to_dict()
         return out
+
+
+def _sum_sq_dev(v: np.ndarray) -> float:
+    d = v - v.mean()
+    return float(np.dot(d, d))
+
+
+def update_numeric_block(windows: list[FeatureWindow], block: np.ndarray) -> None:
+    """Fold a ``(features, rows)`` float64 block into numeric windows, one row per window.
+
+    Vectorised across features: one sort of the whole block, and the moments of every
+    feature along one axis. NaN counts as missing and ±inf as invalid, exactly as
+    :meth:`FeatureWindow.update` counts them (features with such values take that path).
+    """
+    if block.shape[1] == 0:
+        return
+    finite = np.isfinite(block)
+    if not finite.all():
+        clean = finite.all(axis=1)
+        for i in np.flatnonzero(~clean).tolist():
+            windows[i].update(block[i])
+        windows = [w for w, ok in zip(windows, clean.tolist()) if ok]
+        if not windows:
+            return
+        block = block[clean]
+    s = np.array(block, dtype=np.float64, order="C")  # the copy the sort needs anyway
+    s.sort(axis=1)
+    means = s.mean(axis=1)
+    d = s - means[:, None]
+    m2 = np.einsum("ij,ij->i", d, d).tolist()
+    for w, v, lo, hi, mean, sq in zip(windows, s, s[:, 0].tolist(), s[:, -1].tolist(),
+                                      means.tolist(), m2):
+        w.add_sorted(v, lo, hi, mean, sq)
 
 
 class DatasetWindow:
@@ -197,6 +249,15 @@ class DatasetWindow:
                 self.features[name].add_missing(n_rows)
         if predictions is not None and self.prediction is not None:
             self.prediction.update(np.asarray(predictions).reshape(-1))
+
+    def copy(self) -> DatasetWindow:
+        """Return an independent copy (cheaper than building a window from the profile)."""
+        out = DatasetWindow.__new__(DatasetWindow)
+        out.features = {n: w.copy() for n, w in self.features.items()}
+        out.prediction = self.prediction.copy() if self.prediction is not None else None
+        out.schema_violations = Counter(self.schema_violations)
+        out.rows = self.rows
+        return out
 
     def merge(self, other: DatasetWindow) -> DatasetWindow:
         """Add another window into this one, in place; returns ``self``."""

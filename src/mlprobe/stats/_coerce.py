@@ -116,8 +116,12 @@ def tally_categorical(column: Any) -> tuple[Counter[Any], int]:
     Returns:
         ``(tally, n_missing)``.
     """
-    a = column if isinstance(column, np.ndarray) else np.asarray(column, dtype=object)
-    tally: Counter[Any] = Counter(a.reshape(-1).tolist())
+    if type(column) is tuple or type(column) is list:
+        items = column  # already Python objects (the serving side's buffered rows)
+    else:
+        a = column if isinstance(column, np.ndarray) else np.asarray(column, dtype=object)
+        items = a.reshape(-1).tolist()
+    tally: Counter[Any] = Counter(items)
     missing = 0
     # Only the empty string counts as missing among strings: "None" or "NA" can be real
     # levels of a categorical feature (unlike in a numeric one).

@@ -75,11 +75,21 @@ class BinnedCounts:
         summaries). ``#{v < e_i}`` is exactly the cumulative count that ``side="right"``
         bin indices give, so both paths count identically.
         """
+        if values.size:
+            self.add_sorted(values, np.searchsorted(values, self.edges, side="left"))
+
+    def add_sorted(self, values: np.ndarray, below: np.ndarray) -> None:
+        """Count a sorted batch given ``below[i] = #{v < edges[i]}`` for every edge.
+
+        For callers that search more points than the edges in the same ``searchsorted``
+        call (the serving side also finds the reference range there).
+        """
         n = values.size
-        if n == 0:
-            return
-        below = np.searchsorted(values, self.edges, side="left")
-        self.counts += np.diff(below, prepend=0, append=n)
+        cumulative = np.empty(below.size + 2, dtype=np.int64)
+        cumulative[0] = 0
+        cumulative[1:-1] = below
+        cumulative[-1] = n
+        self.counts += cumulative[1:] - cumulative[:-1]
         if self.edges.size:
             self.outer_sums[0] += values[: below[0]].sum()
             self.outer_sums[1] += values[below[-1]:].sum()

@@ -52,9 +52,11 @@ class Moments:
         b_mean = float(v.mean())
         d = v - b_mean
         b_m2 = float(np.dot(d, d))
-        self._combine(n, b_mean, b_m2, float(v.min()), float(v.max()))
+        self.add_summary(n, b_mean, b_m2, float(v.min()), float(v.max()))
 
-    def _combine(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
+    def add_summary(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
+        """Fold in a batch given by its count, mean, M2, min and max (computed elsewhere,
+        e.g. for many features at once along one axis of a matrix)."""
         if n == 0:
             return
         if self.count == 0:
@@ -77,7 +79,7 @@ class Moments:
         Returns:
             ``self``, so merges can be chained.
         """
-        self._combine(other.count, other.mean, other.m2, other.min, other.max)
+        self.add_summary(other.count, other.mean, other.m2, other.min, other.max)
         return self
 
     def copy(self) -> Moments:

@@ -110,8 +110,8 @@ class QuantileSketch:
         ValueError: On parameters out of range.
     """
 
-    __slots__ = ("alpha", "max_buckets", "min_value", "_shift", "count", "zero", "min", "max",
-                 "_pos", "_neg")
+    __slots__ = ("alpha", "max_buckets", "min_value", "_shift", "_zero_band", "count", "zero",
+                 "min", "max", "_pos", "_neg")
 
     def __init__(self, alpha: float = 0.01, max_buckets: int = 4096,
                  min_value: float = 1e-12) -> None:
@@ -125,6 +125,7 @@ class QuantileSketch:
         self.max_buckets = int(max_buckets)
         self.min_value = float(min_value)
         self._shift = 52 - subbucket_bits(self.alpha)
+        self._zero_band = np.array([np.nextafter(-self.min_value, np.inf), self.min_value])
         self.count = 0
         self.zero = 0
         self.min = math.inf
@@ -132,9 +133,9 @@ class QuantileSketch:
         self._pos = _Store()
         self._neg = _Store()
 
-    def _add(self, store: _Store, mags: np.ndarray) -> None:
+    def _add(self, store: _Store, mags: np.ndarray, smallest: int | None = None) -> None:
         idx = mags.view(np.int64) >> self._shift
-        lo = int(idx.min())
+        lo = int(idx.min()) if smallest is None else smallest
         # bincount over the batch's own index range: one pass, no Python loop over rows;
         # the result is dense over [lo, hi], so it is added to the store as one slice.
         store.add_dense(lo, np.bincount(idx - lo))
@@ -147,26 +148,28 @@ class QuantileSketch:
             v = v[np.isfinite(v)]
         if v.size == 0:
             return
-        self.update_finite(v, float(v.min()), float(v.max()))
+        self.update_sorted(np.sort(v))
 
-    def update_finite(self, v: np.ndarray, lo: float, hi: float) -> None:
-        """Add a non-empty batch of finite float64 values whose min and max are known.
+    def update_sorted(self, v: np.ndarray) -> None:
+        """Add a non-empty, sorted batch of finite float64 values.
 
-        The serving side calls this with sorted values, whose extremes are free.
+        Sorted input needs no masks: negatives, zeros and positives are three slices, and
+        each slice's smallest magnitude is at one end. The serving side sorts each batch
+        once for all its summaries.
         """
-        self.count += int(v.size)
-        self.min = min(self.min, lo)
-        self.max = max(self.max, hi)
-        if lo >= self.min_value:  # all positive: the common case needs no masks
-            self._add(self._pos, v)
-            return
-        pos = v[v >= self.min_value]
-        neg = v[v <= -self.min_value]
-        self.zero += int(v.size - pos.size - neg.size)
-        if pos.size:
-            self._add(self._pos, pos)
-        if neg.size:
-            self._add(self._neg, -neg)
+        n = int(v.size)
+        self.count += n
+        self.min = min(self.min, float(v[0]))
+        self.max = max(self.max, float(v[-1]))
+        # #{v <= -min_value} and #{v < min_value}
+        neg_end, pos_start = np.searchsorted(v, self._zero_band, side="left").tolist()
+        self.zero += pos_start - neg_end
+        if neg_end:
+            mags = -v[:neg_end]  # descending magnitudes: the smallest is last
+            self._add(self._neg, mags, int(mags[-1:].view(np.int64)[0]) >> self._shift)
+        if pos_start < n:
+            mags = v[pos_start:]
+            self._add(self._pos, mags, int(mags[:1].view(np.int64)[0]) >> self._shift)
 
     def _check_compatible(self, other: QuantileSketch) -> None:
         if (other.alpha, other.max_buckets, other.min_value) != (
@@ -197,7 +200,7 @@ class QuantileSketch:
         """Return an independent copy."""
         out = QuantileSketch.__new__(QuantileSketch)  # parameters are already validated
         out.alpha, out.max_buckets, out.min_value = self.alpha, self.max_buckets, self.min_value
-        out._shift = self._shift
+        out._shift, out._zero_band = self._shift, self._zero_band
         out.count, out.zero, out.min, out.max = self.count, self.zero, self.min, self.max
         out._pos, out._neg = self._pos.copy(), self._neg.copy()
         return out
