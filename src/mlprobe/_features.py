@@ -56,8 +56,8 @@ def _ingest_columns(window: DatasetWindow, columns: dict[str, Any], rows: int) -
         if feature.invalid > invalid_before:  # strings/objects in a numeric feature
             window.schema_violations["wrong_type"] += feature.invalid - invalid_before
     if block_columns:
-        update_numeric_block(block_windows, np.stack(block_columns).astype(np.float64,
-                                                                            copy=False))
+        block = np.stack(block_columns)  # a new array: it may be sorted in place
+        update_numeric_block(block_windows, block.astype(np.float64, copy=False), owned=True)
 
 
 def _take_all(items: list[Any]) -> list[Any]:

@@ -158,12 +158,15 @@ def _sum_sq_dev(v: np.ndarray) -> float:
     return float(np.dot(d, d))
 
 
-def update_numeric_block(windows: list[FeatureWindow], block: np.ndarray) -> None:
+def update_numeric_block(windows: list[FeatureWindow], block: np.ndarray, *,
+                         owned: bool = False) -> None:
     """Fold a ``(features, rows)`` float64 block into numeric windows, one row per window.
 
     Vectorised across features: one sort of the whole block, and the moments of every
     feature along one axis. NaN counts as missing and ±inf as invalid, exactly as
     :meth:`FeatureWindow.update` counts them (features with such values take that path).
+    ``owned=True`` says the block is a C-ordered float64 array nobody else holds, so it is
+    sorted in place instead of copied.
     """
     if block.shape[1] == 0:
         return
@@ -176,7 +179,8 @@ def update_numeric_block(windows: list[FeatureWindow], block: np.ndarray) -> Non
         if not windows:
             return
         block = block[clean]
-    s = np.array(block, dtype=np.float64, order="C")  # the copy the sort needs anyway
+    s = block if owned and block.flags.c_contiguous else np.array(block, dtype=np.float64,
+                                                                  order="C")
     s.sort(axis=1)
     means = s.mean(axis=1)
     d = s - means[:, None]
