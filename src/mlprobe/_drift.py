@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ._drift_block import NumericReferenceBlock, binned_numeric_stats, numeric_drift_block
 from ._profile import CategoricalProfile, FeatureProfile, NumericProfile, ReferenceProfile
 from ._window import DatasetWindow, FeatureWindow
 from .errors import ConfigurationError
@@ -192,28 +193,23 @@ def _level(value: float, pair: tuple[float, float]) -> str:
     return "critical" if value >= pair[1] else "warning" if value >= pair[0] else "ok"
 
 
-def _numeric_stats(ref: NumericProfile, win: FeatureWindow, spec: DriftSpec
+def _numeric_stats(ref: NumericProfile, win: FeatureWindow, spec: DriftSpec,
+                   binned: dict[str, float] | None = None
                    ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, Any]]]:
     assert win.bins is not None and win.moments is not None
-    rc, cc = ref.counts, win.bins.counts
-    groups = ref.decile_groups()
-    n_groups = int(groups.max()) + 1 if groups.size else 1
-    rd = np.bincount(groups, weights=rc, minlength=n_groups)
-    cd = np.bincount(groups, weights=cc, minlength=n_groups)
-    rd, cd = rd / rd.sum(), cd / cd.sum()
-    ks, bound = D.ks_from_counts(rc, cc)
+    if binned is None:  # one feature on its own: a block of one row
+        result = numeric_drift_block(NumericReferenceBlock([ref]), [win],
+                                     np.array([spec.psi_eps]), np.array([spec.js_base]))
+        binned = {name: float(v[0]) for name, v in result.items()}
+    ks, bound = binned["ks"], binned["ks_bound"]
+    n_groups = len(ref.psi_edge_index) + 1
     m = win.moments
-    lo, hi = min(ref.min, m.min), max(ref.max, m.max)
-    w = D.wasserstein_from_counts(
-        ref.edges, rc, cc, lo, hi, ref_outer_means=ref.outer_means,
-        cur_outer_means=win.bins.outer_means(),
-        interpolation="step" if ref.discrete else "linear")
     sd = ref.std if math.isfinite(ref.std) else 0.0
     stats = {
-        "psi": D.psi(rd, cd, spec.psi_eps),
+        "psi": binned["psi"],
         "ks": ks,
-        "wasserstein": D.normed(w, sd),
-        "js": D.jensen_shannon(rd, cd, spec.js_base),
+        "wasserstein": D.normed(binned["wasserstein"], sd),
+        "js": binned["js"],
         "mean_shift_sd": (m.mean - ref.mean) / max(sd, D.WASSERSTEIN_STD_FLOOR),
         "std_ratio": m.std() / sd if sd > 0 else math.nan,
     }
@@ -222,10 +218,10 @@ def _numeric_stats(ref: NumericProfile, win: FeatureWindow, spec: DriftSpec
     defs = {
         "psi": {"bins": bins, "n_bins": n_groups, "open_outer_bins": True, "eps": spec.psi_eps,
                 "log": "e"},
-        "ks": {"bins": "reference quantiles", "n_bins": int(rc.size), "error_bound": bound,
+        "ks": {"bins": "reference quantiles", "n_bins": int(ref.counts.size), "error_bound": bound,
                "pvalue": "asymptotic Kolmogorov, Stephens-corrected"},
         "wasserstein": {"norm": "reference population std", "std_floor": D.WASSERSTEIN_STD_FLOOR,
-                        "bins": "reference quantiles", "n_bins": int(rc.size),
+                        "bins": "reference quantiles", "n_bins": int(ref.counts.size),
                         "interpolation": "step" if ref.discrete else "linear",
                         "outer_bins": "tail means"},
         "js": {"bins": bins, "n_bins": n_groups, "base": spec.js_base, "kind": "distance"},
@@ -250,7 +246,8 @@ def _categorical_stats(ref: CategoricalProfile, win: FeatureWindow, spec: DriftS
 
 
 def evaluate_feature(ref: FeatureProfile, window: FeatureWindow, spec: DriftSpec | None = None,
-                     *, n_features: int = 1) -> FeatureDrift:
+                     *, n_features: int = 1, binned: dict[str, float] | None = None
+                     ) -> FeatureDrift:
     """Evaluate one feature's current window against its reference.
 
     Args:
@@ -260,6 +257,8 @@ def evaluate_feature(ref: FeatureProfile, window: FeatureWindow, spec: DriftSpec
             ``DriftSpec()``.
         n_features: Number of features tested together (for the Bonferroni correction when
             ``alarm_on_pvalue`` is on).
+        binned: A numeric feature's binned statistics when already computed with the other
+            features' (:func:`evaluate_dataset` does that); computed here otherwise.
 
     Returns:
         A :class:`FeatureDrift`; never NaN: a window without enough values gets
@@ -291,7 +290,7 @@ def evaluate_feature(ref: FeatureProfile, window: FeatureWindow, spec: DriftSpec
         return FeatureDrift(ref.name, ref.kind, "insufficient_data", quality_status, {}, {}, {},
                             {}, thresholds, quality)
     if isinstance(ref, NumericProfile):
-        stats, pvals, defs = _numeric_stats(ref, window, spec)
+        stats, pvals, defs = _numeric_stats(ref, window, spec, binned)
     else:
         stats, pvals, defs = _categorical_stats(ref, window, spec)
     method_status = {m: _level(stats[m], spec.thresholds[m]) for m in methods if m != "chi2"}
@@ -373,7 +372,9 @@ def evaluate_dataset(profile: ReferenceProfile, window: DatasetWindow,
     """
     spec = spec or DriftSpec()
     n = len(profile.features)
-    results = {name: evaluate_feature(ref, window.features[name], spec, n_features=n)
+    binned = binned_numeric_stats(profile, window, spec.for_feature)
+    results = {name: evaluate_feature(ref, window.features[name], spec, n_features=n,
+                                      binned=binned.get(name))
                for name, ref in profile.features.items()}
     pred = None
     if profile.prediction is not None and window.prediction is not None:
