@@ -62,6 +62,8 @@ class _ProbeState:
         if reference is not None:
             self.features = FeatureMonitor(reference, window_seconds=window_seconds,
                                            sub_buckets=window_buckets)
+        # Predictions feed prediction drift only when the reference profiled them.
+        self._feeds_predictions = reference is not None and reference.prediction is not None
         self.reset()
 
     def reset(self) -> None:
@@ -123,7 +125,7 @@ class _ProbeState:
         """Record scores and classes of a result."""
         if extractor is not None:
             result = extractor(result)
-        if type(result) is float and self.features is None:  # fast path: one score
+        if type(result) is float and not self._feeds_predictions:  # fast path: one score
             if math.isfinite(result):
                 hist = self._single_score
                 if hist is None:
