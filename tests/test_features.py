@@ -286,3 +286,25 @@ def test_concurrent_rows_are_all_counted(profile):
     totals = monitor.totals()
     assert totals.rows == 16000
     assert totals.prediction.count == 16000
+
+
+def test_packed_rows_accept_numeric_types_and_route_the_rest_to_counting(profile):
+    """The packed single-row path takes ints, bools and numpy scalars as numbers; a None, a
+    string or an int too large for a double take the general path, where they are counted
+    (missing / wrong_type / invalid) and never raised."""
+    from decimal import Decimal
+
+    monitor = FeatureMonitor(profile)
+    numbers = [40, True, np.float32(41.5), np.int64(42), Decimal("43.25"), 44.0]
+    for value in numbers:
+        monitor.observe({"age": value, "income": 1.0, "plan": "pro"})
+    assert len(monitor._packed) == len(numbers)  # all took the packed path
+    monitor.observe({"age": None, "income": 1.0, "plan": "pro"})
+    monitor.observe({"age": "forty", "income": 1.0, "plan": "pro"})
+    monitor.observe({"age": 10**400, "income": 1.0, "plan": "pro"})
+    assert len(monitor._packed) == len(numbers)  # none of these did
+    age = monitor.window().features["age"]
+    assert age.count == len(numbers)
+    assert age.moments.mean == pytest.approx(np.mean([40, 1, 41.5, 42, 43.25, 44.0]))
+    assert age.missing == 1 and age.invalid == 2
+    assert monitor.window().features["income"].count == len(numbers) + 3

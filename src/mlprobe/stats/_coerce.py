@@ -45,7 +45,10 @@ def _parse_one(value: object, parse_strings: bool) -> tuple[float, int]:
     if is_missing(value):
         return math.nan, 1
     if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
-        f = float(value)
+        try:
+            f = float(value)
+        except OverflowError:  # an int beyond the float range
+            return math.nan, 2
         return (f, 0) if math.isfinite(f) else (math.nan, 2)
     if isinstance(value, (str, bytes)):
         text = value.decode(errors="replace") if isinstance(value, bytes) else value
@@ -92,7 +95,7 @@ def coerce_numeric(column: Any, *, parse_strings: bool = False) -> NumericColumn
     if kind == "O" and not any(isinstance(v, (str, bytes)) for v in a[:64].tolist()):
         try:
             f = a.astype(np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             pass
         else:
             # None and NaN both became NaN here: both are missing.
