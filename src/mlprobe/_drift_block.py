@@ -46,7 +46,7 @@ class NumericReferenceBlock:
             group_index[i, :n] = g
             group_index[i, n:] = g[-1]  # padded bins hold zero: any group will do
             self.inner_edges[i, : n - 1] = r.edges
-            self.inner_edges[i, n - 1:] = r.edges[-1]  # zero-width padding
+            self.inner_edges[i, n - 1:] = r.edges[-1]  # replaced by each call's ``hi``
         # Flat bincount index of every (feature, fine bin) into (feature, decile group).
         self._group_flat = (np.arange(k)[:, None] * n_groups + group_index).ravel()
         self.n_groups = n_groups

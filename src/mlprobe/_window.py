@@ -83,7 +83,10 @@ class FeatureWindow:
         self.update_numeric(col.values, col.missing, col.invalid)
 
     def update_numeric(self, values: np.ndarray, missing: int = 0, invalid: int = 0) -> None:
-        """Fold already-clean finite float64 values in (the serving side's buffered path)."""
+        """Fold already-clean finite float64 values in, with counts of the dropped ones.
+
+        (The serving side folds whole numeric blocks with :func:`update_numeric_block`.)
+        """
         assert self.moments is not None and self.bins is not None
         self.missing += missing
         self.invalid += invalid

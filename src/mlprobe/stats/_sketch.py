@@ -133,12 +133,12 @@ class QuantileSketch:
         self._pos = _Store()
         self._neg = _Store()
 
-    def _add(self, store: _Store, mags: np.ndarray, smallest: int | None = None) -> None:
+    def _add(self, store: _Store, mags: np.ndarray, smallest: int) -> None:
+        # ``smallest`` is the lowest bucket index of the batch (its smallest magnitude's).
         idx = mags.view(np.int64) >> self._shift
-        lo = int(idx.min()) if smallest is None else smallest
         # bincount over the batch's own index range: one pass, no Python loop over rows;
         # the result is dense over [lo, hi], so it is added to the store as one slice.
-        store.add_dense(lo, np.bincount(idx - lo))
+        store.add_dense(smallest, np.bincount(idx - smallest))
         store.collapse(self.max_buckets)
 
     def update(self, values: np.ndarray) -> None:
