@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ._guard import report_internal_error
 from ._registry import Registry
 
-__all__ = ["DriftEndpoint", "MetricsEndpoint"]
+__all__ = ["DriftEndpoint", "METRICS_FAILURE_BODY", "MetricsEndpoint"]
+
+METRICS_FAILURE_BODY = (b"mlprobe: building the metrics exposition failed; "
+                        b"see the application log\n")
+"""Body of the 500 answer of ``metrics_path`` when the exposition could not be built."""
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -65,24 +70,27 @@ class MetricsEndpoint:
         self._registry = registry
         self._prometheus_registry = prometheus_registry
         self._target: Any = None
+        # Scrapes run in worker threads: two first scrapes must not make two private registries.
+        self._target_lock = threading.Lock()
 
     def _resolve_target(self) -> Any:
-        if self._target is None:
-            from . import _registry
-            from .exporters import prometheus as exporter
+        with self._target_lock:
+            if self._target is None:
+                from . import _registry
+                from .exporters import prometheus as exporter
 
-            target = self._prometheus_registry
-            if target is None:
-                if self._registry is _registry.default_registry:
-                    target = exporter.prometheus_client.REGISTRY
-                else:
-                    target = exporter.CollectorRegistry(auto_describe=True)
-            exporter.register(self._registry, target)  # idempotent
-            self._target = target
-        return self._target
+                target = self._prometheus_registry
+                if target is None:
+                    if self._registry is _registry.default_registry:
+                        target = exporter.prometheus_client.REGISTRY
+                    else:
+                        target = exporter.CollectorRegistry(auto_describe=True)
+                exporter.register(self._registry, target)  # idempotent
+                self._target = target
+            return self._target
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer one scrape."""
+        """Answer one scrape: 200 with the exposition, or 500 with a short text if it fails."""
         method = scope.get("method", "GET")
         if method not in ("GET", "HEAD"):
             await respond(send, 405, b"method not allowed\n", b"text/plain; charset=utf-8")
@@ -90,12 +98,18 @@ class MetricsEndpoint:
         accept = _header(scope, b"accept")
 
         def build() -> tuple[bytes, str]:
-            from prometheus_client.exposition import choose_encoder
+            from .exporters.prometheus import encoder_for
 
-            encoder, content_type = choose_encoder(accept)
+            encoder, content_type = encoder_for(accept)  # a bad Accept gets the text format
             return encoder(self._resolve_target()), content_type
 
-        body, content_type = await run_off_loop(build)
+        try:
+            body, content_type = await run_off_loop(build)
+        except Exception as exc:  # noqa: BLE001 - e.g. an application collector that raises
+            report_internal_error("asgi.metrics", exc)
+            await respond(send, 500, METRICS_FAILURE_BODY, b"text/plain; charset=utf-8",
+                          method == "HEAD")
+            return
         await respond(send, 200, body, content_type.encode("latin-1"), method == "HEAD")
 
 

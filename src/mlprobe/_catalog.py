@@ -66,8 +66,9 @@ _SPECS = (
                "Minimum of a numeric feature over the rolling window."),
     MetricSpec("mlprobe_feature_max", "gauge", "1", MODEL_LABELS + ("feature",),
                "Maximum of a numeric feature over the rolling window."),
-    MetricSpec("mlprobe_feature_quantile", "gauge", "1", MODEL_LABELS + ("feature", "quantile"),
-               "Quantiles of a numeric feature over the rolling window (1% relative error)."),
+    MetricSpec("mlprobe_feature_quantile", "summary", "1", MODEL_LABELS + ("feature",),
+               "Quantiles 0.05, 0.5 and 0.95 of a numeric feature over the rolling window (1% "
+               "relative error); _count and _sum are of the same window, so they can go down."),
     MetricSpec("mlprobe_feature_drift", "gauge", "1", MODEL_LABELS + ("feature", "method"),
                "Drift statistic of a feature's rolling window against the reference, by method "
                "(feature __prediction__ is the model's output)."),

@@ -11,7 +11,9 @@ from ._drift import DatasetWindow, DriftReport, DriftSpec, evaluate_dataset
 from ._features import FeatureMonitor
 from ._profile import NumericProfile
 from ._registry import FamilyBuilder
-from .snapshot import LabelSet, Sample
+from ._window import FeatureWindow
+from .snapshot import LabelSet, Sample, SummarySample
+from .stats import label_value
 
 __all__ = ["PREDICTION_FEATURE", "STATUS_VALUE", "collect_feature_metrics", "drift_report"]
 
@@ -27,18 +29,22 @@ def drift_report(monitor: FeatureMonitor, spec: DriftSpec,
                             spec)
 
 
-def _bins(ref: Any, counts: np.ndarray) -> list[tuple[str, int, float]]:
+def _bins(ref: Any, win: FeatureWindow) -> list[tuple[str, int, float]]:
     """(bin label, count, reference share) per exported bin of one feature."""
     ref_counts = np.asarray(ref.counts, dtype=np.float64)
     if isinstance(ref, NumericProfile):
         groups = ref.decile_groups()
         n_groups = int(groups.max()) + 1 if groups.size else 1
-        cur = np.bincount(groups, weights=counts, minlength=n_groups)
+        cur = np.bincount(groups, weights=win.bins.counts,  # type: ignore[union-attr]
+                          minlength=n_groups)
         refc = np.bincount(groups, weights=ref_counts, minlength=n_groups)
         labels = [str(i) for i in range(n_groups)]
     else:
-        cur, refc = counts, ref_counts
-        labels = [*ref.levels, ref.other]
+        # The counts' own labels: the levels keyed by level_key, so valid label values even
+        # when the profile document holds raw ones.
+        categories = win.categories
+        cur, refc = categories.counts, ref_counts  # type: ignore[union-attr]
+        labels = list(categories.labels)  # type: ignore[union-attr]
     total = refc.sum()
     return [(label, int(c), float(r / total) if total else 0.0)
             for label, c, r in zip(labels, cur.tolist(), refc.tolist())]
@@ -59,9 +65,8 @@ def _counters(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
     bins, ratios, missing, out_of_range, unseen = [], [], [], [], []
     for name, ref in monitor.profile.features.items():
         win = totals.features[name]
-        labels = base + (("feature", name),)
-        counts = win.bins.counts if win.bins is not None else win.categories.counts  # type: ignore[union-attr]
-        for label, count, share in _bins(ref, counts):
+        labels = base + (("feature", label_value(name)),)
+        for label, count, share in _bins(ref, win):
             bins.append(Sample(labels + (("bin", label),), float(count)))
             ratios.append(Sample(labels + (("bin", label),), share))
         missing.append(Sample(labels, float(win.missing)))
@@ -85,16 +90,19 @@ def _window_gauges(builder: FamilyBuilder, base: LabelSet, window: DatasetWindow
         moments = win.moments
         if moments is None or moments.count == 0:
             continue  # no value in the window: absent rather than NaN
-        labels = base + (("feature", name),)
+        labels = base + (("feature", label_value(name)),)
         means.append(Sample(labels, float(moments.mean)))
         stds.append(Sample(labels, float(moments.std())))
         mins.append(Sample(labels, float(moments.min)))
         maxs.append(Sample(labels, float(moments.max)))
         if win.sketch is not None and win.sketch.count:
             values = np.atleast_1d(win.sketch.quantile(np.asarray(QUANTILES)))  # one pass
-            for q, value in zip(QUANTILES, values.tolist()):
-                if math.isfinite(value):
-                    quantiles.append(Sample(labels + (("quantile", str(q)),), value))
+            # A summary (promtool reserves the quantile label for them): the sketch's
+            # quantiles with the count and sum of the same window, from its moments.
+            quantiles.append(SummarySample(
+                labels, tuple((q, v) for q, v in zip(QUANTILES, values.tolist())
+                              if math.isfinite(v)),
+                int(moments.count), float(moments.mean) * int(moments.count)))
     builder.add("mlprobe_feature_mean", means)
     builder.add("mlprobe_feature_stddev", stds)
     builder.add("mlprobe_feature_min", mins)
@@ -108,7 +116,7 @@ def _drift_gauges(builder: FamilyBuilder, base: LabelSet, report: DriftReport) -
     if report.prediction is not None:
         results[PREDICTION_FEATURE] = report.prediction
     for name, result in results.items():
-        labels = base + (("feature", name),)
+        labels = base + (("feature", label_value(name)),)
         for method, value in sorted(result.statistics.items()):
             if value is not None and math.isfinite(value):
                 drift.append(Sample(labels + (("method", method),), float(value)))
