@@ -96,13 +96,17 @@ class MlprobeCollector:
         prometheus_client's encoder, half-way through the application's exposition.
         """
         out: list[Metric] = []
-        for family in self._families():
-            if family.name == INTERNAL_ERRORS:
-                continue  # re-read below, after this scrape's own failures are counted
-            try:
-                out.append(to_prometheus(family))
-            except Exception as exc:  # noqa: BLE001 - one family must not cost the scrape
-                _guard.report_internal_error("prometheus.translate", exc)
+        try:
+            for family in self._families():
+                if family.name == INTERNAL_ERRORS:
+                    continue  # re-read below, after this scrape's own failures are counted
+                try:
+                    out.append(to_prometheus(family))
+                except Exception as exc:  # noqa: BLE001 - one family must not cost the scrape
+                    _guard.report_internal_error("prometheus.translate", exc)
+        except Exception as exc:  # noqa: BLE001 - nor may anything else in here
+            _guard.report_internal_error("prometheus.collector", exc)
+            out = []
         out.append(_internal_errors_metric())
         return out
 
