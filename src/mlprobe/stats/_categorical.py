@@ -27,18 +27,19 @@ def level_key(value: object) -> str:
     level of a loaded profile document key alike. The rule is idempotent: keying a key again
     returns it unchanged.
     """
-    if type(value) is str:
-        if value.isascii() and len(value) <= MAX_LABEL_CHARS:
-            return value
-        return label_value(value)
-    if isinstance(value, str):
-        return label_value(value)
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return label_value(int(value))
-    if isinstance(value, np.generic):
-        return label_value(value.item())
+    if type(value) is not str:
+        if isinstance(value, str):
+            return label_value(value)
+        if isinstance(value, (bool, np.bool_)):
+            return str(bool(value))
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = str(int(value))
+        else:
+            value = str(value.item() if isinstance(value, np.generic) else value)
+            if type(value) is not str:
+                return label_value(value)
+    if value.isascii() and len(value) <= MAX_LABEL_CHARS:  # the common case: two O(1) checks
+        return value
     return label_value(value)
 
 

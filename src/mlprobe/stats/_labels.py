@@ -47,10 +47,10 @@ def label_value(text: object) -> str:
         'caf\\\\udce9'
     """
     if type(text) is not str:
-        if not isinstance(text, str):
-            text = str(text)  # may itself return a str subclass
         # A str subclass may override __hash__, __eq__ or isascii: take its plain characters.
-        text = str.__str__(text)
+        text = str.__str__(text) if isinstance(text, str) else str(text)
+        if type(text) is not str:  # str() of an object may itself return a str subclass
+            text = str.__str__(text)
     if text.isascii():  # O(1) in CPython: the string object records it
         if len(text) <= MAX_LABEL_CHARS:
             return text
