@@ -115,6 +115,10 @@ def test_classes_errors_outputs_models_and_routes_export_as_label_values(values)
         finish(0, value, 200, "", 0.01, 0.005, 0, 10)
         finish(0, "/fixed", 500, value, 0.01, -1.0, 0, 0)  # no body: no ttfb series
 
+    # The snapshots themselves hold label values (an OTLP exporter reads them, not ours).
+    for family in registry.collect():
+        for sample in family.samples:
+            assert all(label_value(v) == v for _, v in sample.labels)
     families = check_exposition(registry)
     labels = {label_value(v) for v in values}
     assert exported(families, "mlprobe_predicted_class", "class") == labels

@@ -188,3 +188,26 @@ def test_fifty_100kb_classes_export_fifty_bounded_distinct_labels(registry):
     values = {s.labels["class"]: s.value
               for s in parse(exposition)["mlprobe_predicted_class"].samples}
     assert values[first] == 2
+
+
+def test_features_whose_names_render_alike_stay_distinct_series(registry):
+    """Names that render alike, or a feature named __prediction__, never merge two series."""
+    rng = np.random.default_rng(2)
+    names = ["x" + "\udc80", "x\\udc80", "__prediction__"]
+    profile = mlprobe.ReferenceProfile.from_data({n: rng.random(300) for n in names},
+                                                 predictions=rng.random(300))
+    probe = mlprobe.Probe("m", registry=registry, reference=profile)
+
+    @probe.track
+    def predict(rows: Any) -> Any:
+        return np.full(len(rows[names[0]]), 0.5)
+
+    predict({n: rng.random(1200) for n in names})
+    exposition = text(target_for(registry))
+    for family in ("mlprobe_feature_mean", "mlprobe_feature_missing", "mlprobe_feature_drift_status"):
+        samples = parse(exposition)[family].samples
+        keys = [tuple(sorted(s.labels.items())) for s in samples]
+        assert len(keys) == len(set(keys)), family
+    features = exported_values(exposition, "mlprobe_feature_drift_status", "feature")
+    assert len(features) == 4 and "__prediction__" in features  # 3 features + the prediction
+    assert "x\\udc80" in features

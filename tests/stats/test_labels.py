@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlprobe.stats import MAX_LABEL_CHARS, CategoryCounts, label_value, level_key
+from mlprobe.stats import (
+    MAX_LABEL_CHARS,
+    CategoryCounts,
+    distinct_label_values,
+    label_value,
+    level_key,
+)
 
 CAFE = b"caf\xe9".decode("utf-8", "surrogateescape")  # what a latin-1 byte decodes to
 
@@ -114,3 +120,14 @@ def test_category_counts_key_long_live_values_like_long_levels():
     counts.update_counts({level: 3, "L" * 4999: 1})
     assert counts.counts.tolist() == [3, 1]
     assert all(len(label) <= MAX_LABEL_CHARS for label in counts.labels)
+
+
+def test_distinct_label_values_keep_texts_that_render_alike_apart():
+    """Texts the rule maps to one value get distinct values, distinct from reserved ones too."""
+    texts = ["a\udc80", "a\\udc80", "__prediction__", "plain"]
+    labels = distinct_label_values(texts, reserved=["__prediction__"])
+    assert labels[0] == "a\\udc80" and labels[3] == "plain"
+    assert len(set(labels) | {"__prediction__"}) == 5
+    assert labels[1].startswith("a\\udc80~") and labels[2].startswith("__prediction__~")
+    assert all(label_value(label) == label for label in labels)
+    assert distinct_label_values(texts, reserved=["__prediction__"]) == labels  # deterministic

@@ -20,7 +20,7 @@ from __future__ import annotations
 from ._coerce import NumericColumn, coerce_numeric, is_missing, tally_categorical
 from ._categorical import CategoryCounts, level_key
 from ._histogram import BinnedCounts, coarse_groups, reference_edges
-from ._labels import MAX_LABEL_CHARS, label_value
+from ._labels import MAX_LABEL_CHARS, distinct_label_values, label_value
 from ._moments import Moments
 from ._sketch import QuantileSketch
 from ._special import chi2_sf, gammaincc, kolmogorov_sf
@@ -53,6 +53,7 @@ __all__ = [
     "chi_square",
     "coerce_numeric",
     "coarse_groups",
+    "distinct_label_values",
     "evidently_jensenshannon",
     "evidently_psi",
     "evidently_wasserstein_norm",

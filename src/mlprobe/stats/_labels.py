@@ -23,9 +23,10 @@ string, returns the same object after two O(1) checks.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from hashlib import blake2b
 
-__all__ = ["MAX_LABEL_CHARS", "label_value"]
+__all__ = ["MAX_LABEL_CHARS", "distinct_label_values", "label_value"]
 
 MAX_LABEL_CHARS = 200
 """Longest label value mlprobe exports, in characters (at most 800 bytes of UTF-8)."""
@@ -68,3 +69,29 @@ def _shorten(safe: str, original: str) -> str:
     # that escape or truncate to the same prefix still get different suffixes.
     digest = blake2b(original.encode("utf-8", "surrogatepass"), digest_size=_HASH_HEX // 2)
     return f"{safe[:_KEEP]}~{digest.hexdigest()}"
+
+
+def distinct_label_values(texts: Iterable[object], reserved: Iterable[str] = ()) -> list[str]:
+    """Label values of distinct texts that stay distinct, and distinct from ``reserved``.
+
+    :func:`label_value` can map two different texts to one value: a lone surrogate and its
+    written-out escape (``"a\\udc80"`` and ``"a\\\\udc80"``). Where that would merge two
+    series, the later text gets the ``~`` and hash suffix of its whole original instead.
+
+    Example:
+        >>> distinct_label_values(["x", "__prediction__"], reserved=["__prediction__"])[0]
+        'x'
+    """
+    taken = set(reserved)
+    out = []
+    for text in texts:
+        label = label_value(text)
+        salt = 0
+        while label in taken:  # almost never runs: needs a collision as described above
+            original = label_value(text) if salt == 0 else f"{label_value(text)}#{salt}"
+            raw = text if isinstance(text, str) else str(text)
+            label = _shorten(original, f"{raw}\x00{salt}")
+            salt += 1
+        taken.add(label)
+        out.append(label)
+    return out
