@@ -211,3 +211,21 @@ def test_features_whose_names_render_alike_stay_distinct_series(registry):
     features = exported_values(exposition, "mlprobe_feature_drift_status", "feature")
     assert len(features) == 4 and "__prediction__" in features  # 3 features + the prediction
     assert "x\\udc80" in features
+
+
+def test_an_app_exception_with_any_qualname_is_recorded_by_the_middleware(registry):
+    """The middleware records an exception whose __qualname__ is odd (the server gets a 500)."""
+
+    class Odd(str):
+        def __hash__(self) -> int:
+            raise RuntimeError("unhashable qualname")
+
+    hostile = type("Hostile", (Exception,), {"__qualname__": Odd("Host" + CAFE)})
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise hostile("app failure")
+
+    wrapped = ProbeMiddleware(app, registry=registry)
+    assert get(wrapped, "/x").status_code == 500  # httpx turns the re-raised error into a 500
+    assert_exported(registry, "http_server_request_duration_seconds", "error_type",
+                    "Host" + CAFE_LABEL)
