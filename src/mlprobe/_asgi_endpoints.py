@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -69,25 +68,26 @@ class MetricsEndpoint:
     def __init__(self, registry: Registry, prometheus_registry: Any = None) -> None:
         self._registry = registry
         self._prometheus_registry = prometheus_registry
-        self._target: Any = None
-        # Scrapes run in worker threads: two first scrapes must not make two private registries.
-        self._target_lock = threading.Lock()
+        # Scrapes run in worker threads, so two first scrapes may race: each may build a
+        # candidate, and dict.setdefault (atomic) makes every thread use the first one
+        # published. No lock, so nothing can be inherited held by a forked worker.
+        self._resolved: dict[str, Any] = {}
 
     def _resolve_target(self) -> Any:
-        with self._target_lock:
-            if self._target is None:
-                from . import _registry
-                from .exporters import prometheus as exporter
+        target = self._resolved.get("target")
+        if target is None:
+            from . import _registry
+            from .exporters import prometheus as exporter
 
-                target = self._prometheus_registry
-                if target is None:
-                    if self._registry is _registry.default_registry:
-                        target = exporter.prometheus_client.REGISTRY
-                    else:
-                        target = exporter.CollectorRegistry(auto_describe=True)
-                exporter.register(self._registry, target)  # idempotent
-                self._target = target
-            return self._target
+            candidate = self._prometheus_registry
+            if candidate is None:
+                if self._registry is _registry.default_registry:
+                    candidate = exporter.prometheus_client.REGISTRY
+                else:
+                    candidate = exporter.CollectorRegistry(auto_describe=True)
+            exporter.register(self._registry, candidate)  # idempotent
+            target = self._resolved.setdefault("target", candidate)
+        return target
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one scrape: 200 with the exposition, or 500 with a short text if it fails."""

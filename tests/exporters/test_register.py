@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -109,3 +110,46 @@ def test_first_scrapes_in_parallel_share_one_private_registry(registry, monkeypa
     for thread in threads:
         thread.join(10)
     assert len(targets) == 8 and len({id(t) for t in targets}) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_worker_forked_while_register_holds_its_lock_can_register():
+    """The child of a fork taken while another thread holds register()'s lock is not stuck."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with prom_export._attach_lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: register must not block on the lock copied held
+            code = 1
+            try:
+                done = threading.Event()
+
+                def attach() -> None:
+                    prom_export.register(mlprobe.Registry(), CollectorRegistry())
+                    done.set()
+
+                threading.Thread(target=attach, daemon=True).start()
+                code = 0 if done.wait(5) else 3
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 20
+        while True:
+            done_pid, status = os.waitpid(pid, os.WNOHANG)
+            if done_pid or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if not done_pid:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        assert done_pid and os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        holder.join(10)

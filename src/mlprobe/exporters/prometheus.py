@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import weakref
@@ -62,8 +63,8 @@ class MlprobeCollector:
     """
 
     def __init__(self, registry: Registry) -> None:
-        self._registries: tuple[Registry, ...] = (registry,)  # copy-on-write, read lock-free
-        self._lock = threading.Lock()
+        # Copy-on-write, read without a lock; replaced only by register(), under its lock.
+        self._registries: tuple[Registry, ...] = (registry,)
         self._warned: set[str] = set()
 
     @property
@@ -76,13 +77,12 @@ class MlprobeCollector:
         """Every attached mlprobe registry, in attachment order."""
         return self._registries
 
-    def attach(self, registry: Registry) -> bool:
-        """Add ``registry`` to this collector; False if it was already attached."""
-        with self._lock:
-            if any(r is registry for r in self._registries):
-                return False
-            self._registries = (*self._registries, registry)
-            return True
+    def _attach(self, registry: Registry) -> bool:
+        # Called by register() under its lock; False if ``registry`` was already attached.
+        if any(r is registry for r in self._registries):
+            return False
+        self._registries = (*self._registries, registry)
+        return True
 
     def describe(self) -> list[Metric]:
         # Returning nothing tells prometheus_client not to call collect() at registration
@@ -231,11 +231,21 @@ def register(registry: Registry | None = None,
     with _attach_lock:
         collector = _collectors.get(target)
         if collector is not None and _still_registered(target, collector):
-            return collector if collector.attach(registry) else None
+            return collector if collector._attach(registry) else None
         collector = MlprobeCollector(registry)
         target.register(collector)  # type: ignore[arg-type]
         _collectors[target] = collector
     return collector
+
+
+def _after_fork_in_child() -> None:
+    # A worker forked while another thread was registering must not inherit the lock held.
+    global _attach_lock
+    _attach_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _still_registered(target: Any, collector: MlprobeCollector) -> bool:
