@@ -57,9 +57,9 @@ class MlprobeCollector:
 
     :func:`register` keeps one collector per prometheus_client registry and attaches every
     mlprobe registry exported there to it, so that each family appears once in the
-    exposition (two collectors would each print ``# TYPE mlprobe_internal_errors_total``,
-    which promtool and Prometheus reject). When two attached registries hold the same series
-    (the same model and version in both), the first one attached wins.
+    exposition (two collectors would each print ``# HELP``/``# TYPE`` lines of every family,
+    which promtool rejects as a parse error). When two attached registries hold the same
+    series (the same model and version in both), the first one attached wins, with a warning.
     """
 
     def __init__(self, registry: Registry) -> None:
