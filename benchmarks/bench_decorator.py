@@ -36,6 +36,26 @@ def bare_batch(x):
     return SCORES
 
 
+def bare_class(x):
+    return "yes"
+
+
+def bare_raise(x):
+    raise ValueError(x)
+
+
+def catching(fn):
+    """Call ``fn`` and swallow its ValueError (both raising variants pay the same except)."""
+
+    def call(x):
+        try:
+            fn(x)
+        except ValueError:
+            pass
+
+    return call
+
+
 async def abare(x):
     return x
 
@@ -43,6 +63,8 @@ async def abare(x):
 timed_only = probe.track(inputs=False, scores=False)(bare)
 tracked_default = probe.track(bare)
 tracked_batch = probe.track(bare_batch)
+tracked_class = probe.track(bare_class)
+tracked_raise = probe.track(bare_raise)
 prom_timed = prom_hist.time()(bare)
 
 
@@ -86,6 +108,10 @@ SYNC_CASES = {
     "mlprobe track default (scalar in, score out)": (tracked_default, 0.5, "bare function"),
     "bare method": (model.predict, 0.5, None),
     "mlprobe track on a method": (model.tracked_predict, 0.5, "bare method"),
+    "mlprobe track default, class label out": (tracked_class, 0.5, "bare function"),
+    "bare raising function (caught)": (catching(bare_raise), 0.5, None),
+    "mlprobe track on a raising function (caught)": (catching(tracked_raise), 0.5,
+                                                     "bare raising function (caught)"),
     "bare function, 100-row batch": (bare_batch, BATCH, None),
     "mlprobe track default, 100-row batch + 100 scores": (tracked_batch, BATCH,
                                                           "bare function, 100-row batch"),

@@ -55,11 +55,15 @@ def test_window_statistics_equal_numpy(profile, registry):
     assert stds["income"] == pytest.approx(income.std(), rel=1e-9)
     assert samples_by(registry, "mlprobe_feature_min", "feature")["age"] == age.min()
     assert samples_by(registry, "mlprobe_feature_max", "feature")["age"] == age.max()
-    quantiles = {(dict(s.labels)["feature"], dict(s.labels)["quantile"]): s.value
+    summaries = {dict(s.labels)["feature"]: s
                  for s in families(registry)["mlprobe_feature_quantile"].samples}
+    quantiles = dict(summaries["income"].quantiles)
     for q in (0.05, 0.5, 0.95):
         exact = np.quantile(income, q, method="lower")
-        assert quantiles[("income", str(q))] == pytest.approx(exact, rel=0.0101)
+        assert quantiles[q] == pytest.approx(exact, rel=0.0101)
+    # the summary's count and sum are those of the same window
+    assert summaries["income"].count == income.size
+    assert summaries["income"].sum == pytest.approx(income.sum(), rel=1e-12)
 
 
 def test_single_rows_and_batches_give_the_same_window(profile, registry):

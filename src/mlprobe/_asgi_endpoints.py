@@ -15,7 +15,11 @@ from typing import Any
 from ._guard import report_internal_error
 from ._registry import Registry
 
-__all__ = ["DriftEndpoint", "MetricsEndpoint"]
+__all__ = ["DriftEndpoint", "METRICS_FAILURE_BODY", "MetricsEndpoint"]
+
+METRICS_FAILURE_BODY = (b"mlprobe: building the metrics exposition failed; "
+                        b"see the application log\n")
+"""Body of the 500 answer of ``metrics_path`` when the exposition could not be built."""
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -64,25 +68,29 @@ class MetricsEndpoint:
     def __init__(self, registry: Registry, prometheus_registry: Any = None) -> None:
         self._registry = registry
         self._prometheus_registry = prometheus_registry
-        self._target: Any = None
+        # Scrapes run in worker threads, so two first scrapes may race: each may build a
+        # candidate, and dict.setdefault (atomic) makes every thread use the first one
+        # published. No lock, so nothing can be inherited held by a forked worker.
+        self._resolved: dict[str, Any] = {}
 
     def _resolve_target(self) -> Any:
-        if self._target is None:
+        target = self._resolved.get("target")
+        if target is None:
             from . import _registry
             from .exporters import prometheus as exporter
 
-            target = self._prometheus_registry
-            if target is None:
+            candidate = self._prometheus_registry
+            if candidate is None:
                 if self._registry is _registry.default_registry:
-                    target = exporter.prometheus_client.REGISTRY
+                    candidate = exporter.prometheus_client.REGISTRY
                 else:
-                    target = exporter.CollectorRegistry(auto_describe=True)
-            exporter.register(self._registry, target)  # idempotent
-            self._target = target
-        return self._target
+                    candidate = exporter.CollectorRegistry(auto_describe=True)
+            exporter.register(self._registry, candidate)  # idempotent
+            target = self._resolved.setdefault("target", candidate)
+        return target
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer one scrape."""
+        """Answer one scrape: 200 with the exposition, or 500 with a short text if it fails."""
         method = scope.get("method", "GET")
         if method not in ("GET", "HEAD"):
             await respond(send, 405, b"method not allowed\n", b"text/plain; charset=utf-8")
@@ -90,12 +98,18 @@ class MetricsEndpoint:
         accept = _header(scope, b"accept")
 
         def build() -> tuple[bytes, str]:
-            from prometheus_client.exposition import choose_encoder
+            from .exporters.prometheus import encoder_for
 
-            encoder, content_type = choose_encoder(accept)
+            encoder, content_type = encoder_for(accept)  # a bad Accept gets the text format
             return encoder(self._resolve_target()), content_type
 
-        body, content_type = await run_off_loop(build)
+        try:
+            body, content_type = await run_off_loop(build)
+        except Exception as exc:  # noqa: BLE001 - e.g. an application collector that raises
+            report_internal_error("asgi.metrics", exc)
+            await respond(send, 500, METRICS_FAILURE_BODY, b"text/plain; charset=utf-8",
+                          method == "HEAD")
+            return
         await respond(send, 200, body, content_type.encode("latin-1"), method == "HEAD")
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from ._guard import report_internal_error
 from ._http_metrics import UNMATCHED_ROUTE
+from .stats import label_value
 
 __all__ = ["RouteResolver"]
 
@@ -73,7 +74,8 @@ class RouteResolver:
                 report_internal_error("asgi.route_resolver", exc)
                 return UNMATCHED_ROUTE
             if isinstance(label, str) and label:
-                return label
+                # a str subclass may hash or compare oddly: keep its plain characters
+                return label if type(label) is str else label_value(label)
         return UNMATCHED_ROUTE
 
     def _mount_prefix(self, scope: Scope, root: str, server_root: str) -> str:

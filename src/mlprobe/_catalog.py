@@ -19,7 +19,11 @@ HTTP_LABELS = ("http_request_method", "http_route", "http_response_status_code",
 
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
-    """Declared shape of one exported metric family."""
+    """Declared shape of one exported metric family.
+
+    ``labels`` are the labels of every sample; the exposition adds ``le`` to histogram
+    buckets and ``quantile`` to summary quantiles.
+    """
 
     name: str
     kind: MetricKind
@@ -66,8 +70,9 @@ _SPECS = (
                "Minimum of a numeric feature over the rolling window."),
     MetricSpec("mlprobe_feature_max", "gauge", "1", MODEL_LABELS + ("feature",),
                "Maximum of a numeric feature over the rolling window."),
-    MetricSpec("mlprobe_feature_quantile", "gauge", "1", MODEL_LABELS + ("feature", "quantile"),
-               "Quantiles of a numeric feature over the rolling window (1% relative error)."),
+    MetricSpec("mlprobe_feature_quantile", "summary", "1", MODEL_LABELS + ("feature",),
+               "Quantiles 0.05, 0.5 and 0.95 of a numeric feature over the rolling window (1% "
+               "relative error); _count and _sum are of the same window, so they can go down."),
     MetricSpec("mlprobe_feature_drift", "gauge", "1", MODEL_LABELS + ("feature", "method"),
                "Drift statistic of a feature's rolling window against the reference, by method "
                "(feature __prediction__ is the model's output)."),
@@ -80,7 +85,8 @@ _SPECS = (
     MetricSpec("mlprobe_schema_violations", "counter", "{violation}", MODEL_LABELS + ("kind",),
                "Inputs that did not fit the reference schema, by kind."),
     MetricSpec("mlprobe_internal_errors", "counter", "{error}", (),
-               "Failures inside mlprobe that were swallowed so the model was unaffected."),
+               "Failures inside mlprobe (recording, or its part of a scrape) that were "
+               "swallowed so the model and the application's metrics were unaffected."),
     # HTTP server metrics (mlprobe.asgi), named as the OTel HTTP semantic conventions render
     # for Prometheus; error_type is semconv's error.type ("" when the request succeeded).
     MetricSpec("http_server_request_duration_seconds", "histogram", "s", HTTP_LABELS,

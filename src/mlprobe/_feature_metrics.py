@@ -4,20 +4,40 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
 from ._drift import DatasetWindow, DriftReport, DriftSpec, evaluate_dataset
 from ._features import FeatureMonitor
-from ._profile import NumericProfile
+from ._profile import NumericProfile, ReferenceProfile
 from ._registry import FamilyBuilder
-from .snapshot import LabelSet, Sample
+from ._window import FeatureWindow
+from .snapshot import LabelSet, Sample, SummarySample
+from .stats import distinct_label_values
 
 __all__ = ["PREDICTION_FEATURE", "STATUS_VALUE", "collect_feature_metrics", "drift_report"]
 
 PREDICTION_FEATURE = "__prediction__"
 STATUS_VALUE = {"ok": 0.0, "warning": 1.0, "critical": 2.0}
 QUANTILES = (0.05, 0.5, 0.95)
+
+
+_FEATURE_LABELS: WeakKeyDictionary[ReferenceProfile, dict[str, str]] = WeakKeyDictionary()
+
+
+def feature_labels(profile: ReferenceProfile) -> dict[str, str]:
+    """The ``feature`` label of each feature name, computed once per profile.
+
+    Label values (:func:`mlprobe.stats.label_value`) that stay distinct from each other and
+    from :data:`PREDICTION_FEATURE`, so two features never export as one series.
+    """
+    labels = _FEATURE_LABELS.get(profile)
+    if labels is None:
+        names = list(profile.features)
+        labels = dict(zip(names, distinct_label_values(names, reserved=(PREDICTION_FEATURE,))))
+        _FEATURE_LABELS[profile] = labels
+    return labels
 
 
 def drift_report(monitor: FeatureMonitor, spec: DriftSpec,
@@ -27,18 +47,22 @@ def drift_report(monitor: FeatureMonitor, spec: DriftSpec,
                             spec)
 
 
-def _bins(ref: Any, counts: np.ndarray) -> list[tuple[str, int, float]]:
+def _bins(ref: Any, win: FeatureWindow) -> list[tuple[str, int, float]]:
     """(bin label, count, reference share) per exported bin of one feature."""
     ref_counts = np.asarray(ref.counts, dtype=np.float64)
     if isinstance(ref, NumericProfile):
         groups = ref.decile_groups()
         n_groups = int(groups.max()) + 1 if groups.size else 1
-        cur = np.bincount(groups, weights=counts, minlength=n_groups)
+        cur = np.bincount(groups, weights=win.bins.counts,  # type: ignore[union-attr]
+                          minlength=n_groups)
         refc = np.bincount(groups, weights=ref_counts, minlength=n_groups)
         labels = [str(i) for i in range(n_groups)]
     else:
-        cur, refc = counts, ref_counts
-        labels = [*ref.levels, ref.other]
+        # The counts' own labels: the levels keyed by level_key, so valid label values even
+        # when the profile document holds raw ones.
+        categories = win.categories
+        cur, refc = categories.counts, ref_counts  # type: ignore[union-attr]
+        labels = list(categories.labels)  # type: ignore[union-attr]
     total = refc.sum()
     return [(label, int(c), float(r / total) if total else 0.0)
             for label, c, r in zip(labels, cur.tolist(), refc.tolist())]
@@ -50,18 +74,19 @@ def collect_feature_metrics(builder: FamilyBuilder, base: LabelSet, monitor: Fea
     window, totals = monitor.window_and_totals()
     report = drift_report(monitor, spec, window)
     _counters(builder, base, monitor, totals)
-    _window_gauges(builder, base, window)
-    _drift_gauges(builder, base, report)
+    feature = feature_labels(monitor.profile)
+    _window_gauges(builder, base, window, feature)
+    _drift_gauges(builder, base, report, feature)
 
 
 def _counters(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
               totals: DatasetWindow) -> None:
     bins, ratios, missing, out_of_range, unseen = [], [], [], [], []
+    feature = feature_labels(monitor.profile)
     for name, ref in monitor.profile.features.items():
         win = totals.features[name]
-        labels = base + (("feature", name),)
-        counts = win.bins.counts if win.bins is not None else win.categories.counts  # type: ignore[union-attr]
-        for label, count, share in _bins(ref, counts):
+        labels = base + (("feature", feature[name]),)
+        for label, count, share in _bins(ref, win):
             bins.append(Sample(labels + (("bin", label),), float(count)))
             ratios.append(Sample(labels + (("bin", label),), share))
         missing.append(Sample(labels, float(win.missing)))
@@ -79,22 +104,26 @@ def _counters(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
         for kind, n in sorted(totals.schema_violations.items())])
 
 
-def _window_gauges(builder: FamilyBuilder, base: LabelSet, window: DatasetWindow) -> None:
+def _window_gauges(builder: FamilyBuilder, base: LabelSet, window: DatasetWindow,
+                   feature: dict[str, str]) -> None:
     means, stds, mins, maxs, quantiles = [], [], [], [], []
     for name, win in window.features.items():
         moments = win.moments
         if moments is None or moments.count == 0:
             continue  # no value in the window: absent rather than NaN
-        labels = base + (("feature", name),)
+        labels = base + (("feature", feature[name]),)
         means.append(Sample(labels, float(moments.mean)))
         stds.append(Sample(labels, float(moments.std())))
         mins.append(Sample(labels, float(moments.min)))
         maxs.append(Sample(labels, float(moments.max)))
         if win.sketch is not None and win.sketch.count:
             values = np.atleast_1d(win.sketch.quantile(np.asarray(QUANTILES)))  # one pass
-            for q, value in zip(QUANTILES, values.tolist()):
-                if math.isfinite(value):
-                    quantiles.append(Sample(labels + (("quantile", str(q)),), value))
+            # A summary (promtool reserves the quantile label for them): the sketch's
+            # quantiles with the count and sum of the same window, from its moments.
+            quantiles.append(SummarySample(
+                labels, tuple((q, v) for q, v in zip(QUANTILES, values.tolist())
+                              if math.isfinite(v)),
+                int(moments.count), float(moments.mean) * int(moments.count)))
     builder.add("mlprobe_feature_mean", means)
     builder.add("mlprobe_feature_stddev", stds)
     builder.add("mlprobe_feature_min", mins)
@@ -102,13 +131,14 @@ def _window_gauges(builder: FamilyBuilder, base: LabelSet, window: DatasetWindow
     builder.add("mlprobe_feature_quantile", quantiles)
 
 
-def _drift_gauges(builder: FamilyBuilder, base: LabelSet, report: DriftReport) -> None:
+def _drift_gauges(builder: FamilyBuilder, base: LabelSet, report: DriftReport,
+                  feature: dict[str, str]) -> None:
     drift, status = [], []
-    results = dict(report.features)
+    results = [(feature[name], result) for name, result in report.features.items()]
     if report.prediction is not None:
-        results[PREDICTION_FEATURE] = report.prediction
-    for name, result in results.items():
-        labels = base + (("feature", name),)
+        results.append((PREDICTION_FEATURE, report.prediction))
+    for label, result in results:
+        labels = base + (("feature", label),)
         for method, value in sorted(result.statistics.items()):
             if value is not None and math.isfinite(value):
                 drift.append(Sample(labels + (("method", method),), float(value)))

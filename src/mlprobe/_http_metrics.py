@@ -8,7 +8,8 @@ searches and label lookups happen before the lock is taken.
 Series are keyed by ``(method index, route, status code, error type)``. Every label value is
 bounded: methods by construction (the known set plus ``_OTHER``), and routes, status codes and
 error types by a distinct-value cap past which new values count as ``__other__``. So the
-number of series is bounded whatever clients send.
+number of series is bounded whatever clients send. Every label value is valid UTF-8 of bounded
+length (:func:`mlprobe.stats.label_value`), whatever the app or a route resolver returns.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from ._instruments import OVERFLOW
 from ._registry import FamilyBuilder
 from .snapshot import HistogramSample, Sample
+from .stats import label_value
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",
@@ -187,10 +189,14 @@ class HttpMetrics:
         return finish
 
     def _series_for(self, raw: tuple[int, str, int, str]) -> list[float]:
-        """Slow path: cap every label, find or create the series, remember the raw key."""
+        """Slow path: cap every label, find or create the series, remember the raw key.
+
+        Every label is made a label value first (:func:`mlprobe.stats.label_value`: valid
+        UTF-8, bounded length), so raw values that render alike share one series.
+        """
         method, route, status, error = raw
-        key = (method, self._routes.admit(route), self._statuses.admit(status),
-               self._errors.admit(error))
+        key = (method, self._routes.admit(label_value(route)),
+               self._statuses.admit(label_value(status)), self._errors.admit(label_value(error)))
         with self._lock:
             series = self._series.get(key)
             if series is None:

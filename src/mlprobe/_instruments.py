@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .snapshot import HistogramSample, LabelSet, Sample
+from .stats import label_value
 
 __all__ = ["BoundedCounter", "CallRecorder", "CallSnapshot", "Histogram", "LabelledHistograms", "OVERFLOW"]
 
@@ -100,7 +101,9 @@ class BoundedCounter:
     """Counts per label value, with at most ``max_values`` distinct values.
 
     Values past the cap are counted under :data:`OVERFLOW`, so totals stay right and memory
-    and series stay bounded whatever the traffic sends.
+    and series stay bounded whatever the traffic sends. Keys are label values: a key seen for
+    the first time goes through :func:`mlprobe.stats.label_value` (valid UTF-8, bounded
+    length), so whatever string a caller passes, what is stored and exported is a valid label.
     """
 
     __slots__ = ("_counts", "_lock", "max_values")
@@ -112,8 +115,15 @@ class BoundedCounter:
 
     def add(self, key: str, amount: int = 1) -> None:
         """Add ``amount`` to ``key`` (or to the overflow value once the cap is reached)."""
+        counts = self._counts
         with self._lock:
-            counts = self._counts
+            if key in counts:  # the common case: a label value seen before
+                counts[key] += amount
+                return
+        # First sight of this key (or a key the label rule rewrites, which never matches a
+        # stored one): make it a label value outside the lock, then count it.
+        key = label_value(key)
+        with self._lock:
             if key not in counts and len(counts) >= self.max_values:
                 key = OVERFLOW
             counts[key] = counts.get(key, 0) + amount
@@ -140,10 +150,14 @@ class LabelledHistograms:
         self._lock = threading.Lock()
 
     def child(self, key: str) -> Histogram:
-        """Return the histogram for ``key``, creating it (or using overflow) on first use."""
+        """Return the histogram for ``key``, creating it (or using overflow) on first use.
+
+        ``key`` is made a label value (:func:`mlprobe.stats.label_value`) when first seen.
+        """
         child = self._children.get(key)  # lock-free read: dict reads are atomic
         if child is not None:
             return child
+        key = label_value(key)
         with self._lock:
             children = self._children
             if key not in children and len(children) >= self.max_values:
@@ -236,7 +250,8 @@ class CallRecorder:
             self._errors += 1
             self._latency_counts[i] += 1
             self._latency_sum += duration
-        self.error_types.add(error_type)
+        # A class may carry any __qualname__, even a str subclass that cannot be hashed.
+        self.error_types.add(error_type if type(error_type) is str else label_value(error_type))
 
     def snapshot(self, labels: LabelSet) -> CallSnapshot:
         """Copy the state under the lock; build the immutable view outside it."""

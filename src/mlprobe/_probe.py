@@ -23,6 +23,7 @@ from ._profile import NumericProfile, ReferenceProfile
 from ._registry import FamilyBuilder, Registry, default_registry
 from .errors import ConfigurationError
 from .snapshot import LabelSet, Sample
+from .stats import label_value
 
 __all__ = ["Probe"]
 
@@ -170,7 +171,8 @@ class Probe:
     instruments, so creating a probe twice (a re-import, a reload, a test) is harmless.
 
     Args:
-        name: the model's name, exported as the ``model`` label.
+        name: the model's name, exported as the ``model`` label (lone surrogates are written
+            as backslash escapes; see :func:`mlprobe.stats.label_value`).
         version: the model's version, exported as ``model_version`` (``""`` when None).
         registry: where the probe's state lives; :data:`mlprobe.default_registry` by default,
             which appears in prometheus_client's default registry on its own.
@@ -252,8 +254,10 @@ class Probe:
             raise ConfigurationError(f"window_seconds must be a positive number of seconds, "
                                      f"got {window_seconds!r}")
         window_buckets = check_positive_int("window_buckets", window_buckets)
-        self.name = name
-        self.version = "" if version is None else str(version)
+        # Both are label values: valid UTF-8 of bounded length, whatever was passed (a name
+        # made from a file name may hold lone surrogates).
+        self.name = label_value(name)
+        self.version = "" if version is None else label_value(version)
         self.registry = default_registry if registry is None else registry
         self._state = self.registry.get_or_create(
             ("probe", self.name, self.version),

@@ -20,22 +20,42 @@ from typing import Protocol, TypeVar
 from . import _guard
 from ._catalog import spec
 from ._config import env_flag
-from .snapshot import HistogramSample, MetricFamily, Sample
+from .snapshot import HistogramSample, MetricFamily, Sample, SummarySample
 
 __all__ = ["FamilyBuilder", "Registry", "Source", "default_registry"]
 
 _log = logging.getLogger("mlprobe")
 
 
+_SAMPLE_TYPES = {"counter": Sample, "gauge": Sample, "histogram": HistogramSample,
+                 "summary": SummarySample}
+
+
 class FamilyBuilder:
     """Collects samples by metric name while sources report, then freezes them."""
 
     def __init__(self) -> None:
-        self._samples: dict[str, list[Sample | HistogramSample]] = {}
+        self._samples: dict[str, list[Sample | HistogramSample | SummarySample]] = {}
 
-    def add(self, name: str, samples: list[Sample] | list[HistogramSample]) -> None:
-        """Add samples of catalogue metric ``name``."""
+    def add(self, name: str,
+            samples: list[Sample] | list[HistogramSample] | list[SummarySample]) -> None:
+        """Add samples of catalogue metric ``name``.
+
+        Raises:
+            KeyError: ``name`` is not in the catalogue.
+            TypeError: a sample is not of the type the catalogue's kind for ``name`` needs.
+        """
+        expected = _SAMPLE_TYPES[spec(name).kind]
+        for sample in samples:
+            if type(sample) is not expected:
+                raise TypeError(f"{name} takes {expected.__name__} samples, got "
+                                f"{type(sample).__name__}")
         self._samples.setdefault(name, []).extend(samples)
+
+    def update(self, other: FamilyBuilder) -> None:
+        """Add every sample ``other`` has collected."""
+        for name, samples in other._samples.items():
+            self._samples.setdefault(name, []).extend(samples)
 
     def families(self) -> list[MetricFamily]:
         """Return one family per metric name, in catalogue-name order."""
@@ -101,10 +121,16 @@ class Registry:
         """Snapshot every source into metric families (runs on the scraper's thread)."""
         builder = FamilyBuilder()
         for source in list(self._sources.values()):
+            # Each source reports into its own builder, merged only when it succeeded: a
+            # source that fails half-way costs its own samples, never an inconsistent half.
+            part = FamilyBuilder()
             try:
-                source.collect_into(builder)
+                source.collect_into(part)
             except Exception as exc:  # noqa: BLE001 - one broken source must not hide the rest
                 _guard.report_internal_error("registry.collect", exc)
+                continue
+            builder.update(part)
+        # Counted after the sources, so a source that failed in this collect is included.
         builder.add("mlprobe_internal_errors",
                     [Sample((), float(_guard.internal_error_count()))])
         return builder.families()

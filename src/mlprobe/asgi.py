@@ -27,6 +27,7 @@ Every label is capped: past the cap new values count as ``__other__``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ from ._http_metrics import (
 )
 from ._registry import Registry, default_registry
 from .errors import ConfigurationError
+from .stats import label_value
 
 if TYPE_CHECKING:
     from ._probe import Probe
@@ -79,6 +81,8 @@ DISCONNECT_STATUS = 499
 # A scope key rather than a ContextVar: it is exactly per request, while a ContextVar would
 # leak into tasks the request spawns (a sub-request dispatched from a handler).
 _SCOPE_KEY = "mlprobe.asgi"
+
+_METHOD_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 
 
 
@@ -143,9 +147,12 @@ class ProbeMiddleware:
         if probe is not None and not hasattr(probe, "registry"):
             raise ConfigurationError(f"probe must be a mlprobe.Probe, got {type(probe).__name__}")
         methods = tuple(DEFAULT_KNOWN_METHODS if known_methods is None else known_methods)
-        if not methods or any(not isinstance(m, str) or not m for m in methods):
-            raise ConfigurationError("known_methods must be non-empty method names, e.g. "
-                                     "('GET', 'POST')")
+        # Known methods are exported as label values as they are: HTTP tokens (RFC 9110).
+        if not methods or any(not isinstance(m, str) or _METHOD_TOKEN.fullmatch(m) is None
+                              for m in methods):
+            raise ConfigurationError("known_methods must be non-empty HTTP method names "
+                                     "(tokens of at most 64 letters, digits or !#$%&'*+-.^_`|~), "
+                                     "e.g. ('GET', 'POST')")
         config = HttpConfig(
             duration_buckets=check_buckets("duration_buckets", duration_buckets,
                                            DEFAULT_DURATION_BUCKETS),
@@ -302,6 +309,8 @@ class ProbeMiddleware:
                 status = 500
             elif status >= 500 and not error:
                 error = str(status)  # semconv: a 5xx without an exception is its code
+            if type(error) is not str:  # a class may carry any __qualname__, even a str subclass
+                error = label_value(error)
             self._metrics.finish(method, self._routes(scope, entry_root), status, error,
                                  duration, ttfb, received, sent)
         except Exception as exc:  # noqa: BLE001

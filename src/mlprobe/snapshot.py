@@ -2,7 +2,9 @@
 
 ``Registry.collect()`` returns a list of :class:`MetricFamily`; exporters translate them (the
 Prometheus collector into ``*MetricFamily`` objects, the OTel exporter into OTLP points, the
-JSON status into a document). Nothing here is touched on the request path.
+JSON status into a document). Nothing here is touched on the request path. A family's kind
+says which sample type it holds: :class:`Sample` for counters and gauges,
+:class:`HistogramSample` for histograms, :class:`SummarySample` for summaries.
 
 Names are the Prometheus base names of the DESIGN.md contract (``mlprobe_predictions`` for the
 counter exposed as ``mlprobe_predictions_total``); ``unit`` is the UCUM unit OpenTelemetry uses.
@@ -13,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Union
 
-__all__ = ["HistogramSample", "LabelSet", "MetricFamily", "MetricKind", "Sample", "exposed_name"]
+__all__ = ["HistogramSample", "LabelSet", "MetricFamily", "MetricKind", "Sample", "SummarySample",
+           "exposed_name"]
 
 LabelSet = tuple[tuple[str, str], ...]
 """Label pairs in a fixed order, e.g. ``(("model", "churn"), ("model_version", "3"))``."""
 
-MetricKind = Literal["counter", "gauge", "histogram"]
+MetricKind = Literal["counter", "gauge", "histogram", "summary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,24 @@ class HistogramSample:
 
 
 @dataclass(frozen=True, slots=True)
+class SummarySample:
+    """Quantiles of one population for one label set, with its count and sum.
+
+    The shape of a Prometheus summary and of an OTLP ``SummaryDataPoint``: ``quantiles`` holds
+    ``(q, value)`` pairs with ``q`` in [0, 1], in increasing ``q``; a quantile that is not
+    defined (an empty population) is left out rather than reported as NaN. ``count`` and
+    ``sum`` describe the same population as the quantiles. For mlprobe's rolling-window
+    summaries that population is the window, so unlike a prometheus_client ``Summary`` they
+    can go down as old values leave it: read them as gauges, not with ``rate()``.
+    """
+
+    labels: LabelSet
+    quantiles: tuple[tuple[float, float], ...]
+    count: int
+    sum: float
+
+
+@dataclass(frozen=True, slots=True)
 class MetricFamily:
     """All samples of one metric across every probe of a registry."""
 
@@ -66,7 +87,7 @@ class MetricFamily:
     kind: MetricKind
     description: str
     unit: str
-    samples: tuple[Union[Sample, HistogramSample], ...]
+    samples: tuple[Union[Sample, HistogramSample, SummarySample], ...]
 
     @property
     def exposed_name(self) -> str:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from . import _guard
 from ._registry import Registry
-from .snapshot import HistogramSample, Sample
+from .snapshot import HistogramSample, Sample, SummarySample
 
 __all__ = ["raise_internal_errors", "sample_value"]
 
@@ -37,7 +37,8 @@ def sample_value(registry: Registry, name: str, labels: Mapping[str, str] | None
                  suffix: str | None = None) -> float | None:
     """Return the value of the first sample of ``name`` whose labels include ``labels``.
 
-    For histograms pass ``suffix="count"`` or ``"sum"``. Returns None when nothing matches.
+    For histograms and summaries pass ``suffix="count"`` or ``"sum"``. Returns None when
+    nothing matches.
     """
     wanted = set((labels or {}).items())
     for family in registry.collect():
@@ -46,7 +47,7 @@ def sample_value(registry: Registry, name: str, labels: Mapping[str, str] | None
         for sample in family.samples:
             if not wanted <= set(sample.labels):
                 continue
-            if isinstance(sample, HistogramSample):
+            if isinstance(sample, (HistogramSample, SummarySample)):
                 if suffix == "sum":
                     return sample.sum
                 return float(sample.count)

@@ -173,3 +173,37 @@ def test_real_prometheus_scrapes_and_queries(registry, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.real_prometheus
+def test_real_prometheus_ingests_the_feature_summary_with_negative_values(registry, tmp_path):
+    """Prometheus (which negotiates OpenMetrics) ingests quantiles and sums below zero.
+
+    OpenMetrics 1.0 says summary quantiles and sums must not be negative, and
+    prometheus_client's OpenMetrics parser enforces it; Prometheus does not, so a feature
+    whose values go below zero is still scraped whole.
+    """
+    rng = np.random.default_rng(3)
+    profile = mlprobe.ReferenceProfile.from_data({"z": rng.normal(-5, 1, 2000)})
+    probe = mlprobe.Probe("neg", registry=registry, reference=profile)
+    probe.observe(inputs={"z": rng.normal(-5, 1, 500)})
+    seen_accept: list[str] = []
+    port = free_port()
+    server, _ = prom_export.start_http_server(port, addr="127.0.0.1", registry=registry)
+    inner = server.get_app()
+
+    def spy(environ, start_response):
+        seen_accept.append(environ.get("HTTP_ACCEPT", ""))
+        return inner(environ, start_response)
+
+    server.set_app(spy)
+    try:
+        with prometheus_server(tmp_path, [f"127.0.0.1:{port}"]) as prom_port:
+            low = prom_query(prom_port, 'mlprobe_feature_quantile{quantile="0.05"}')
+            assert float(low[0]["value"][1]) < -5
+            total = prom_query(prom_port, "mlprobe_feature_quantile_sum")
+            assert float(total[0]["value"][1]) < 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert any("application/openmetrics-text" in accept for accept in seen_accept)

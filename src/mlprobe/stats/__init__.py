@@ -8,6 +8,9 @@ Summaries (all with vectorised ``update``, in-place ``merge``, ``copy``, ``to_di
 * :class:`CategoryCounts`: counts over a fixed vocabulary plus ``__other__``.
 * :class:`QuantileSketch`: DDSketch-style quantiles with relative error ``alpha``.
 
+Label values: :func:`label_value` is the rule that makes any text a valid, bounded label value
+(:func:`level_key` applies it to category levels).
+
 Drift functions live in :mod:`mlprobe.stats.drift` and are re-exported here. Definitions,
 error bounds and tolerances are in ``docs/stats.md``.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 from ._coerce import NumericColumn, coerce_numeric, is_missing, tally_categorical
 from ._categorical import CategoryCounts, level_key
 from ._histogram import BinnedCounts, coarse_groups, reference_edges
+from ._labels import MAX_LABEL_CHARS, distinct_label_values, label_value
 from ._moments import Moments
 from ._sketch import QuantileSketch
 from ._special import chi2_sf, gammaincc, kolmogorov_sf
@@ -39,6 +43,7 @@ from .drift import (
 
 __all__ = [
     "BinnedCounts",
+    "MAX_LABEL_CHARS",
     "CategoryCounts",
     "ChiSquareResult",
     "Moments",
@@ -48,6 +53,7 @@ __all__ = [
     "chi_square",
     "coerce_numeric",
     "coarse_groups",
+    "distinct_label_values",
     "evidently_jensenshannon",
     "evidently_psi",
     "evidently_wasserstein_norm",
@@ -58,6 +64,7 @@ __all__ = [
     "ks_exact",
     "ks_from_counts",
     "ks_pvalue",
+    "label_value",
     "level_key",
     "linf_distance",
     "normed",

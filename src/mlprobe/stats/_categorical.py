@@ -8,26 +8,39 @@ from typing import Any
 
 import numpy as np
 
+from ._labels import MAX_LABEL_CHARS, label_value
+
 __all__ = ["CategoryCounts", "level_key"]
 
 
 def level_key(value: object) -> str:
-    """Return the string under which a categorical value is counted.
+    """Return the string under which a categorical value is counted (and exported as ``bin``).
 
     Levels are compared as strings so that a profile stored as JSON (whose keys are strings)
     matches live values: ``"a"`` stays ``"a"``, ``True`` becomes ``"True"``, ``3`` becomes
     ``"3"``. Integral floats are written without the fraction (``3.0`` -> ``"3"``) because CSV
     readers and pandas turn integer codes into floats as soon as a value is missing.
+
+    The string then follows the label rule of :func:`~mlprobe.stats.label_value` (lone
+    surrogates as backslash escapes, long values shortened with a hash suffix), so a level is
+    always a valid label value, and a live value, a level of a profile built from data and a
+    level of a loaded profile document key alike. The rule is idempotent: keying a key again
+    returns it unchanged.
     """
-    if isinstance(value, str):
+    if type(value) is not str:
+        if isinstance(value, str):
+            return label_value(value)
+        if isinstance(value, (bool, np.bool_)):
+            return str(bool(value))
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = str(int(value))
+        else:
+            value = str(value.item() if isinstance(value, np.generic) else value)
+            if type(value) is not str:
+                return label_value(value)
+    if value.isascii() and len(value) <= MAX_LABEL_CHARS:  # the common case: two O(1) checks
         return value
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    if isinstance(value, np.generic):
-        return str(value.item())
-    return str(value)
+    return label_value(value)
 
 
 class CategoryCounts:
@@ -55,6 +68,7 @@ class CategoryCounts:
 
     def __init__(self, vocabulary: Sequence[str], other: str = "__other__") -> None:
         vocab = tuple(level_key(v) for v in vocabulary)
+        other = level_key(other)
         if len(set(vocab)) != len(vocab):
             raise ValueError("vocabulary has duplicate levels")
         if other in vocab:
@@ -107,7 +121,9 @@ class CategoryCounts:
         idx = []
         cnt = []
         for key, n in tally.items():
-            k = key if isinstance(key, str) else level_key(key)
+            # Plain short ASCII strings are their own key (the common case, two O(1) checks).
+            k = (key if type(key) is str and key.isascii() and len(key) <= MAX_LABEL_CHARS
+                 else level_key(key))
             idx.append(index.get(k, unknown))
             cnt.append(n)
         np.add.at(self.counts, np.asarray(idx, dtype=np.intp), np.asarray(cnt, dtype=np.int64))
