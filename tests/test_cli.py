@@ -58,7 +58,7 @@ def test_drift_exit_codes(files: dict[str, Path], capsys: pytest.CaptureFixture[
     """Exit 0 without drift, 1 when --fail-on is crossed, JSON parses, markdown has a table."""
     args = [str(files["profile"]), "--prediction", "score", "--target", "label"]
     assert main(["drift", args[0], str(files["same"]), *args[1:], "--fail-on", "warning"]) == 0
-    assert "| a | numeric | ok |" in capsys.readouterr().out
+    assert "| a | feature | numeric | ok |" in capsys.readouterr().out
     assert main(["drift", args[0], str(files["shifted"]), *args[1:], "--format", "json",
                  "--fail-on", "critical"]) == 1
     doc = json.loads(capsys.readouterr().out)
@@ -83,15 +83,17 @@ def test_usage_and_profile_errors(files: dict[str, Path],
 
 def test_dirty_csv_counts_invalid(files: dict[str, Path],
                                   capsys: pytest.CaptureFixture[str]) -> None:
-    """Strings in a numeric column and ragged rows are counted, not raised."""
+    """Strings in a numeric column and ragged rows are counted per row, not raised; a ragged
+    row counts as a row with every feature missing."""
     dirty = files["dir"] / "dirty.csv"
     dirty.write_text("a,b,c,extra\n1.0,3,x,1\noops,4,y,1\n,5\n2.0,6,z,1,9\n")
     assert main(["drift", str(files["profile"]), str(dirty), "--format", "json",
                  "--min-count", "1"]) == 0
     doc = json.loads(capsys.readouterr().out)
     q = doc["features"]["a"]["quality"]
-    assert (q["count"], q["missing"], q["invalid"]) == (2, 1, 1)
-    assert doc["schema_violations"] == {"unexpected_feature": 1}
+    assert (q["count"], q["missing"], q["invalid"]) == (1, 2, 1)
+    assert doc["schema_violations"] == {"unexpected_feature": 4, "wrong_width": 2,
+                                        "wrong_type": 1}
 
 
 def test_python_dash_m_subprocess(files: dict[str, Path]) -> None:

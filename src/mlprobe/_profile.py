@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._feature_input import table_columns
 from ._feature_profile import CategoricalProfile, FeatureProfile, NumericProfile
 from ._profile_format import (
     FORMAT,
@@ -28,56 +29,10 @@ from ._version import __version__
 from .errors import ConfigurationError, ProfileError
 from .stats._coerce import coerce_numeric
 
-__all__ = ["CategoricalProfile", "NumericProfile", "ProfileLimits", "ReferenceProfile",
-           "as_columns"]
+__all__ = ["CategoricalProfile", "NumericProfile", "ProfileLimits", "ReferenceProfile"]
 
 _MAX_INT_DIGITS = 32
 """Longest integer literal a profile may hold (counts fit in 16 digits)."""
-
-
-def as_columns(X: Any, feature_names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Map a 2-D array, a dict of columns or a DataFrame (duck-typed) to ``{name: column}``.
-
-    Args:
-        X: ``np.ndarray`` of shape (n, k), a mapping of name to 1-D array-like, or any object
-            with ``columns`` and ``__getitem__`` (a pandas DataFrame).
-        feature_names: Names for array columns (default ``f0 .. f{k-1}``); for mappings and
-            frames, an optional subset/order of the columns to use.
-
-    Raises:
-        ConfigurationError: On unsupported input, duplicate or unknown names, bad shapes.
-    """
-    if hasattr(X, "columns") and hasattr(X, "__getitem__") and not isinstance(X, Mapping):
-        names = [str(c) for c in X.columns]
-        cols = {str(c): X[c].to_numpy() if hasattr(X[c], "to_numpy") else X[c] for c in X.columns}
-    elif isinstance(X, Mapping):
-        names = [str(k) for k in X]
-        cols = {str(k): v for k, v in X.items()}
-    else:
-        arr = np.asarray(X)
-        if arr.ndim == 1:
-            arr = arr.reshape(-1, 1)
-        if arr.ndim != 2:
-            raise ConfigurationError(f"X must be 2-D (rows x features), got shape {arr.shape}")
-        if feature_names is None:
-            feature_names = [f"f{i}" for i in range(arr.shape[1])]
-        if len(feature_names) != arr.shape[1]:
-            raise ConfigurationError(
-                f"feature_names has {len(feature_names)} names but X has {arr.shape[1]} "
-                "columns; pass one name per column")
-        names = [str(n) for n in feature_names]
-        cols = {n: arr[:, i] for i, n in enumerate(names)}
-        feature_names = None
-    if len(set(names)) != len(names):
-        raise ConfigurationError("feature names must be unique; rename the duplicated columns")
-    if feature_names is not None:
-        unknown = [n for n in feature_names if n not in cols]
-        if unknown:
-            raise ConfigurationError(f"feature_names {unknown} are not columns of X")
-        if len(set(feature_names)) != len(feature_names):
-            raise ConfigurationError("feature_names must be unique")
-        cols = {n: cols[n] for n in feature_names}
-    return cols
 
 
 def _is_categorical_dtype(col: Any) -> bool:
@@ -170,7 +125,9 @@ class ReferenceProfile:
         """Profile reference data.
 
         Args:
-            X: 2-D ``np.ndarray``, mapping of name to column, or pandas DataFrame.
+            X: 2-D ``np.ndarray`` or list of rows, list of dict rows, mapping of name to
+                column, or pandas DataFrame (read by the one input adapter, in strict mode:
+                :func:`mlprobe._feature_input.table_columns`).
             y: Optional labels (1-D); profiled like a feature (classes when str/bool or
                 integer codes with at most ``max_categories`` values).
             predictions: Optional model outputs (1-D); scores (floats) are profiled as
@@ -210,7 +167,7 @@ class ReferenceProfile:
             raise ConfigurationError(f"max_categories must be an int in [1, "
                                      f"{limits.max_categories}] (default 50; "
                                      "ProfileLimits.max_categories caps it)")
-        cols = as_columns(X, feature_names)
+        cols = table_columns(X, feature_names)
         if not cols:
             raise ConfigurationError("X has no columns; pass at least one feature")
         if len(cols) > limits.max_features:
