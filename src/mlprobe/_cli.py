@@ -92,7 +92,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     parts: dict[str, list[np.ndarray]] = {h: [] for h in header if h not in set(args.exclude)}
     intern: dict[str, str] = {}
     for chunk in chunks:
-        columns, _ = chunk.columns(None)  # strict: a ragged row is an error here
+        columns, _, _ = chunk.columns(None)  # strict: a ragged row is an error here
         for name in parts:
             cells = columns[name]
             if name not in numeric:
@@ -159,13 +159,14 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     skip = set(args.exclude) | {c for c in (pred_col, target_col) if c is not None}
     window = DatasetWindow(profile, target=target_col is not None)
     for chunk in chunks:
-        columns, rows = chunk.columns(window.schema_violations)
+        columns, rows, unaligned = chunk.columns(window.schema_violations)
         preds = columns[pred_col] if pred_col is not None else None
         targets = columns[target_col] if target_col is not None else None
         batch: Any = {n: c for n, c in columns.items() if n not in skip}
         if not batch:  # only skipped columns: each row lacks every feature
             batch = [{}] * rows
         window.update(batch, predictions=preds, targets=targets, text=chunk.text)
+        window.add_unaligned(unaligned)
     spec = DriftSpec(min_count=args.min_count) if args.min_count else DriftSpec()
     report = evaluate_dataset(profile, window, spec)
     if args.format == "json":

@@ -39,9 +39,9 @@ class CliError(Exception):
 
 
 @contextlib.contextmanager
-def csv_field_limit(limit: int = MAX_FIELD_CHARS) -> Iterator[None]:
-    """Raise csv's (process-wide) field size limit for the duration of one command."""
-    previous = csv.field_size_limit(limit)
+def csv_field_limit(limit: int | None = None) -> Iterator[None]:
+    """Raise csv's (process-wide) field size limit to ``MAX_FIELD_CHARS`` for one command."""
+    previous = csv.field_size_limit(limit or MAX_FIELD_CHARS)
     try:
         yield
     finally:
@@ -85,12 +85,12 @@ class Chunk:
         """True when the cells are CSV text (numbers still to be parsed)."""
         return self.rows is not None
 
-    def columns(self, violations: Counter[str] | None) -> tuple[dict[str, Any], int]:
-        """Cells by column name; a CSV row of the wrong width is counted (or, with
-        ``violations=None``, refused) by the input adapter."""
+    def columns(self, violations: Counter[str] | None) -> tuple[dict[str, Any], int, int]:
+        """``(cells by column name, rows, unaligned rows)``: a CSV row of the wrong width is
+        counted and left out (or, with ``violations=None``, refused) by the input adapter."""
         if self.typed is not None:
             n = len(next(iter(self.typed.values()))) if self.typed else 0
-            return dict(self.typed), n
+            return dict(self.typed), n, 0
         assert self.rows is not None
         return text_columns(self.header, self.rows, violations, offset=self.offset)
 

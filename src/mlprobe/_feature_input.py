@@ -108,12 +108,14 @@ def to_columns(batch: Any, names: Sequence[str], violations: Counter[str]
 
 def text_columns(header: Sequence[str], rows: list[list[str]],
                  violations: Counter[str] | None, *, offset: int = 0
-                 ) -> tuple[dict[str, list[str]], int]:
-    """Name the cells of CSV rows by the header.
+                 ) -> tuple[dict[str, list[str]], int, int]:
+    """Name the cells of CSV rows by the header: ``(columns, rows, unaligned rows)``.
 
-    Counting mode (``violations`` given): a row of another width is blanked (every cell
-    ``""``, which is missing) and counted as ``wrong_width``, exactly as a positional row of
-    the wrong width. Strict mode (``violations=None``, profile building) raises
+    Counting mode (``violations`` given): a row of another width is left out of the columns
+    and counted as ``wrong_width``, exactly as a positional row of the wrong width; the
+    caller adds it as a row with every feature missing
+    (:meth:`~mlprobe._window.DatasetWindow.add_unaligned`). Strict mode
+    (``violations=None``, profile building) raises
     :class:`~mlprobe.errors.ConfigurationError` naming the row (``offset`` rows came before).
     """
     width = len(header)
@@ -125,11 +127,8 @@ def text_columns(header: Sequence[str], rows: list[list[str]],
                 f"data row {offset + i + 1} has {len(rows[i])} cells but the header has "
                 f"{width}; fix or remove the row ({len(bad)} such rows in this chunk)")
         violations["wrong_width"] += len(bad)
-        blank = [""] * width
-        rows = list(rows)
-        for i in bad:
-            rows[i] = blank
-    return {name: [r[j] for r in rows] for j, name in enumerate(header)}, len(rows)
+        rows = [r for r in rows if len(r) == width]
+    return {name: [r[j] for r in rows] for j, name in enumerate(header)}, len(rows), len(bad)
 
 
 def text_numbers(cells: Sequence[str]) -> tuple[np.ndarray, int]:
@@ -187,8 +186,10 @@ def _from_sequence_rows(rows: Sequence[Any], names: Sequence[str], violations: C
     table = np.empty((len(rows), width), dtype=object)  # object arrays start as None
     if len(good) != len(rows):
         unreadable = sum(not isinstance(r, _SEQUENCES) for r in rows)
-        violations["unreadable_input"] += unreadable
-        violations["wrong_width"] += len(rows) - len(good) - unreadable
+        if unreadable:
+            violations["unreadable_input"] += unreadable
+        if len(rows) - len(good) - unreadable:
+            violations["wrong_width"] += len(rows) - len(good) - unreadable
     if good:
         table[:len(good)] = [list(r) for r in good] if not isinstance(good[0], list) else good
     return {name: table[:, j] for j, name in enumerate(names)}, len(rows)
@@ -295,6 +296,9 @@ def table_columns(X: Any, feature_names: Sequence[str] | None = None) -> Columns
         array = np.asarray(X) if isinstance(X, np.ndarray) else np.asarray(X, dtype=object)
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"X is not a table ({exc})") from None
+    if array.ndim == 0:
+        raise ConfigurationError("X must be a table (a 2-D array, a list of rows, a dict of "
+                                 f"columns or a DataFrame), got {type(X).__name__}")
     if array.ndim == 1:
         raise ConfigurationError(f"X is 1-D, shape {array.shape}: pass a 2-D array (rows x "
                                  "features), e.g. X.reshape(-1, 1) for one feature")

@@ -103,7 +103,7 @@ def _window_gauges(builder: FamilyBuilder, base: LabelSet, window: DatasetWindow
 
 
 def _drift_gauges(builder: FamilyBuilder, base: LabelSet, report: DriftReport) -> None:
-    drift, status = [], []
+    drift, status, quality = [], [], []
     results = dict(report.features)
     if report.prediction is not None:
         results[PREDICTION_FEATURE] = report.prediction
@@ -114,7 +114,17 @@ def _drift_gauges(builder: FamilyBuilder, base: LabelSet, report: DriftReport) -
                 drift.append(Sample(labels + (("method", method),), float(value)))
         if result.status in STATUS_VALUE:
             status.append(Sample(labels, STATUS_VALUE[result.status]))
+        # Reported even when the drift status is absent: a feature missing from every row
+        # has no drift status, and this series is what says so.
+        if result.quality_status in STATUS_VALUE:
+            quality.append(Sample(labels, STATUS_VALUE[result.quality_status]))
     builder.add("mlprobe_feature_drift", drift)
     builder.add("mlprobe_feature_drift_status", status)
+    builder.add("mlprobe_feature_quality_status", quality)
+    builder.add("mlprobe_dataset_status", [
+        Sample(base + (("aspect", aspect),), STATUS_VALUE[value])
+        for aspect, value in (("drift", report.drift_verdict),
+                              ("overall", report.status), ("quality", report.quality_status))
+        if value in STATUS_VALUE])
     if report.drift_share is not None:
         builder.add("mlprobe_dataset_drift_share", [Sample(base, float(report.drift_share))])

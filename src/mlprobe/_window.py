@@ -274,6 +274,13 @@ class DatasetWindow:
             update_numeric_block(block_windows, block.astype(np.float64, copy=False),
                                  owned=True)
 
+    def add_unaligned(self, rows: int) -> None:
+        """Count ``rows`` rows whose values could not be aligned with features (their schema
+        violation is counted where they were read): every feature is missing in them."""
+        if rows:
+            self.add_columns({name: np.full(rows, None, dtype=object) for name in self._names},
+                             rows)
+
     def copy(self) -> DatasetWindow:
         """Return an independent copy (cheaper than building a window from the profile)."""
         out = DatasetWindow.__new__(DatasetWindow)
