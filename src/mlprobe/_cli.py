@@ -172,7 +172,7 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     if args.format == "json":
         _emit(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
-        _emit(markdown(report))
+        _emit(markdown(report, prediction=pred_col, target=target_col))
     if args.fail_on and _RANK.get(report.worst_status, -1) >= _RANK[args.fail_on]:
         return 1
     return 0
@@ -210,7 +210,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="print the version and exit")
     ap.add_argument("--traceback", action="store_true",
                     help="on an unexpected internal error, show the Python traceback")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                            help="profile or drift (COMMAND --help for its options)")
     p = sub.add_parser("profile", help="build a reference profile from training data",
                        formatter_class=formatter, epilog=EXIT_CODES,
                        description="Build a reference profile (JSON, no raw rows) from "

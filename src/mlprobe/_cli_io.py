@@ -129,6 +129,7 @@ def _csv_chunks(path: str, progress: bool, encoding: str | None
         raise CliError(f"{path!r} line 1: {_describe(exc)}") from None
     if not header:
         raise CliError(f"{path!r} is empty: expected a header row")
+    header[0] = header[0].lstrip("\ufeff")  # a byte-order mark kept by an explicit encoding
 
     def chunks() -> Iterator[Chunk]:
         bar = _Progress(os.path.getsize(path), progress, os.path.basename(path))

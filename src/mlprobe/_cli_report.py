@@ -18,8 +18,10 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").replace("\r", " ")
 
 
-def markdown(report: DriftReport) -> str:
-    """Render the report: verdicts, counts, schema violations and one row per column."""
+def markdown(report: DriftReport, *, prediction: str | None = None,
+             target: str | None = None) -> str:
+    """Render the report: verdicts, counts, schema violations and one row per column
+    (``prediction`` and ``target`` name the columns those rows came from)."""
     d = report.to_dict()
     share = d["drift_share"]
     lines = [
@@ -34,13 +36,14 @@ def markdown(report: DriftReport) -> str:
             f"{k} {v}" for k, v in sorted(d["schema_violations"].items())))
     lines += ["", "| column | role | type | status | psi | ks | wasserstein/σ | js | linf | "
               "missing share | quality |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    rows = [("feature", f) for f in report.features.values()]
-    rows += [(role, r) for role, r in (("prediction", report.prediction),
-                                       ("target", report.target)) if r is not None]
-    for role, f in rows:
+    rows = [(f.name, "feature", f) for f in report.features.values()]
+    rows += [(column or role, role, r) for column, role, r in (
+        (prediction, "prediction", report.prediction), (target, "target", report.target))
+        if r is not None]
+    for column, role, f in rows:
         s = f.statistics
         lines.append(
-            f"| {_cell(f.name)} | {role} | {f.kind} | {f.status} | {_fmt(s.get('psi'))} | "
+            f"| {_cell(column)} | {role} | {f.kind} | {f.status} | {_fmt(s.get('psi'))} | "
             f"{_fmt(s.get('ks'))} | {_fmt(s.get('wasserstein'))} | {_fmt(s.get('js'))} | "
             f"{_fmt(s.get('linf'))} | {_fmt(f.quality.get('missing_share'))} | "
             f"{f.quality_status} |")
