@@ -27,8 +27,13 @@ def drift_report(monitor: FeatureMonitor, spec: DriftSpec,
                             spec)
 
 
-def _bins(ref: Any, counts: np.ndarray) -> list[tuple[str, int, float]]:
-    """(bin label, count, reference share) per exported bin of one feature."""
+def _bins(ref: Any, counts: np.ndarray, sensitive: bool = False
+          ) -> list[tuple[str, int, float]]:
+    """(bin label, count, reference share) per exported bin of one feature.
+
+    A sensitive categorical feature's bins are labelled by the level's index in the profile
+    (``"0"``, ``"1"``, ...; ``__other__`` stays), never by the level itself.
+    """
     ref_counts = np.asarray(ref.counts, dtype=np.float64)
     if isinstance(ref, NumericProfile):
         groups = ref.decile_groups()
@@ -38,30 +43,35 @@ def _bins(ref: Any, counts: np.ndarray) -> list[tuple[str, int, float]]:
         labels = [str(i) for i in range(n_groups)]
     else:
         cur, refc = counts, ref_counts
-        labels = [*ref.levels, ref.other]
+        levels = [str(i) for i in range(len(ref.levels))] if sensitive else ref.levels
+        labels = [*levels, ref.other]
     total = refc.sum()
     return [(label, int(c), float(r / total) if total else 0.0)
             for label, c, r in zip(labels, cur.tolist(), refc.tolist())]
 
 
 def collect_feature_metrics(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
-                            spec: DriftSpec) -> None:
-    """Add every feature family for one model to ``builder`` (one window merge per collect)."""
+                            spec: DriftSpec, *, sensitive: frozenset[str] = frozenset()
+                            ) -> None:
+    """Add every feature family for one model to ``builder`` (one window merge per collect).
+
+    ``sensitive`` features export no raw value: bins by index, no window value gauges.
+    """
     window, totals = monitor.window_and_totals()
     report = drift_report(monitor, spec, window)
-    _counters(builder, base, monitor, totals)
-    _window_gauges(builder, base, window)
+    _counters(builder, base, monitor, totals, sensitive)
+    _window_gauges(builder, base, window, sensitive)
     _drift_gauges(builder, base, report)
 
 
 def _counters(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
-              totals: DatasetWindow) -> None:
+              totals: DatasetWindow, sensitive: frozenset[str]) -> None:
     bins, ratios, missing, out_of_range, unseen = [], [], [], [], []
     for name, ref in monitor.profile.features.items():
         win = totals.features[name]
         labels = base + (("feature", name),)
         counts = win.bins.counts if win.bins is not None else win.categories.counts  # type: ignore[union-attr]
-        for label, count, share in _bins(ref, counts):
+        for label, count, share in _bins(ref, counts, name in sensitive):
             bins.append(Sample(labels + (("bin", label),), float(count)))
             ratios.append(Sample(labels + (("bin", label),), share))
         missing.append(Sample(labels, float(win.missing)))
@@ -79,12 +89,15 @@ def _counters(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
         for kind, n in sorted(totals.schema_violations.items())])
 
 
-def _window_gauges(builder: FamilyBuilder, base: LabelSet, window: DatasetWindow) -> None:
+def _window_gauges(builder: FamilyBuilder, base: LabelSet, window: DatasetWindow,
+                   sensitive: frozenset[str]) -> None:
     means, stds, mins, maxs, quantiles = [], [], [], [], []
     for name, win in window.features.items():
         moments = win.moments
         if moments is None or moments.count == 0:
             continue  # no value in the window: absent rather than NaN
+        if name in sensitive:
+            continue  # each of these is on the raw scale; min and max are raw values
         labels = base + (("feature", name),)
         means.append(Sample(labels, float(moments.mean)))
         stds.append(Sample(labels, float(moments.std())))
