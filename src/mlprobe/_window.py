@@ -94,7 +94,9 @@ class FeatureWindow:
             return
         v = np.sort(values)
         lo, hi = float(v[0]), float(v[-1])
-        self.add_sorted(v, lo, hi, v.mean(), _sum_sq_dev(v))
+        with np.errstate(over="ignore", invalid="ignore"):  # see _sum_sq_dev
+            mean, m2 = v.mean(), _sum_sq_dev(v)
+        self.add_sorted(v, lo, hi, mean, m2)
 
     def add_sorted(self, v: np.ndarray, lo: float, hi: float, mean: float, m2: float) -> None:
         """Fold a sorted, non-empty batch of finite values in, with its moments precomputed.
@@ -157,6 +159,10 @@ class FeatureWindow:
 
 
 def _sum_sq_dev(v: np.ndarray) -> float:
+    # Finite values beyond ~1e154 overflow their squares (and beyond ~1e308 their sums): the
+    # moments become inf, which the exposition and the drift statistics handle; numpy's
+    # overflow warning is silenced by the callers, since a warning here would surface in the
+    # user's process (and fail a batch under -W error).
     d = v - v.mean()
     return float(np.dot(d, d))
 
@@ -185,9 +191,10 @@ def update_numeric_block(windows: list[FeatureWindow], block: np.ndarray, *,
     s = block if owned and block.flags.c_contiguous else np.array(block, dtype=np.float64,
                                                                   order="C")
     s.sort(axis=1)
-    means = s.mean(axis=1)
-    d = s - means[:, None]
-    m2 = np.einsum("ij,ij->i", d, d).tolist()
+    with np.errstate(over="ignore", invalid="ignore"):  # see _sum_sq_dev
+        means = s.mean(axis=1)
+        d = s - means[:, None]
+        m2 = np.einsum("ij,ij->i", d, d).tolist()
     for w, v, lo, hi, mean, sq in zip(windows, s, s[:, 0].tolist(), s[:, -1].tolist(),
                                       means.tolist(), m2):
         w.add_sorted(v, lo, hi, mean, sq)
