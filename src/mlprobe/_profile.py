@@ -31,8 +31,6 @@ from .stats._coerce import coerce_numeric
 
 __all__ = ["CategoricalProfile", "NumericProfile", "ProfileLimits", "ReferenceProfile"]
 
-_MAX_INT_DIGITS = 32
-"""Longest integer literal a profile may hold (counts fit in 16 digits)."""
 
 
 def _is_categorical_dtype(col: Any) -> bool:
@@ -357,24 +355,20 @@ def _reject_constant(name: str) -> Any:
     raise _JsonError(f"{name} is not JSON (profiles store missing statistics as null)")
 
 
-def _parse_int(text: str) -> int:
-    if len(text) > _MAX_INT_DIGITS:
-        raise _JsonError(f"integer literal of {len(text)} digits")
-    return int(text)
-
-
 def _parse_json(text: str) -> Any:
     """``json.loads`` that turns every failure into one :class:`_JsonError` line."""
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
+        return json.loads(text, parse_constant=_reject_constant)
     except _JsonError:
         raise
     except json.JSONDecodeError as exc:
         raise _JsonError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise _JsonError("nested too deeply") from None
-    except ValueError as exc:  # e.g. a literal the int parser refuses
-        raise _JsonError(str(exc).splitlines()[0] if str(exc) else "unreadable value") from None
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):  # over Python's 4,300-digit limit
+            raise _JsonError("integer literal too long (over 4,300 digits)") from None
+        raise _JsonError(" ".join(str(exc).split()) or "unreadable value") from None
 
 
 def _check_name(name: Any, what: str, limits: ProfileLimits) -> None:

@@ -159,12 +159,26 @@ def _list(value: Any, where: str, max_len: int) -> list[Any]:
     return value
 
 
+def _first_bad(values: list[Any], where: str, ok: Any, what: str) -> ProfileError:
+    i = next((i for i, v in enumerate(values) if not ok(v)), 0)  # ``ok`` mirrors the check
+    return _bad(f"{where}[{i}]", what, values[i])
+
+
+def _ints(values: list[Any], where: str, lo: int, hi: int) -> None:
+    """Every entry a JSON integer in [lo, hi]; checked by C loops (map, min, max), the
+    offender is only looked for when there is one."""
+    if not values:
+        return
+    if not set(map(type, values)) <= {int} or min(values) < lo or max(values) > hi:
+        raise _first_bad(values, where, lambda v: type(v) is int and lo <= v <= hi,
+                         f"an integer in [{lo}, {hi}]")
+
+
 def _numbers(values: list[Any], where: str) -> np.ndarray:
-    # One pass in Python for the types (numpy would happily parse "1.5" or True), then numpy
-    # for the range: this is the bulk of a profile, so it stays two cheap passes.
-    for i, v in enumerate(values):
-        if type(v) is not float and type(v) is not int:
-            raise _bad(f"{where}[{i}]", "a number", v)
+    # The types first (numpy would happily parse "1.5" or True), then numpy for the range:
+    # this is the bulk of a profile, so both are C loops.
+    if not set(map(type, values)) <= {int, float}:
+        raise _first_bad(values, where, lambda v: type(v) in (int, float), "a number")
     try:
         out = np.array(values, dtype=np.float64)
     except OverflowError:
@@ -175,9 +189,7 @@ def _numbers(values: list[Any], where: str) -> np.ndarray:
 
 
 def _counts(values: list[Any], where: str, total: int, total_where: str) -> np.ndarray:
-    for i, v in enumerate(values):
-        if type(v) is not int or not 0 <= v <= MAX_COUNT:
-            raise _bad(f"{where}[{i}]", f"an integer in [0, {MAX_COUNT}]", v)
+    _ints(values, where, 0, MAX_COUNT)
     if sum(values) != total:  # Python ints: no overflow
         raise ProfileError(f"corrupt profile: {where} sum to {sum(values)}, but {total_where} "
                            f"is {total}")
@@ -215,12 +227,11 @@ class _Checker:
         missing = _int(d.get("missing"), f"{where}.missing")
         cap = min(self.max_categories, self.limits.max_categories)
         raw_levels = _list(d.get("levels"), f"{where}.levels", cap)
-        levels = []
-        for i, raw in enumerate(raw_levels):
-            text = _text(raw, f"{where}.levels[{i}]", self.limits.max_level_chars)
-            # Live values are matched by level_key, so a loaded level must be in that form.
-            levels.append(_text(level_key(text), f"{where}.levels[{i}]",
-                                self.limits.max_level_chars))
+        levels = self._texts(raw_levels, f"{where}.levels")
+        # Live values are matched by level_key, so a loaded level must be in that form.
+        keys = list(map(level_key, levels))
+        if keys != levels:
+            levels = self._texts(keys, f"{where}.levels")
         if len(set(levels)) != len(levels):
             raise _bad(f"{where}.levels", "unique (after level_key)")
         if d.get("other") != OTHER:
@@ -236,6 +247,20 @@ class _Checker:
             counts=_counts(counts, f"{where}.counts", count, f"{where}.count"),
             n_distinct=n_distinct, sensitive=sensitive)
 
+    def _texts(self, values: list[Any], where: str) -> list[str]:
+        """Every entry a string of valid Unicode within the length limit (C loops first)."""
+        limit = self.limits.max_level_chars
+        if values and (not set(map(type, values)) <= {str}
+                       or max(map(len, values)) > limit):
+            raise _first_bad(values, where, lambda v: type(v) is str and len(v) <= limit,
+                             f"a string of at most {limit} characters")
+        try:
+            "".join(values).encode("utf-8")
+        except UnicodeEncodeError:
+            for i, v in enumerate(values):
+                _text(v, f"{where}[{i}]", limit)
+        return values
+
     def numeric(self, d: Mapping[str, Any], name: str, where: str,
                 sensitive: bool) -> NumericProfile:
         count = _int(d.get("count"), f"{where}.count")
@@ -248,8 +273,7 @@ class _Checker:
         if count and not edges.size:
             raise _bad(f"{where}.edges", "non-empty when count > 0")
         index = _list(d.get("psi_edge_index"), f"{where}.psi_edge_index", max_edges)
-        for i, v in enumerate(index):
-            _int(v, f"{where}.psi_edge_index[{i}]", 0, edges.size - 1)
+        _ints(index, f"{where}.psi_edge_index", 0, edges.size - 1)
         if any(a >= b for a, b in zip(index, index[1:])):
             raise _bad(f"{where}.psi_edge_index", "strictly increasing")
         if count and not index:
@@ -258,10 +282,14 @@ class _Checker:
         delta = _list(d.get("counts_delta"), f"{where}.counts_delta", edges.size + 1)
         if len(delta) != edges.size + 1:
             raise _bad(f"{where}.counts_delta", "len(edges) + 1 entries")
-        for i, v in enumerate(delta):
-            _int(v, f"{where}.counts_delta[{i}]", -MAX_COUNT, MAX_COUNT)
-        counts = _counts([base + v for v in delta], f"{where}.counts_base + counts_delta",
-                         count, f"{where}.count")
+        _ints(delta, f"{where}.counts_delta", -MAX_COUNT, MAX_COUNT)
+        # |base|, |delta| <= 2**53, so neither the sums nor their total overflow an int64.
+        counts = base + np.array(delta, dtype=np.int64)
+        if counts.size and (counts.min() < 0 or counts.max() > MAX_COUNT):
+            raise _bad(f"{where}.counts_base + counts_delta", f"in [0, {MAX_COUNT}]")
+        if int(counts.sum()) != count:
+            raise ProfileError(f"corrupt profile: {where}.counts_base + counts_delta sum to "
+                               f"{int(counts.sum())}, but {where}.count is {count}")
         discrete = d.get("discrete")
         if type(discrete) is not bool:
             raise _bad(f"{where}.discrete", "true or false", discrete)
