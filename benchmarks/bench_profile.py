@@ -16,7 +16,8 @@ baseline) of:
 * ``DatasetWindow.update`` of a 10,000-row dict of columns (25 features);
 * a ``FeatureMonitor`` flush of 4,096 buffered dict rows that miss the packed fast path (the
   general row path of the adapter);
-* ``mlprobe drift`` on a 100,000-row CSV of 25 columns (in-process ``main``).
+* ``mlprobe drift`` on a 100,000-row CSV of 25 columns (in-process ``main``);
+* ``registry.collect()`` of a probe on a 100-feature profile (80 numeric, 20 categorical).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Variant:
         self.Profile = profile_mod.ReferenceProfile
         self.DatasetWindow = window_mod.DatasetWindow
         self.FeatureMonitor = features_mod.FeatureMonitor
+        self.Registry = package.Registry
+        self.Probe = package.Probe
         self.workdir = workdir
 
 
@@ -110,6 +113,15 @@ def main() -> None:
         writer.writerows(zip(*current.values()))
 
     profiles = {v.name: v.Profile.load(paths["load, 25 features"]) for v in variants}
+    wide_data = reference(80, 20, 8, 20_000)
+    wide_path = os.path.join(workdir, "wide.json")
+    mlprobe.ReferenceProfile.from_data(wide_data).save(wide_path)
+    collectors = {}
+    for v in variants:
+        registry = v.Registry()
+        probe = v.Probe("bench", registry=registry, reference=v.Profile.load(wide_path))
+        probe.observe(inputs={k: c[:10_000] for k, c in wide_data.items()})
+        collectors[v.name] = registry.collect
 
     def cases(v: Variant) -> dict[str, Callable[[], Any]]:
         profile = profiles[v.name]
@@ -131,11 +143,13 @@ def main() -> None:
             "window update, 10k rows x 25": lambda: v.DatasetWindow(profile).update(batch),
             "flush of 4,096 general dict rows": flush,
             f"mlprobe drift, {n_csv:,}-row CSV": drift,
+            "registry.collect(), 100 features": collectors[v.name],
         }
 
     results: dict[tuple[str, str], list[float]] = {}
     repeats = {"load, 25 features": 20, "load, 200 features": 3,
-               "window update, 10k rows x 25": 10, "flush of 4,096 general dict rows": 3}
+               "window update, 10k rows x 25": 10, "flush of 4,096 general dict rows": 3,
+               "registry.collect(), 100 features": 5}
     for _ in range(rounds):
         for v in variants:
             for name, fn in cases(v).items():
