@@ -362,6 +362,20 @@ def test_label_drift_is_reported_and_fails(files: dict[str, Path], tmp_path: Pat
     assert "| score | prediction | numeric | ok |" in out
 
 
+def test_labels_written_as_floats_match_integer_levels(files: dict[str, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """Labels profiled from "0"/"1" match current labels written "0.0"/"1.0" (as pandas
+    writes an integer column with a gap): no unseen level, no label drift."""
+    data = _data(3_000, seed=9)
+    data["label"] = data["label"].astype(float)
+    path = _write(tmp_path / "float-labels.csv", data)
+    assert "0.0" in path.read_text()
+    assert main(["drift", str(files["profile"]), str(path), "--format", "json"]) == 0
+    target = json.loads(capsys.readouterr().out)["target"]
+    assert target["quality"]["unseen"] == 0 and target["status"] == "ok"
+
+
 def test_target_flag_errors_and_missing_stored_columns(files: dict[str, Path], tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]
                                                        ) -> None:

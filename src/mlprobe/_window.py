@@ -241,6 +241,8 @@ class DatasetWindow:
             if values is not None and window is not None:
                 if text and window.kind == "numeric":
                     values = text_numbers(values)[0]
+                elif text:
+                    values = _text_levels(values)
                 window.update(np.asarray(values).reshape(-1) if not isinstance(values, list)
                               else values)
 
@@ -312,6 +314,18 @@ class DatasetWindow:
 
 
 _NUMBER_TYPES = (bool, np.bool_, int, float, np.integer, np.floating)
+
+
+def _text_levels(cells: list[str]) -> list[Any]:
+    """CSV cells of a class column, as the profile saw them: ``mlprobe profile`` parses a
+    numeric-looking label or prediction column, so "1", "1.0" and "1e0" are all level "1"."""
+    out: list[Any] = []
+    for cell in cells:
+        try:
+            out.append(float(cell))
+        except ValueError:
+            out.append(cell)
+    return out
 
 
 def _non_finite_numbers(column: Any) -> int:
