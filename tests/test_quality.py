@@ -117,9 +117,10 @@ def test_every_feature_missing_fails(built: dict[str, Any],
 
 
 def _samples(registry: mlprobe.Registry, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Samples of family ``name`` keyed by their labels after model and model_version."""
     for family in registry.collect():
         if family.name == name:
-            return {tuple(s.labels[2:]): s.value for s in family.samples}  # type: ignore[union-attr]
+            return {tuple(s.labels[2:]): getattr(s, "value", 0.0) for s in family.samples}
     return {}
 
 

@@ -5,7 +5,8 @@ badly or produced by another tool. Whatever :func:`profile_from_document` accept
 ``Probe(reference=profile)``, every scrape and every status call. So every field is checked
 here for its type, range and consistency with the others, and :class:`ProfileLimits` caps what
 the document may make mlprobe hold or export (features, levels, edges, level length). Every
-failure is a one-line :class:`~mlprobe.errors.ProfileError` naming the field.
+failure is a one-line :class:`~mlprobe.errors.ProfileError` naming the field. The checks of
+single fields and of one feature entry are in :mod:`mlprobe._profile_fields`.
 
 Versions: 1 is the original format; 2 adds per-feature ``"sensitive": true``. A profile is
 written as version 1 unless it marks a feature sensitive, so older mlprobe releases keep
@@ -16,26 +17,29 @@ exporting the raw values of a feature marked sensitive.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._feature_profile import OTHER, QUANTILES, CategoricalProfile, FeatureProfile, NumericProfile
+from ._feature_profile import CategoricalProfile, FeatureProfile
+from ._profile_fields import (
+    FeatureReader,
+    as_int,
+    as_list,
+    as_number,
+    as_object,
+    as_text,
+    bad,
+    short,
+)
 from .errors import ConfigurationError, ProfileError
-from .stats import level_key
 
 __all__ = ["FORMAT", "READ_VERSIONS", "ProfileLimits", "ProfileParts", "Roles",
            "feature_to_document", "profile_from_document"]
 
 FORMAT = "mlprobe.profile"
 READ_VERSIONS = (1, 2)
-MAX_COUNT = 2**53
-"""Largest count a profile may hold: exact as a float, and 1,001 of them fit in an int64."""
-MAX_MAGNITUDE = 1e300
-"""Largest absolute value of a stored statistic: differences and squares of edges stay finite."""
-_REPR_CHARS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,226 +105,6 @@ class ProfileParts:
     roles: Roles
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return f"{type(value).__name__} of {len(value)}"
-    text = repr(value)
-    return text if len(text) <= _REPR_CHARS else text[:_REPR_CHARS] + "..."
-
-
-def _bad(where: str, what: str, value: Any = ...) -> ProfileError:
-    got = "" if value is ... else f", got {_short(value)}"
-    return ProfileError(f"corrupt profile: {where} must be {what}{got}")
-
-
-def _object(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise _bad(where, "an object", value)
-    return value
-
-
-def _int(value: Any, where: str, lo: int = 0, hi: int = MAX_COUNT) -> int:
-    if type(value) is not int or not lo <= value <= hi:
-        raise _bad(where, f"an integer in [{lo}, {hi}]", value)
-    return value
-
-
-def _number(value: Any, where: str, *, nullable: bool = True) -> float:
-    """A finite JSON number (null -> NaN when ``nullable``)."""
-    if value is None and nullable:
-        return math.nan
-    if type(value) is float or type(value) is int:
-        try:
-            x = float(value)
-        except OverflowError:
-            x = math.inf
-        if -MAX_MAGNITUDE <= x <= MAX_MAGNITUDE:  # also False for NaN
-            return x
-    raise _bad(where, f"a finite number{' or null' if nullable else ''} of magnitude <= 1e300",
-               value)
-
-
-def _text(value: Any, where: str, max_chars: int) -> str:
-    if not isinstance(value, str) or len(value) > max_chars:
-        raise _bad(where, f"a string of at most {max_chars} characters", value)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _bad(where, "valid Unicode text (it holds a lone surrogate)") from None
-    return value
-
-
-def _list(value: Any, where: str, max_len: int) -> list[Any]:
-    if not isinstance(value, list):
-        raise _bad(where, "a list", value)
-    if len(value) > max_len:
-        raise ProfileError(f"corrupt profile: {where} has {len(value)} entries, over the limit "
-                           f"of {max_len} (see ProfileLimits)")
-    return value
-
-
-def _first_bad(values: list[Any], where: str, ok: Any, what: str) -> ProfileError:
-    i = next((i for i, v in enumerate(values) if not ok(v)), 0)  # ``ok`` mirrors the check
-    return _bad(f"{where}[{i}]", what, values[i])
-
-
-def _ints(values: list[Any], where: str, lo: int, hi: int) -> None:
-    """Every entry a JSON integer in [lo, hi]; checked by C loops (map, min, max), the
-    offender is only looked for when there is one."""
-    if not values:
-        return
-    if not set(map(type, values)) <= {int} or min(values) < lo or max(values) > hi:
-        raise _first_bad(values, where, lambda v: type(v) is int and lo <= v <= hi,
-                         f"an integer in [{lo}, {hi}]")
-
-
-def _numbers(values: list[Any], where: str) -> np.ndarray:
-    # The types first (numpy would happily parse "1.5" or True), then numpy for the range:
-    # this is the bulk of a profile, so both are C loops.
-    if not set(map(type, values)) <= {int, float}:
-        raise _first_bad(values, where, lambda v: type(v) in (int, float), "a number")
-    try:
-        out = np.array(values, dtype=np.float64)
-    except OverflowError:
-        raise _bad(where, "numbers of magnitude <= 1e300") from None
-    if out.size and not (np.abs(out) <= MAX_MAGNITUDE).all():
-        raise _bad(where, "finite numbers of magnitude <= 1e300")
-    return out
-
-
-def _counts(values: list[Any], where: str, total: int, total_where: str) -> np.ndarray:
-    _ints(values, where, 0, MAX_COUNT)
-    if sum(values) != total:  # Python ints: no overflow
-        raise ProfileError(f"corrupt profile: {where} sum to {sum(values)}, but {total_where} "
-                           f"is {total}")
-    return np.array(values, dtype=np.int64)
-
-
-class _Checker:
-    """Reads feature entries of one document under one set of limits."""
-
-    def __init__(self, limits: ProfileLimits, n_bins: int, max_categories: int) -> None:
-        self.limits = limits
-        self.n_bins = n_bins
-        self.max_categories = max_categories
-
-    def feature(self, raw: Any, where: str, version: int) -> FeatureProfile:
-        d = _object(raw, where)
-        name = _text(d.get("name"), f"{where}.name", self.limits.max_level_chars)
-        where = f"{where} ({name!r})" if len(name) <= _REPR_CHARS else where
-        kind = d.get("type")
-        sensitive = False
-        if "sensitive" in d:
-            if version < 2 or type(d["sensitive"]) is not bool:
-                raise _bad(f"{where}.sensitive", "true or false (profile version 2)",
-                           d["sensitive"])
-            sensitive = d["sensitive"]
-        if kind == "categorical":
-            return self.categorical(d, name, where, sensitive)
-        if kind == "numeric":
-            return self.numeric(d, name, where, sensitive)
-        raise _bad(f"{where}.type", '"numeric" or "categorical"', kind)
-
-    def categorical(self, d: Mapping[str, Any], name: str, where: str,
-                    sensitive: bool) -> CategoricalProfile:
-        count = _int(d.get("count"), f"{where}.count")
-        missing = _int(d.get("missing"), f"{where}.missing")
-        cap = min(self.max_categories, self.limits.max_categories)
-        raw_levels = _list(d.get("levels"), f"{where}.levels", cap)
-        levels = self._texts(raw_levels, f"{where}.levels")
-        # Live values are matched by level_key, so a loaded level must be in that form.
-        keys = list(map(level_key, levels))
-        if keys != levels:
-            levels = self._texts(keys, f"{where}.levels")
-        if len(set(levels)) != len(levels):
-            raise _bad(f"{where}.levels", "unique (after level_key)")
-        if d.get("other") != OTHER:
-            raise _bad(f"{where}.other", f'"{OTHER}"', d.get("other"))
-        if OTHER in levels:
-            raise _bad(f"{where}.levels", f"free of the reserved level {OTHER!r}")
-        counts = _list(d.get("counts"), f"{where}.counts", cap + 1)
-        if len(counts) != len(levels) + 1:
-            raise _bad(f"{where}.counts", "one entry per level plus one for __other__")
-        n_distinct = _int(d.get("n_distinct"), f"{where}.n_distinct", len(levels))
-        return CategoricalProfile(
-            name=name, count=count, missing=missing, levels=tuple(levels),
-            counts=_counts(counts, f"{where}.counts", count, f"{where}.count"),
-            n_distinct=n_distinct, sensitive=sensitive)
-
-    def _texts(self, values: list[Any], where: str) -> list[str]:
-        """Every entry a string of valid Unicode within the length limit (C loops first)."""
-        limit = self.limits.max_level_chars
-        if values and (not set(map(type, values)) <= {str}
-                       or max(map(len, values)) > limit):
-            raise _first_bad(values, where, lambda v: type(v) is str and len(v) <= limit,
-                             f"a string of at most {limit} characters")
-        try:
-            "".join(values).encode("utf-8")
-        except UnicodeEncodeError:
-            for i, v in enumerate(values):
-                _text(v, f"{where}[{i}]", limit)
-        return values
-
-    def numeric(self, d: Mapping[str, Any], name: str, where: str,
-                sensitive: bool) -> NumericProfile:
-        count = _int(d.get("count"), f"{where}.count")
-        missing = _int(d.get("missing"), f"{where}.missing")
-        invalid = _int(d.get("invalid"), f"{where}.invalid")
-        max_edges = min(self.n_bins + 1, self.limits.max_edges)
-        edges = _numbers(_list(d.get("edges"), f"{where}.edges", max_edges), f"{where}.edges")
-        if edges.size > 1 and not (np.diff(edges) > 0).all():
-            raise _bad(f"{where}.edges", "strictly increasing")
-        if count and not edges.size:
-            raise _bad(f"{where}.edges", "non-empty when count > 0")
-        index = _list(d.get("psi_edge_index"), f"{where}.psi_edge_index", max_edges)
-        _ints(index, f"{where}.psi_edge_index", 0, edges.size - 1)
-        if any(a >= b for a, b in zip(index, index[1:])):
-            raise _bad(f"{where}.psi_edge_index", "strictly increasing")
-        if count and not index:
-            raise _bad(f"{where}.psi_edge_index", "non-empty when count > 0")
-        base = _int(d.get("counts_base"), f"{where}.counts_base")
-        delta = _list(d.get("counts_delta"), f"{where}.counts_delta", edges.size + 1)
-        if len(delta) != edges.size + 1:
-            raise _bad(f"{where}.counts_delta", "len(edges) + 1 entries")
-        _ints(delta, f"{where}.counts_delta", -MAX_COUNT, MAX_COUNT)
-        # |base|, |delta| <= 2**53, so neither the sums nor their total overflow an int64.
-        counts = base + np.array(delta, dtype=np.int64)
-        if counts.size and (counts.min() < 0 or counts.max() > MAX_COUNT):
-            raise _bad(f"{where}.counts_base + counts_delta", f"in [0, {MAX_COUNT}]")
-        if int(counts.sum()) != count:
-            raise ProfileError(f"corrupt profile: {where}.counts_base + counts_delta sum to "
-                               f"{int(counts.sum())}, but {where}.count is {count}")
-        discrete = d.get("discrete")
-        if type(discrete) is not bool:
-            raise _bad(f"{where}.discrete", "true or false", discrete)
-        stats = {k: _number(d.get(k), f"{where}.{k}") for k in ("mean", "std", "min", "max")}
-        if count and not all(math.isfinite(stats[k]) for k in ("mean", "min", "max")):
-            raise _bad(f"{where}", "given mean, min and max when count > 0")
-        if stats["min"] > stats["max"]:
-            raise _bad(f"{where}.min", "<= max", stats["min"])
-        if stats["std"] < 0:
-            raise _bad(f"{where}.std", ">= 0", stats["std"])
-        outer = _list(d.get("outer_means"), f"{where}.outer_means", 2)
-        if len(outer) != 2:
-            raise _bad(f"{where}.outer_means", "two numbers (or nulls)")
-        quantiles = _object(d.get("quantiles"), f"{where}.quantiles")
-        unknown = sorted(set(quantiles) - set(QUANTILES))
-        if unknown:
-            raise _bad(f"{where}.quantiles", f"keyed by {', '.join(QUANTILES)}", unknown[0])
-        std = stats["std"]
-        return NumericProfile(
-            name=name, count=count, missing=missing, invalid=invalid, edges=edges,
-            counts=counts, psi_edge_index=tuple(index), discrete=discrete,
-            mean=stats["mean"], std=std,
-            # the sample std is derived, not stored: std * sqrt(n / (n - 1))
-            std_sample=std * math.sqrt(count / (count - 1)) if count > 1 else math.nan,
-            min=stats["min"], max=stats["max"],
-            outer_means=(_number(outer[0], f"{where}.outer_means[0]"),
-                         _number(outer[1], f"{where}.outer_means[1]")),
-            quantiles={k: _number(v, f"{where}.quantiles.{k}") for k, v in quantiles.items()},
-            sensitive=sensitive)
-
-
 def _rows(f: FeatureProfile) -> int:
     return f.count + f.missing + f.invalid
 
@@ -336,21 +120,21 @@ def profile_from_document(data: Any, limits: ProfileLimits) -> ProfileParts:
         raise ProfileError(f"not an mlprobe profile: expected \"format\": \"{FORMAT}\"")
     version = data.get("version")
     if type(version) is not int or version not in READ_VERSIONS:
-        raise ProfileError(f"unsupported profile version {_short(version)}; this mlprobe reads "
+        raise ProfileError(f"unsupported profile version {short(version)}; this mlprobe reads "
                            f"versions {', '.join(map(str, READ_VERSIONS))} (upgrade mlprobe or "
                            "rebuild the profile)")
-    n_rows = _int(data.get("n_rows"), "n_rows")
-    n_bins = _int(data.get("n_bins"), "n_bins", 10, limits.max_edges)
-    max_categories = _int(data.get("max_categories"), "max_categories", 1,
-                          limits.max_categories)
-    checker = _Checker(limits, n_bins, max_categories)
-    raw_features = _list(data.get("features"), "features", limits.max_features)
+    n_rows = as_int(data.get("n_rows"), "n_rows")
+    n_bins = as_int(data.get("n_bins"), "n_bins", 10, limits.max_edges)
+    max_categories = as_int(data.get("max_categories"), "max_categories", 1,
+                            limits.max_categories)
+    checker = FeatureReader(limits, n_bins, max_categories)
+    raw_features = as_list(data.get("features"), "features", limits.max_features)
     if not raw_features:
-        raise _bad("features", "a non-empty list")
+        raise bad("features", "a non-empty list")
     features = [checker.feature(f, f"features[{i}]", version) for i, f in enumerate(raw_features)]
     names = [f.name for f in features]
     if len(set(names)) != len(names):
-        raise _bad("features", "uniquely named")
+        raise bad("features", "uniquely named")
     extras = {}
     for key in ("prediction", "target"):
         raw = data.get(key)
@@ -363,18 +147,18 @@ def profile_from_document(data: Any, limits: ProfileLimits) -> ProfileParts:
                                f"{n_rows}")
     importance = data.get("importance")
     if importance is not None:
-        weights = _object(importance, "importance")
+        weights = as_object(importance, "importance")
         importance = {}
         for key, value in weights.items():
             if key not in names:
-                raise _bad("importance", "keyed by feature names", key)
-            importance[key] = _number(value, f"importance[{key!r}]", nullable=False)
+                raise bad("importance", "keyed by feature names", key)
+            importance[key] = as_number(value, f"importance[{key!r}]", nullable=False)
             if importance[key] < 0:
-                raise _bad(f"importance[{key!r}]", ">= 0", value)
+                raise bad(f"importance[{key!r}]", ">= 0", value)
     roles = {}
     for key in ("target_name", "prediction_name"):
         raw = data.get(key)
-        roles[key] = None if raw is None else _text(raw, key, limits.max_level_chars)
+        roles[key] = None if raw is None else as_text(raw, key, limits.max_level_chars)
     return ProfileParts(features, extras["prediction"], extras["target"], importance or None,
                         n_rows, n_bins, max_categories,
                         Roles(roles["target_name"], roles["prediction_name"]))
