@@ -208,8 +208,9 @@ class CategoricalProfile:
               max_level_chars: int = 1024, sensitive: bool = False) -> CategoricalProfile:
         """Summarise a raw reference column; levels beyond the top ``max_categories`` fold.
 
-        A level longer than ``max_level_chars`` is never kept (it would be a label value):
-        it counts in ``__other__``, as the same value will when serving.
+        A level longer than ``max_level_chars``, or that is not valid Unicode text (a lone
+        surrogate), is never kept (it would be a label value): it counts in ``__other__``,
+        as the same value will when serving.
         """
         tally, missing = tally_categorical(column)
         merged: dict[str, int] = {}
@@ -217,13 +218,22 @@ class CategoricalProfile:
             key = level_key(k)
             merged[key] = merged.get(key, 0) + n
         ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
-        kept = [k for k, _ in ranked if k != OTHER and len(k) <= max_level_chars]
+        kept = [k for k, _ in ranked
+                if k != OTHER and len(k) <= max_level_chars and _is_text(k)]
         kept = kept[:max_categories]
         kept_set = set(kept)
         other = sum(n for k, n in merged.items() if k not in kept_set)
         counts = np.array([merged[k] for k in kept] + [other], dtype=np.int64)
         return cls(name=name, count=int(counts.sum()), missing=missing, levels=tuple(kept),
                    counts=counts, n_distinct=len(merged), sensitive=sensitive)
+
+
+def _is_text(level: str) -> bool:
+    try:
+        level.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 FeatureProfile = NumericProfile | CategoricalProfile

@@ -157,11 +157,11 @@ class FeatureReader:
         missing = as_int(d.get("missing"), f"{where}.missing")
         cap = min(self.max_categories, self.limits.max_categories)
         raw_levels = as_list(d.get("levels"), f"{where}.levels", cap)
-        levels = self._texts(raw_levels, f"{where}.levels")
-        # Live values are matched by level_key, so a loaded level must be in that form.
+        levels = self._texts(raw_levels, f"{where}.levels", unicode=False)
+        # Live values are matched by level_key, so a loaded level must be in that form, and
+        # that form is what becomes a label value: it must be valid Unicode.
         keys = list(map(level_key, levels))
-        if keys != levels:
-            levels = self._texts(keys, f"{where}.levels")
+        levels = self._texts(keys, f"{where}.levels")
         if len(set(levels)) != len(levels):
             raise bad(f"{where}.levels", "unique (after level_key)")
         if d.get("other") != OTHER:
@@ -177,13 +177,16 @@ class FeatureReader:
             counts=_counts(counts, f"{where}.counts", count, f"{where}.count"),
             n_distinct=n_distinct, sensitive=sensitive)
 
-    def _texts(self, values: list[Any], where: str) -> list[str]:
-        """Every entry a string of valid Unicode within the length limit (C loops first)."""
+    def _texts(self, values: list[Any], where: str, *, unicode: bool = True) -> list[str]:
+        """Every entry a string within the length limit, and (``unicode``) of valid Unicode
+        (C loops first)."""
         limit = self.limits.max_level_chars
         if values and (not set(map(type, values)) <= {str}
                        or max(map(len, values)) > limit):
             raise _first_bad(values, where, lambda v: type(v) is str and len(v) <= limit,
                              f"a string of at most {limit} characters")
+        if not unicode:
+            return values
         try:
             "".join(values).encode("utf-8")
         except UnicodeEncodeError:
