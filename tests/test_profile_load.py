@@ -258,7 +258,9 @@ def test_build_respects_limits() -> None:
     odd = b"caf\xe9".decode("utf-8", "surrogateescape")
     profile = ReferenceProfile.from_data({"c": [long, long, "short", odd]}, categorical=["c"])
     c = profile.features["c"]
-    assert c.levels in (("short",), ("short", "caf\ufffd"), ("caf\ufffd", "short"))
+    # the odd value is folded, or kept in the valid form level_key gives it
+    assert "short" in c.levels and long not in c.levels and odd not in c.levels
+    assert all(level.encode("utf-8") for level in c.levels)
     assert c.counts[-1] >= 2 and c.counts.sum() == 4
     assert ReferenceProfile.from_dict(json.loads(json.dumps(profile.to_dict()))).to_dict() == \
         profile.to_dict()  # what is built also loads
