@@ -173,11 +173,15 @@ def test_bad_input_is_counted_and_never_raised(profile, registry):
     predict(pd.DataFrame({"age": [1.0], "income": [2.0]}))
     probe._state.features.flush()
     missing = samples_by(registry, "mlprobe_feature_missing", "feature")
-    assert missing["age"] == 1  # the None
-    assert missing["income"] == 2  # the NaN, and its absence from the "colour" row
+    # rows that cannot be aligned (1 of the wrong width, 4 of the array, "not rows") count
+    # as rows in which every feature is missing
+    unaligned = 1 + 4 + 1
+    assert missing["age"] == 1 + unaligned  # the None
+    assert missing["income"] == 2 + unaligned  # the NaN, and its absence from the "colour" row
+    assert missing["plan"] == 1 + unaligned  # absent from the DataFrame
     violations = samples_by(registry, "mlprobe_schema_violations", "kind")
-    assert missing["plan"] == 1  # absent from the DataFrame
-    assert violations["wrong_type"] == 3  # "old", inf, and "not rows"
+    assert violations["wrong_type"] == 1  # "old" (inf is a number: invalid, not a wrong type)
+    assert violations["unreadable_input"] == 1  # "not rows"
     assert violations["unexpected_feature"] == 1
     assert violations["wrong_width"] == 1 + 4
     assert violations["missing_feature"] == 1 + 1

@@ -143,7 +143,11 @@ def test_profile_levels_and_live_category_values_export_as_label_values(levels, 
     document = copy.deepcopy(BASE_DOCUMENT)
     plan = next(f for f in document["features"] if f["name"] == "plan")
     plan["levels"] = levels
-    plan["counts"] = [10] * len(levels) + [0]
+    # A consistent document (the loader checks that counts add up): the plan's count is spread
+    # over the generated levels, none in __other__.
+    share, rest = divmod(plan["count"], len(levels))
+    plan["counts"] = [share + rest] + [share] * (len(levels) - 1) + [0]
+    plan["n_distinct"] = len(levels)
     profile = mlprobe.ReferenceProfile.from_dict(document)
     registry = mlprobe.Registry()
     probe = mlprobe.Probe("p", registry=registry, reference=profile, **ONE_BUCKET)

@@ -10,6 +10,7 @@ from ._profile import ReferenceProfile
 from ._registry import Registry, default_registry
 from ._version import __version__
 from .asgi import ProbeMiddleware
+from ._profile_format import ProfileLimits
 from .errors import ConfigurationError, ExporterError, MlprobeError, ProfileError
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Probe",
     "ProbeMiddleware",
     "ProfileError",
+    "ProfileLimits",
     "ReferenceProfile",
     "Registry",
     "__version__",
@@ -27,6 +29,6 @@ __all__ = [
 ]
 
 for _name in ("ConfigurationError", "DriftSpec", "ExporterError", "MlprobeError", "Probe",
-              "ProbeMiddleware", "ProfileError", "ReferenceProfile", "Registry"):
+              "ProbeMiddleware", "ProfileError", "ProfileLimits", "ReferenceProfile", "Registry"):
     globals()[_name].__module__ = "mlprobe"
 del _name

@@ -79,6 +79,13 @@ _SPECS = (
     MetricSpec("mlprobe_feature_drift_status", "gauge", "1", MODEL_LABELS + ("feature",),
                "Drift status per feature: 0 ok, 1 warning, 2 critical (absent: insufficient "
                "data)."),
+    MetricSpec("mlprobe_feature_quality_status", "gauge", "1", MODEL_LABELS + ("feature",),
+               "Data-quality status per feature: 0 ok, 1 warning, 2 critical (missing share "
+               "over the reference's, or no valid value at all; absent: insufficient data)."),
+    MetricSpec("mlprobe_dataset_status", "gauge", "1", MODEL_LABELS + ("aspect",),
+               "Dataset status, 0 ok, 1 warning, 2 critical, by aspect: drift (the drift "
+               "verdict), quality (worst feature quality) and overall (the worse of the two; "
+               "absent: insufficient data)."),
     MetricSpec("mlprobe_dataset_drift_share", "gauge", "1", MODEL_LABELS,
                "Share of evaluated features whose drift status is warning or critical "
                "(importance-weighted when the profile has importances)."),

@@ -32,6 +32,9 @@ __all__ = [
 
 STATUSES = ("ok", "warning", "critical", "insufficient_data")
 _RANK = {"ok": 0, "warning": 1, "critical": 2}
+ALL_MISSING_CHANCE = 1e-3
+"""A window in which every row lacks a feature is critical once that is less likely than this
+under the reference's missing share (at once when the reference had no missing values)."""
 NUMERIC_METHODS = ("psi", "ks", "wasserstein", "js")
 CATEGORICAL_METHODS = ("psi", "js", "linf", "chi2")
 
@@ -154,8 +157,10 @@ class FeatureDrift:
     Attributes:
         status: Drift status from the spec's methods: ok / warning / critical /
             insufficient_data.
-        quality_status: Data-quality status from the missing-share increase (separate on
-            purpose: missing values alone never make a feature "drifted").
+        quality_status: Data-quality status (separate on purpose: missing values alone never
+            make a feature "drifted"): ``critical`` when no row of the window has a valid
+            value and the reference makes that unlikely (see :func:`quality_status`), else
+            from the missing-share increase once the window has ``min_count`` rows.
         statistics: Every computed statistic by method (reported even when not alarming).
         p_values: KS / chi-square p-values (reported; alarm only with ``alarm_on_pvalue``).
         method_status: Status per alarming method.
@@ -245,6 +250,34 @@ def _categorical_stats(ref: CategoricalProfile, win: FeatureWindow, spec: DriftS
     return stats, {"chi2": chi.p_value}, defs
 
 
+def feature_quality_status(ref: FeatureProfile, window: FeatureWindow, increase: float,
+                           spec: DriftSpec) -> str:
+    """The data-quality status of one feature's window (the rule in ``docs/stats.md``).
+
+    * ``critical`` when no row has a valid value (the column is absent, all strings, all
+      missing) although the reference had values, once that is less likely than
+      :data:`ALL_MISSING_CHANCE` under the reference's missing share;
+    * otherwise, below ``min_count`` rows, ``insufficient_data`` (a share of a few rows is
+      noise);
+    * otherwise by the increase of the missing + invalid share over the reference:
+      ``warning`` / ``critical`` at ``missing_thresholds`` (5 / 10 points by default).
+    """
+    rows = window.rows
+    if not rows:
+        return "insufficient_data"
+    if window.count == 0 and ref.count > 0 and ref.missing_share ** rows < ALL_MISSING_CHANCE:
+        return "critical"
+    if rows < spec.min_count:
+        return "insufficient_data"
+    return _level(increase, spec.missing_thresholds)
+
+
+def worst(statuses: Any) -> str:
+    """The worst of ok / warning / critical among ``statuses``; ``insufficient_data`` if none."""
+    ranked = [s for s in statuses if s in _RANK]
+    return max(ranked, key=_RANK.__getitem__) if ranked else "insufficient_data"
+
+
 def evaluate_feature(ref: FeatureProfile, window: FeatureWindow, spec: DriftSpec | None = None,
                      *, n_features: int = 1, binned: dict[str, float] | None = None
                      ) -> FeatureDrift:
@@ -285,7 +318,7 @@ def evaluate_feature(ref: FeatureProfile, window: FeatureWindow, spec: DriftSpec
         quality["unseen"] = window.categories.unseen
         quality["unseen_share"] = _clean(window.categories.unseen / window.count
                                          if window.count else math.nan)
-    quality_status = "insufficient_data" if not rows else _level(increase, spec.missing_thresholds)
+    quality_status = feature_quality_status(ref, window, increase, spec)
     if window.count == 0 or ref.count == 0:
         return FeatureDrift(ref.name, ref.kind, "insufficient_data", quality_status, {}, {}, {},
                             {}, thresholds, quality)
@@ -310,40 +343,63 @@ def evaluate_feature(ref: FeatureProfile, window: FeatureWindow, spec: DriftSpec
 
 @dataclass(frozen=True)
 class DriftReport:
-    """Drift of a whole dataset window: per-feature results, share, verdict, prediction drift.
+    """Drift and data quality of a whole dataset window.
 
     Attributes:
-        status: Dataset verdict: ``critical`` when the drifted share reaches
-            ``dataset_critical_share`` or the prediction is critical; ``warning`` when the share
-            reaches ``dataset_warning_share``, any feature or the prediction is critical, or
-            the prediction warns; ``insufficient_data`` when no feature has a status.
+        status: The overall status: the worse of ``drift_verdict`` and ``quality_status``
+            (``insufficient_data`` only when neither has a status). This is what
+            ``drift_status()["status"]``, ``mlprobe_dataset_status{aspect="overall"}`` and the
+            CLI's verdict report.
+        drift_verdict: ``critical`` when the drifted share reaches ``dataset_critical_share``
+            or the prediction or target drift is critical; ``warning`` when the share reaches
+            ``dataset_warning_share``, any feature is critical, or the prediction or target
+            drifted; ``insufficient_data`` when no feature has a drift status.
+        quality_status: The worst data-quality status of the features, prediction and target.
         drift_share: Share of evaluated features that are warning or critical, weighted by
             the profile's importance when it has one.
+        target: Label drift (``mlprobe drift --target``), when the window has labels.
     """
 
     features: dict[str, FeatureDrift]
     prediction: FeatureDrift | None
     drift_share: float | None
     weighted: bool
-    status: str
+    drift_verdict: str
     schema_violations: dict[str, int]
     rows: int
     spec: DriftSpec
+    target: FeatureDrift | None = None
+
+    @property
+    def outputs(self) -> list[FeatureDrift]:
+        """The prediction and target results that exist."""
+        return [r for r in (self.prediction, self.target) if r is not None]
+
+    @property
+    def quality_status(self) -> str:
+        """The worst quality status of the features, the prediction and the target."""
+        return worst(r.quality_status for r in [*self.features.values(), *self.outputs])
+
+    @property
+    def status(self) -> str:
+        """The overall status: the worse of the drift verdict and the quality status."""
+        return worst((self.drift_verdict, self.quality_status))
 
     @property
     def worst_status(self) -> str:
-        """The worst of the dataset verdict and every feature's and the prediction's status."""
-        items = [self.status, *(f.status for f in self.features.values())]
-        if self.prediction is not None:
-            items.append(self.prediction.status)
-        ranked = [s for s in items if s in _RANK]
-        return max(ranked, key=_RANK.__getitem__) if ranked else "insufficient_data"
+        """The worst of the overall status and every feature's, the prediction's and the
+        target's drift and quality status (what the CLI's ``--fail-on`` compares)."""
+        results = [*self.features.values(), *self.outputs]
+        return worst([self.status, *(r.status for r in results),
+                      *(r.quality_status for r in results)])
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready status document (what ``probe.drift_status()`` returns)."""
         n_eval = sum(f.status in _RANK for f in self.features.values())
         return {
             "status": self.status,
+            "drift_verdict": self.drift_verdict,
+            "quality_status": self.quality_status,
             "drift_share": _clean(self.drift_share) if self.drift_share is not None else None,
             "drift_share_weighted": self.weighted,
             "n_features": len(self.features), "n_evaluated": n_eval,
@@ -354,16 +410,18 @@ class DriftReport:
                          "numeric_methods": list(self.spec.numeric_methods),
                          "categorical_methods": list(self.spec.categorical_methods),
                          "alarm_on_pvalue": self.spec.alarm_on_pvalue,
+                         "missing_thresholds": list(self.spec.missing_thresholds),
                          "dataset_warning_share": self.spec.dataset_warning_share,
                          "dataset_critical_share": self.spec.dataset_critical_share},
             "features": {n: f.to_dict() for n, f in self.features.items()},
             "prediction": self.prediction.to_dict() if self.prediction else None,
+            "target": self.target.to_dict() if self.target else None,
         }
 
 
 def evaluate_dataset(profile: ReferenceProfile, window: DatasetWindow,
                      spec: DriftSpec | None = None) -> DriftReport:
-    """Evaluate every feature (and the prediction) of a window against the profile.
+    """Evaluate every feature (and the prediction and target) of a window against the profile.
 
     Args:
         profile: The reference profile.
@@ -376,9 +434,12 @@ def evaluate_dataset(profile: ReferenceProfile, window: DatasetWindow,
     results = {name: evaluate_feature(ref, window.features[name], spec, n_features=n,
                                       binned=binned.get(name))
                for name, ref in profile.features.items()}
-    pred = None
+    pred = target = None
     if profile.prediction is not None and window.prediction is not None:
         pred = evaluate_feature(profile.prediction, window.prediction, spec, n_features=1)
+    if profile.target is not None and window.target is not None:
+        target = evaluate_feature(profile.target, window.target, spec, n_features=1)
+    outputs = [r for r in (pred, target) if r is not None]
     weights = profile.importance or {}
     evaluated = [f for f in results.values() if f.status in _RANK]
     total = sum(weights.get(f.name, 0.0) if weights else 1.0 for f in evaluated)
@@ -387,13 +448,13 @@ def evaluate_dataset(profile: ReferenceProfile, window: DatasetWindow,
         share = sum((weights.get(f.name, 0.0) if weights else 1.0)
                     for f in evaluated if f.drifted) / total
     if share is None:
-        status = "insufficient_data"
-    elif share >= spec.dataset_critical_share or (pred is not None and pred.status == "critical"):
-        status = "critical"
+        verdict = "insufficient_data"
+    elif share >= spec.dataset_critical_share or any(r.status == "critical" for r in outputs):
+        verdict = "critical"
     elif (share >= spec.dataset_warning_share or any(f.status == "critical" for f in evaluated)
-          or (pred is not None and pred.drifted)):
-        status = "warning"
+          or any(r.drifted for r in outputs)):
+        verdict = "warning"
     else:
-        status = "ok"
-    return DriftReport(results, pred, share, bool(weights), status,
-                       dict(window.schema_violations), window.rows, spec)
+        verdict = "ok"
+    return DriftReport(results, pred, share, bool(weights), verdict,
+                       dict(window.schema_violations), window.rows, spec, target)

@@ -47,8 +47,13 @@ def drift_report(monitor: FeatureMonitor, spec: DriftSpec,
                             spec)
 
 
-def _bins(ref: Any, win: FeatureWindow) -> list[tuple[str, int, float]]:
-    """(bin label, count, reference share) per exported bin of one feature."""
+def _bins(ref: Any, win: FeatureWindow, sensitive: bool = False
+          ) -> list[tuple[str, int, float]]:
+    """(bin label, count, reference share) per exported bin of one feature.
+
+    A sensitive categorical feature's bins are labelled by the level's index in the profile
+    (``"0"``, ``"1"``, ...; ``__other__`` stays), never by the level itself.
+    """
     ref_counts = np.asarray(ref.counts, dtype=np.float64)
     if isinstance(ref, NumericProfile):
         groups = ref.decile_groups()
@@ -63,30 +68,36 @@ def _bins(ref: Any, win: FeatureWindow) -> list[tuple[str, int, float]]:
         categories = win.categories
         cur, refc = categories.counts, ref_counts  # type: ignore[union-attr]
         labels = list(categories.labels)  # type: ignore[union-attr]
+        if sensitive:
+            labels = [str(i) for i in range(len(labels) - 1)] + [labels[-1]]
     total = refc.sum()
     return [(label, int(c), float(r / total) if total else 0.0)
             for label, c, r in zip(labels, cur.tolist(), refc.tolist())]
 
 
 def collect_feature_metrics(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
-                            spec: DriftSpec) -> None:
-    """Add every feature family for one model to ``builder`` (one window merge per collect)."""
+                            spec: DriftSpec, *, sensitive: frozenset[str] = frozenset()
+                            ) -> None:
+    """Add every feature family for one model to ``builder`` (one window merge per collect).
+
+    ``sensitive`` features export no raw value: bins by index, no window value gauges.
+    """
     window, totals = monitor.window_and_totals()
     report = drift_report(monitor, spec, window)
-    _counters(builder, base, monitor, totals)
+    _counters(builder, base, monitor, totals, sensitive)
     feature = feature_labels(monitor.profile)
-    _window_gauges(builder, base, window, feature)
+    _window_gauges(builder, base, window, feature, sensitive)
     _drift_gauges(builder, base, report, feature)
 
 
 def _counters(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
-              totals: DatasetWindow) -> None:
+              totals: DatasetWindow, sensitive: frozenset[str]) -> None:
     bins, ratios, missing, out_of_range, unseen = [], [], [], [], []
     feature = feature_labels(monitor.profile)
     for name, ref in monitor.profile.features.items():
         win = totals.features[name]
         labels = base + (("feature", feature[name]),)
-        for label, count, share in _bins(ref, win):
+        for label, count, share in _bins(ref, win, name in sensitive):
             bins.append(Sample(labels + (("bin", label),), float(count)))
             ratios.append(Sample(labels + (("bin", label),), share))
         missing.append(Sample(labels, float(win.missing)))
@@ -105,12 +116,14 @@ def _counters(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
 
 
 def _window_gauges(builder: FamilyBuilder, base: LabelSet, window: DatasetWindow,
-                   feature: dict[str, str]) -> None:
+                   feature: dict[str, str], sensitive: frozenset[str]) -> None:
     means, stds, mins, maxs, quantiles = [], [], [], [], []
     for name, win in window.features.items():
         moments = win.moments
         if moments is None or moments.count == 0:
             continue  # no value in the window: absent rather than NaN
+        if name in sensitive:
+            continue  # each of these is on the raw scale; min and max are raw values
         labels = base + (("feature", feature[name]),)
         means.append(Sample(labels, float(moments.mean)))
         stds.append(Sample(labels, float(moments.std())))
@@ -133,7 +146,7 @@ def _window_gauges(builder: FamilyBuilder, base: LabelSet, window: DatasetWindow
 
 def _drift_gauges(builder: FamilyBuilder, base: LabelSet, report: DriftReport,
                   feature: dict[str, str]) -> None:
-    drift, status = [], []
+    drift, status, quality = [], [], []
     results = [(feature[name], result) for name, result in report.features.items()]
     if report.prediction is not None:
         results.append((PREDICTION_FEATURE, report.prediction))
@@ -144,7 +157,17 @@ def _drift_gauges(builder: FamilyBuilder, base: LabelSet, report: DriftReport,
                 drift.append(Sample(labels + (("method", method),), float(value)))
         if result.status in STATUS_VALUE:
             status.append(Sample(labels, STATUS_VALUE[result.status]))
+        # Reported even when the drift status is absent: a feature missing from every row
+        # has no drift status, and this series is what says so.
+        if result.quality_status in STATUS_VALUE:
+            quality.append(Sample(labels, STATUS_VALUE[result.quality_status]))
     builder.add("mlprobe_feature_drift", drift)
     builder.add("mlprobe_feature_drift_status", status)
+    builder.add("mlprobe_feature_quality_status", quality)
+    builder.add("mlprobe_dataset_status", [
+        Sample(base + (("aspect", aspect),), STATUS_VALUE[value])
+        for aspect, value in (("drift", report.drift_verdict),
+                              ("overall", report.status), ("quality", report.quality_status))
+        if value in STATUS_VALUE])
     if report.drift_share is not None:
         builder.add("mlprobe_dataset_drift_share", [Sample(base, float(report.drift_share))])

@@ -8,14 +8,12 @@ with counts. Both serialise to the compact JSON of :mod:`mlprobe._profile`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from .errors import ProfileError
 from .stats import BinnedCounts, CategoryCounts, coarse_groups, level_key, reference_edges
 from .stats._coerce import coerce_numeric, tally_categorical
 
@@ -60,6 +58,8 @@ class NumericProfile:
         psi_edge_index: Indices into ``edges`` of the decile edges used for PSI.
         discrete: True when every distinct reference value has its own bin.
         outer_means: Mean reference value in the lower and upper open bins.
+        sensitive: Its raw values must not leave the process (no min, max, mean, stddev or
+            quantile gauges; see ``docs/privacy.md``).
     """
 
     name: str
@@ -78,6 +78,7 @@ class NumericProfile:
     outer_means: tuple[float, float]
     quantiles: dict[str, float] = field(default_factory=dict)
     kind: str = "numeric"
+    sensitive: bool = False
 
     @property
     def missing_share(self) -> float:
@@ -117,7 +118,8 @@ class NumericProfile:
         return BinnedCounts(self.edges)
 
     @classmethod
-    def build(cls, name: str, column: Any, n_bins: int) -> NumericProfile:
+    def build(cls, name: str, column: Any, n_bins: int, *,
+              sensitive: bool = False) -> NumericProfile:
         """Summarise a raw reference column (bad entries are counted, not raised)."""
         col = coerce_numeric(column, parse_strings=True)
         v = col.values
@@ -151,6 +153,7 @@ class NumericProfile:
             min=float(v.min()) if n else math.nan, max=float(v.max()) if n else math.nan,
             outer_means=(_sig(lo_m), _sig(hi_m)),
             quantiles={k: _sig(float(q)) for k, q in zip(QUANTILES, qs)},
+            sensitive=sensitive,
         )
 
 
@@ -162,6 +165,8 @@ class CategoricalProfile:
         levels: Kept levels, most frequent first (at most ``max_categories``).
         counts: Reference counts per level plus the ``__other__`` bucket last.
         n_distinct: Distinct non-missing levels seen in the reference (before folding).
+        sensitive: Its levels must not leave the process: bins are exported by index (the
+            position of the level in ``levels``), see ``docs/privacy.md``.
     """
 
     name: str
@@ -172,6 +177,7 @@ class CategoricalProfile:
     n_distinct: int
     other: str = OTHER
     kind: str = "categorical"
+    sensitive: bool = False
 
     def empty_counts(self) -> CategoryCounts:
         """A :class:`CategoryCounts` on this feature's vocabulary, for a current window."""
@@ -198,79 +204,36 @@ class CategoricalProfile:
         return self.counts / total if total else np.zeros(self.counts.size)
 
     @classmethod
-    def build(cls, name: str, column: Any, max_categories: int) -> CategoricalProfile:
-        """Summarise a raw reference column; levels beyond the top ``max_categories`` fold."""
+    def build(cls, name: str, column: Any, max_categories: int, *,
+              max_level_chars: int = 1024, sensitive: bool = False) -> CategoricalProfile:
+        """Summarise a raw reference column; levels beyond the top ``max_categories`` fold.
+
+        A level longer than ``max_level_chars``, or that is not valid Unicode text (a lone
+        surrogate), is never kept (it would be a label value): it counts in ``__other__``,
+        as the same value will when serving.
+        """
         tally, missing = tally_categorical(column)
         merged: dict[str, int] = {}
         for k, n in tally.items():
             key = level_key(k)
             merged[key] = merged.get(key, 0) + n
         ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
-        kept = [k for k, _ in ranked[:max_categories] if k != OTHER]
+        kept = [k for k, _ in ranked
+                if k != OTHER and len(k) <= max_level_chars and _is_text(k)]
+        kept = kept[:max_categories]
         kept_set = set(kept)
         other = sum(n for k, n in merged.items() if k not in kept_set)
         counts = np.array([merged[k] for k in kept] + [other], dtype=np.int64)
         return cls(name=name, count=int(counts.sum()), missing=missing, levels=tuple(kept),
-                   counts=counts, n_distinct=len(merged))
+                   counts=counts, n_distinct=len(merged), sensitive=sensitive)
+
+
+def _is_text(level: str) -> bool:
+    try:
+        level.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 FeatureProfile = NumericProfile | CategoricalProfile
-
-
-def _floats(values: Any) -> list[float | None]:
-    # JSON has no NaN/inf: store them as null.
-    return [None if not math.isfinite(x) else x for x in (float(v) for v in values)]
-
-
-def _num(x: Any) -> float:
-    return math.nan if x is None else float(x)
-
-
-def _feature_to_dict(f: FeatureProfile) -> dict[str, Any]:
-    if isinstance(f, CategoricalProfile):
-        return {"name": f.name, "type": "categorical", "count": f.count, "missing": f.missing,
-                "n_distinct": f.n_distinct, "levels": list(f.levels), "other": f.other,
-                "counts": f.counts.tolist()}
-    # Quantile bins hold nearly equal counts, so counts are stored as base + small deltas.
-    base = int(np.median(f.counts)) if f.counts.size else 0
-    return {
-        "name": f.name, "type": "numeric", "count": f.count, "missing": f.missing,
-        "invalid": f.invalid, "discrete": f.discrete,
-        "mean": _floats([f.mean])[0], "std": _floats([f.std])[0],
-        "min": _floats([f.min])[0], "max": _floats([f.max])[0],
-        "quantiles": dict(zip(f.quantiles, _floats(f.quantiles.values()))),
-        "outer_means": _floats(f.outer_means),
-        "edges": f.edges.tolist(), "psi_edge_index": list(f.psi_edge_index),
-        "counts_base": base, "counts_delta": (f.counts - base).tolist(),
-    }
-
-
-def _feature_from_dict(d: Mapping[str, Any]) -> FeatureProfile:
-    if d["type"] == "categorical":
-        counts = np.asarray(d["counts"], dtype=np.int64)
-        levels = tuple(str(x) for x in d["levels"])
-        if counts.size != len(levels) + 1:
-            raise ProfileError(f"feature {d['name']!r}: counts must have one entry per level "
-                               "plus __other__")
-        return CategoricalProfile(name=str(d["name"]), count=int(d["count"]),
-                                  missing=int(d["missing"]), levels=levels, counts=counts,
-                                  n_distinct=int(d["n_distinct"]), other=str(d["other"]))
-    if d["type"] != "numeric":
-        raise ProfileError(f"feature {d.get('name')!r}: unknown type {d['type']!r}")
-    edges = np.asarray(d["edges"], dtype=np.float64)
-    counts = int(d["counts_base"]) + np.asarray(d["counts_delta"], dtype=np.int64)
-    if counts.size != edges.size + 1 or (edges.size and np.any(np.diff(edges) <= 0)):
-        raise ProfileError(f"feature {d['name']!r}: edges must increase and counts must have "
-                           "len(edges) + 1 entries")
-    lo, hi = d["outer_means"]
-    return NumericProfile(
-        name=str(d["name"]), count=int(d["count"]), missing=int(d["missing"]),
-        invalid=int(d["invalid"]), edges=edges, counts=counts,
-        psi_edge_index=tuple(int(i) for i in d["psi_edge_index"]), discrete=bool(d["discrete"]),
-        mean=_num(d["mean"]), std=_num(d["std"]),
-        # the sample std is derived, not stored: std * sqrt(n / (n - 1))
-        std_sample=_num(d["std"]) * math.sqrt(int(d["count"]) / (int(d["count"]) - 1))
-        if int(d["count"]) > 1 and d["std"] is not None else math.nan,
-        min=_num(d["min"]), max=_num(d["max"]), outer_means=(_num(lo), _num(hi)),
-        quantiles={k: _num(v) for k, v in d["quantiles"].items()},
-    )

@@ -30,7 +30,7 @@ import numpy as np
 from ._drift import DatasetWindow
 from ._feature_input import to_columns, tuple_getter
 from ._profile import ReferenceProfile
-from ._window import FeatureWindow, update_numeric_block
+from ._window import update_numeric_block
 
 __all__ = ["FeatureMonitor"]
 
@@ -39,25 +39,8 @@ BATCH_ROWS = 64
 
 
 def _ingest_columns(window: DatasetWindow, columns: dict[str, Any], rows: int) -> None:
-    """Fold aligned columns into a window: clean numeric arrays as one block, the rest per
-    feature (vectorised per column)."""
-    window.rows += rows
-    block_windows: list[FeatureWindow] = []
-    block_columns: list[np.ndarray] = []
-    for name, column in columns.items():
-        feature = window.features[name]
-        if (feature.kind == "numeric" and type(column) is np.ndarray and column.ndim == 1
-                and column.dtype.kind in "fiub"):
-            block_windows.append(feature)
-            block_columns.append(column)
-            continue
-        invalid_before = feature.invalid
-        feature.update(column)
-        if feature.invalid > invalid_before:  # strings/objects in a numeric feature
-            window.schema_violations["wrong_type"] += feature.invalid - invalid_before
-    if block_columns:
-        block = np.stack(block_columns)  # a new array: it may be sorted in place
-        update_numeric_block(block_windows, block.astype(np.float64, copy=False), owned=True)
+    """Fold aligned columns into a window (the same folding the CLI uses)."""
+    window.add_columns(columns, rows)
 
 
 def _take_all(items: list[Any]) -> list[Any]:

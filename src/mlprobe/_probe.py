@@ -48,6 +48,8 @@ class ProbeConfig:
     max_classes: int
     max_error_types: int
     max_outputs: int
+    sensitive: frozenset[str] = frozenset()
+    """Features whose raw values stay in the process (the profile's and the probe's)."""
 
 
 class _ProbeState:
@@ -93,7 +95,8 @@ class _ProbeState:
         builder.add("mlprobe_prediction_score", self.scores.samples(base, "output"))
         builder.add("mlprobe_predicted_class", self.classes.samples(base, "class"))
         if self.features is not None:
-            collect_feature_metrics(builder, base, self.features, self.drift_spec)
+            collect_feature_metrics(builder, base, self.features, self.drift_spec,
+                                    sensitive=self.config.sensitive)
 
     def drift_status(self) -> dict[str, Any]:
         """The JSON-ready drift and data-quality document of the rolling window."""
@@ -102,6 +105,8 @@ class _ProbeState:
                     "status": "no_reference",
                     "detail": "create the Probe with reference=ReferenceProfile to get drift"}
         report = drift_report(self.features, self.drift_spec).to_dict()
+        for name in self.config.sensitive:  # its entry holds no raw value; say why
+            report["features"][name]["sensitive"] = True
         return {"model": self.labels[0][1], "model_version": self.labels[1][1],
                 "window_seconds": self.features.window_seconds, **report}
 
@@ -160,6 +165,24 @@ class _ProbeState:
             features.observe_predictions([str(c) for c in values.classes])
 
 
+def _sensitive(reference: ReferenceProfile | None,
+               names: Iterable[str] | None) -> frozenset[str]:
+    """The profile's sensitive features plus the probe's, checked against the profile."""
+    if names is None:
+        return reference.sensitive if reference is not None else frozenset()
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ConfigurationError("sensitive_features must be a list of feature names")
+    given = frozenset(names)
+    if reference is None:
+        raise ConfigurationError("sensitive_features needs a reference profile (they name "
+                                 "its features)")
+    unknown = sorted(given - set(reference.features))
+    if unknown:
+        raise ConfigurationError(f"sensitive_features {unknown} are not features of the "
+                                 f"reference; known features: {sorted(reference.features)}")
+    return reference.sensitive | given
+
+
 def _count_or_none(value: Any) -> int | None:
     return int(value) if isinstance(value, (int, np.integer)) and value >= 0 else None
 
@@ -189,6 +212,10 @@ class Probe:
             per-feature statistics of the inputs, drift against the reference and data-quality
             counts, and ``drift_status()`` answers.
         drift: a :class:`~mlprobe.DriftSpec` (methods, thresholds, minimum counts).
+        sensitive_features: features of the reference whose raw values must not leave the
+            process, in addition to those the profile marks sensitive: their category bins
+            are exported by index and their min, max, mean, stddev and quantiles are withheld
+            (see ``docs/privacy.md``).
         window_seconds: length of the rolling window of feature statistics.
         window_buckets: sub-buckets making the window (its time resolution).
 
@@ -218,6 +245,7 @@ class Probe:
         drift: DriftSpec | None = None,
         window_seconds: float = 600.0,
         window_buckets: int = 10,
+        sensitive_features: Iterable[str] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"Probe name must be a non-empty string, got {name!r}")
@@ -231,6 +259,10 @@ class Probe:
                 f"registry must be a mlprobe.Registry, got {type(registry).__name__}; to export "
                 "to a prometheus_client CollectorRegistry use "
                 "mlprobe.exporters.prometheus.register(mlprobe_registry, prometheus_registry)")
+        if reference is not None and not isinstance(reference, ReferenceProfile):
+            raise ConfigurationError("reference must be a mlprobe.ReferenceProfile (build one "
+                                     "with ReferenceProfile.from_data or load one with "
+                                     f"ReferenceProfile.load), got {type(reference).__name__}")
         config = ProbeConfig(
             latency_buckets=check_buckets("latency_buckets", latency_buckets,
                                           _config.DEFAULT_LATENCY_BUCKETS),
@@ -242,11 +274,8 @@ class Probe:
             max_classes=check_positive_int("max_classes", max_classes),
             max_error_types=check_positive_int("max_error_types", max_error_types),
             max_outputs=check_positive_int("max_outputs", max_outputs),
+            sensitive=_sensitive(reference, sensitive_features),
         )
-        if reference is not None and not isinstance(reference, ReferenceProfile):
-            raise ConfigurationError("reference must be a mlprobe.ReferenceProfile (build one "
-                                     "with ReferenceProfile.from_data or load one with "
-                                     f"ReferenceProfile.load), got {type(reference).__name__}")
         if drift is not None and not isinstance(drift, DriftSpec):
             raise ConfigurationError(f"drift must be a mlprobe.DriftSpec, got {drift!r}")
         if isinstance(window_seconds, bool) or not isinstance(window_seconds, (int, float)) \

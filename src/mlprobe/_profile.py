@@ -11,71 +11,26 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from ._feature_input import table_columns
+from ._feature_profile import CategoricalProfile, FeatureProfile, NumericProfile
+from ._profile_format import (
+    FORMAT,
+    ProfileLimits,
+    feature_to_document,
+    profile_from_document,
+)
 from ._version import __version__
 from .errors import ConfigurationError, ProfileError
-from ._feature_profile import (
-    CategoricalProfile,
-    FeatureProfile,
-    NumericProfile,
-    _feature_from_dict,
-    _feature_to_dict,
-)
 from .stats._coerce import coerce_numeric
 
-__all__ = ["CategoricalProfile", "NumericProfile", "ReferenceProfile", "as_columns"]
+__all__ = ["CategoricalProfile", "NumericProfile", "ProfileLimits", "ReferenceProfile"]
 
-FORMAT = "mlprobe.profile"
-VERSION = 1
-
-
-def as_columns(X: Any, feature_names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Map a 2-D array, a dict of columns or a DataFrame (duck-typed) to ``{name: column}``.
-
-    Args:
-        X: ``np.ndarray`` of shape (n, k), a mapping of name to 1-D array-like, or any object
-            with ``columns`` and ``__getitem__`` (a pandas DataFrame).
-        feature_names: Names for array columns (default ``f0 .. f{k-1}``); for mappings and
-            frames, an optional subset/order of the columns to use.
-
-    Raises:
-        ConfigurationError: On unsupported input, duplicate or unknown names, bad shapes.
-    """
-    if hasattr(X, "columns") and hasattr(X, "__getitem__") and not isinstance(X, Mapping):
-        names = [str(c) for c in X.columns]
-        cols = {str(c): X[c].to_numpy() if hasattr(X[c], "to_numpy") else X[c] for c in X.columns}
-    elif isinstance(X, Mapping):
-        names = [str(k) for k in X]
-        cols = {str(k): v for k, v in X.items()}
-    else:
-        arr = np.asarray(X)
-        if arr.ndim == 1:
-            arr = arr.reshape(-1, 1)
-        if arr.ndim != 2:
-            raise ConfigurationError(f"X must be 2-D (rows x features), got shape {arr.shape}")
-        if feature_names is None:
-            feature_names = [f"f{i}" for i in range(arr.shape[1])]
-        if len(feature_names) != arr.shape[1]:
-            raise ConfigurationError(
-                f"feature_names has {len(feature_names)} names but X has {arr.shape[1]} "
-                "columns; pass one name per column")
-        names = [str(n) for n in feature_names]
-        cols = {n: arr[:, i] for i, n in enumerate(names)}
-        feature_names = None
-    if len(set(names)) != len(names):
-        raise ConfigurationError("feature names must be unique; rename the duplicated columns")
-    if feature_names is not None:
-        unknown = [n for n in feature_names if n not in cols]
-        if unknown:
-            raise ConfigurationError(f"feature_names {unknown} are not columns of X")
-        if len(set(feature_names)) != len(feature_names):
-            raise ConfigurationError("feature_names must be unique")
-        cols = {n: cols[n] for n in feature_names}
-    return cols
 
 
 def _is_categorical_dtype(col: Any) -> bool:
@@ -88,11 +43,13 @@ def _is_categorical_dtype(col: Any) -> bool:
     return False
 
 
-def _build(name: str, column: Any, categorical: bool, n_bins: int,
-           max_categories: int) -> FeatureProfile:
+def _build(name: str, column: Any, categorical: bool, n_bins: int, max_categories: int,
+           limits: ProfileLimits, *, sensitive: bool = False) -> FeatureProfile:
     if categorical:
-        return CategoricalProfile.build(name, column, max_categories)
-    return NumericProfile.build(name, column, n_bins)
+        return CategoricalProfile.build(name, column, max_categories,
+                                        max_level_chars=limits.max_level_chars,
+                                        sensitive=sensitive)
+    return NumericProfile.build(name, column, n_bins, sensitive=sensitive)
 
 
 def _target_is_categorical(column: Any, max_categories: int) -> bool:
@@ -114,6 +71,11 @@ class ReferenceProfile:
     Build it once from training data with :meth:`from_data` (or the ``mlprobe profile``
     CLI), :meth:`save` it next to the model, and :meth:`load` it where the model serves.
 
+    Attributes:
+        target_name: The training data's label column, when known (``mlprobe drift`` reads it
+            from the current data by default).
+        prediction_name: The training data's model-output column, when known.
+
     Example:
         >>> import numpy as np
         >>> X = np.random.default_rng(0).normal(size=(1000, 2))
@@ -125,7 +87,8 @@ class ReferenceProfile:
     def __init__(self, features: Sequence[FeatureProfile], *,
                  prediction: FeatureProfile | None = None, target: FeatureProfile | None = None,
                  importance: Mapping[str, float] | None = None, n_rows: int = 0,
-                 n_bins: int = 100, max_categories: int = 50) -> None:
+                 n_bins: int = 100, max_categories: int = 50,
+                 target_name: str | None = None, prediction_name: str | None = None) -> None:
         self.features: dict[str, FeatureProfile] = {f.name: f for f in features}
         self.prediction = prediction
         self.target = target
@@ -133,11 +96,18 @@ class ReferenceProfile:
         self.n_rows = n_rows
         self.n_bins = n_bins
         self.max_categories = max_categories
+        self.target_name = target_name
+        self.prediction_name = prediction_name
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         """Feature names in column order."""
         return tuple(self.features)
+
+    @property
+    def sensitive(self) -> frozenset[str]:
+        """Names of the features marked sensitive (see ``docs/privacy.md``)."""
+        return frozenset(n for n, f in self.features.items() if f.sensitive)
 
     @classmethod
     def from_data(
@@ -146,11 +116,16 @@ class ReferenceProfile:
         categorical: Sequence[str] | None = None,
         importance: Mapping[str, float] | Sequence[float] | None = None,
         n_bins: int = 100, max_categories: int = 50,
+        sensitive: Sequence[str] | None = None,
+        target_name: str | None = None, prediction_name: str | None = None,
+        limits: ProfileLimits | None = None,
     ) -> ReferenceProfile:
         """Profile reference data.
 
         Args:
-            X: 2-D ``np.ndarray``, mapping of name to column, or pandas DataFrame.
+            X: 2-D ``np.ndarray`` or list of rows, list of dict rows, mapping of name to
+                column, or pandas DataFrame (read by the one input adapter, in strict mode:
+                :func:`mlprobe._feature_input.table_columns`).
             y: Optional labels (1-D); profiled like a feature (classes when str/bool or
                 integer codes with at most ``max_categories`` values).
             predictions: Optional model outputs (1-D); scores (floats) are profiled as
@@ -162,21 +137,46 @@ class ReferenceProfile:
                 else is numeric.
             importance: Optional non-negative weight per feature (mapping or one per feature)
                 used to weight the dataset drift share.
-            n_bins: Fine bins per numeric feature (>= 10; KS error bound ≈ 1 / n_bins).
-            max_categories: Levels kept per categorical feature; rarer ones fold into
-                ``__other__``.
+            n_bins: Fine bins per numeric feature (10 to ``limits.max_edges``; KS error bound
+                ≈ 1 / n_bins).
+            max_categories: Levels kept per categorical feature (up to
+                ``limits.max_categories``); rarer ones fold into ``__other__``.
+            sensitive: Features whose raw values must not leave the serving process: their
+                category bins are exported by index and their min, max, mean, stddev and
+                quantiles are withheld (see ``docs/privacy.md``). Stored in the profile.
+            target_name: The name of the ``y`` column in the training data, stored so that
+                ``mlprobe drift`` finds the labels in current data by that name.
+            prediction_name: The name of the ``predictions`` column, likewise.
+            limits: Caps to respect (:class:`ProfileLimits`; the defaults when omitted).
 
         Raises:
-            ConfigurationError: On empty data, duplicate or unknown names, mismatched lengths
-                or bad weights; the message names the argument.
+            ConfigurationError: On empty data, duplicate or unknown names, mismatched lengths,
+                bad weights or a value over a limit; the message names the argument.
         """
-        if not isinstance(n_bins, int) or n_bins < 10:
-            raise ConfigurationError("n_bins must be an int >= 10 (default 100)")
-        if not isinstance(max_categories, int) or max_categories < 1:
-            raise ConfigurationError("max_categories must be an int >= 1 (default 50)")
-        cols = as_columns(X, feature_names)
+        limits = limits or ProfileLimits()
+        if not isinstance(limits, ProfileLimits):
+            raise ConfigurationError("limits must be a mlprobe.ProfileLimits")
+        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or \
+                not 10 <= n_bins <= limits.max_edges:
+            raise ConfigurationError(f"n_bins must be an int in [10, {limits.max_edges}] "
+                                     "(default 100; ProfileLimits.max_edges caps it)")
+        if isinstance(max_categories, bool) or not isinstance(max_categories, int) or \
+                not 1 <= max_categories <= limits.max_categories:
+            raise ConfigurationError(f"max_categories must be an int in [1, "
+                                     f"{limits.max_categories}] (default 50; "
+                                     "ProfileLimits.max_categories caps it)")
+        cols = table_columns(X, feature_names)
         if not cols:
             raise ConfigurationError("X has no columns; pass at least one feature")
+        if len(cols) > limits.max_features:
+            raise ConfigurationError(f"X has {len(cols)} features, over the limit of "
+                                     f"{limits.max_features}; profile fewer columns or pass "
+                                     "limits=ProfileLimits(max_features=...)")
+        for name in cols:
+            _check_name(name, "feature name", limits)
+        for arg, role in (("target_name", target_name), ("prediction_name", prediction_name)):
+            if role is not None:
+                _check_name(role, arg, limits)
         lengths = {n: len(c) for n, c in cols.items()}
         n_rows = next(iter(lengths.values()))
         if any(v != n_rows for v in lengths.values()):
@@ -188,40 +188,51 @@ class ReferenceProfile:
                 raise ConfigurationError(
                     f"{arg} has {len(extra)} rows but X has {n_rows}; pass one per row")
         cat_set = set(categorical or ())
-        unknown = sorted(cat_set - set(cols))
-        if unknown:
-            raise ConfigurationError(f"categorical names {unknown} are not features of X; "
-                                     f"known features: {sorted(cols)}")
+        for arg, given in (("categorical", cat_set), ("sensitive", set(sensitive or ()))):
+            unknown = sorted(given - set(cols), key=str)
+            if unknown:
+                raise ConfigurationError(f"{arg} names {unknown} are not features of X; "
+                                         f"known features: {sorted(cols)}")
+        if isinstance(sensitive, str):
+            raise ConfigurationError("sensitive must be a list of feature names, not a string")
+        secret = set(sensitive or ())
         names = list(cols)
         weights = cls._importance(importance, names)
         feats = []
         for name, col in cols.items():
             is_cat = name in cat_set if categorical is not None else _is_categorical_dtype(col)
-            feats.append(_build(name, col, is_cat, n_bins, max_categories))
+            feats.append(_build(name, col, is_cat, n_bins, max_categories, limits,
+                                sensitive=name in secret))
         pred = tgt = None
         if predictions is not None:
             pred = _build("prediction", predictions,
                           _target_is_categorical(predictions, max_categories), n_bins,
-                          max_categories)
+                          max_categories, limits)
         if y is not None:
             tgt = _build("target", y, _target_is_categorical(y, max_categories), n_bins,
-                         max_categories)
+                         max_categories, limits)
         return cls(feats, prediction=pred, target=tgt, importance=weights, n_rows=n_rows,
-                   n_bins=n_bins, max_categories=max_categories)
+                   n_bins=n_bins, max_categories=max_categories, target_name=target_name,
+                   prediction_name=prediction_name)
 
     @staticmethod
     def _importance(importance: Mapping[str, float] | Sequence[float] | None,
                     names: list[str]) -> dict[str, float] | None:
         if importance is None:
             return None
-        if isinstance(importance, Mapping):
-            weights = {str(k): float(v) for k, v in importance.items()}
-        else:
-            vals = list(importance)
-            if len(vals) != len(names):
-                raise ConfigurationError(f"importance has {len(vals)} weights for "
-                                         f"{len(names)} features; pass one per feature")
-            weights = dict(zip(names, (float(v) for v in vals)))
+        try:
+            if isinstance(importance, Mapping):
+                weights = {str(k): float(v) for k, v in importance.items()}
+            else:
+                vals = list(importance)
+                if len(vals) != len(names):
+                    raise ConfigurationError(f"importance has {len(vals)} weights for "
+                                             f"{len(names)} features; pass one per feature")
+                weights = dict(zip(names, (float(v) for v in vals)))
+        except (TypeError, ValueError, OverflowError) as exc:
+            if isinstance(exc, ConfigurationError):
+                raise
+            raise ConfigurationError(f"importance weights must be numbers ({exc})") from None
         unknown = sorted(set(weights) - set(names))
         if unknown:
             raise ConfigurationError(f"importance names {unknown} are not features")
@@ -230,62 +241,144 @@ class ReferenceProfile:
         return weights
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the versioned, JSON-ready document (see ``docs/stats.md``)."""
-        return {
-            "format": FORMAT, "version": VERSION, "created_by": f"mlprobe {__version__}",
+        """Return the versioned, JSON-ready document (see ``docs/stats.md``).
+
+        The document is version 1 unless a feature is marked sensitive (version 2), so
+        profiles without sensitive features stay readable by older mlprobe releases.
+        """
+        doc: dict[str, Any] = {
+            "format": FORMAT, "version": 2 if self.sensitive else 1,
+            "created_by": f"mlprobe {__version__}",
             "n_rows": self.n_rows, "n_bins": self.n_bins, "max_categories": self.max_categories,
             "importance": self.importance,
-            "features": [_feature_to_dict(f) for f in self.features.values()],
-            "prediction": _feature_to_dict(self.prediction) if self.prediction else None,
-            "target": _feature_to_dict(self.target) if self.target else None,
+            "features": [feature_to_document(f) for f in self.features.values()],
+            "prediction": feature_to_document(self.prediction) if self.prediction else None,
+            "target": feature_to_document(self.target) if self.target else None,
         }
+        for key, value in (("target_name", self.target_name),
+                           ("prediction_name", self.prediction_name)):
+            if value is not None:
+                doc[key] = value
+        return doc
 
     @classmethod
-    def from_dict(cls, data: Any) -> ReferenceProfile:
-        """Rebuild a profile from :meth:`to_dict` output.
+    def from_dict(cls, data: Any, *, limits: ProfileLimits | None = None) -> ReferenceProfile:
+        """Rebuild a profile from :meth:`to_dict` output, checking every field.
+
+        Args:
+            data: The parsed JSON document.
+            limits: Caps the document must respect (the :class:`ProfileLimits` defaults when
+                omitted).
 
         Raises:
-            ProfileError: On a wrong format, an unknown version or missing/invalid fields.
+            ProfileError: On a wrong format, an unknown version, a missing, mistyped,
+                inconsistent or out-of-range field, or a value over a limit; one line naming
+                the field.
         """
-        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
-            raise ProfileError(f"not an mlprobe profile: expected \"format\": \"{FORMAT}\"")
-        if data.get("version") != VERSION:
-            raise ProfileError(f"unsupported profile version {data.get('version')!r}; this "
-                               f"mlprobe reads version {VERSION} (upgrade mlprobe or rebuild "
-                               "the profile)")
-        try:
-            feats = [_feature_from_dict(f) for f in data["features"]]
-            pred = _feature_from_dict(data["prediction"]) if data.get("prediction") else None
-            tgt = _feature_from_dict(data["target"]) if data.get("target") else None
-            return cls(feats, prediction=pred, target=tgt, importance=data.get("importance"),
-                       n_rows=int(data["n_rows"]), n_bins=int(data["n_bins"]),
-                       max_categories=int(data["max_categories"]))
-        except ProfileError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ProfileError(f"corrupt profile: missing or invalid field ({exc!r})") from exc
+        parts = profile_from_document(data, limits or ProfileLimits())
+        return cls(parts.features, prediction=parts.prediction, target=parts.target,
+                   importance=parts.importance, n_rows=parts.n_rows, n_bins=parts.n_bins,
+                   max_categories=parts.max_categories, target_name=parts.roles.target,
+                   prediction_name=parts.roles.prediction)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the profile as compact JSON (no raw rows; a few KiB per feature)."""
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, separators=(",", ":"), allow_nan=False)
+        """Write the profile as compact JSON (no raw rows; a few KiB per feature).
 
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ReferenceProfile:
-        """Read a profile written by :meth:`save`.
+        The file is written next to its destination and renamed into place, so a reader
+        never sees half a profile.
 
         Raises:
-            ProfileError: If the file is missing, not JSON, or not a supported profile.
+            OSError: When the destination cannot be written.
         """
+        text = json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+        target = os.fspath(path)
+        fd, tmp = tempfile.mkstemp(prefix=".mlprobe-", suffix=".tmp",
+                                   dir=os.path.dirname(os.path.abspath(target)))
         try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *,
+             limits: ProfileLimits | None = None) -> ReferenceProfile:
+        """Read a profile written by :meth:`save`.
+
+        Args:
+            path: The profile file.
+            limits: Caps the profile must respect; the default :class:`ProfileLimits` reads
+                files up to 16 MiB.
+
+        Raises:
+            ProfileError: If the file is missing, over ``limits.max_bytes``, not UTF-8 JSON,
+                or not a valid supported profile (one line, naming the field).
+        """
+        limits = limits or ProfileLimits()
+        name = os.fspath(path)
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(limits.max_bytes + 1)  # bounded: also for /dev/zero or a FIFO
         except OSError as exc:
-            raise ProfileError(f"cannot read profile {os.fspath(path)!r}: {exc.strerror}") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ProfileError(f"profile {os.fspath(path)!r} is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+            raise ProfileError(f"cannot read profile {name!r}: {exc.strerror or exc}") from exc
+        if len(raw) > limits.max_bytes:
+            raise ProfileError(
+                f"profile {name!r} is larger than the limit of {limits.max_bytes} bytes; raise "
+                "it with ReferenceProfile.load(path, limits=ProfileLimits(max_bytes=...)) or "
+                "`mlprobe drift --max-profile-bytes N`")
+        try:
+            data = _parse_json(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ProfileError(f"profile {name!r} is not UTF-8 text (byte {exc.start})") from None
+        except _JsonError as exc:
+            raise ProfileError(f"profile {name!r} is not valid JSON: {exc}") from None
+        try:
+            return cls.from_dict(data, limits=limits)
+        except ProfileError as exc:
+            raise ProfileError(f"profile {name!r}: {exc}") from None
 
     def __repr__(self) -> str:
         return (f"ReferenceProfile(features={len(self.features)}, n_rows={self.n_rows}, "
                 f"prediction={self.prediction is not None}, target={self.target is not None})")
+
+
+class _JsonError(Exception):
+    """A document json cannot or must not turn into Python objects (message: one line)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _JsonError(f"{name} is not JSON (profiles store missing statistics as null)")
+
+
+def _parse_json(text: str) -> Any:
+    """``json.loads`` that turns every failure into one :class:`_JsonError` line."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except _JsonError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise _JsonError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise _JsonError("nested too deeply") from None
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):  # over Python's 4,300-digit limit
+            raise _JsonError("integer literal too long (over 4,300 digits)") from None
+        raise _JsonError(" ".join(str(exc).split()) or "unreadable value") from None
+
+
+def _check_name(name: Any, what: str, limits: ProfileLimits) -> None:
+    if not isinstance(name, str):
+        raise ConfigurationError(f"{what} {name!r} must be a string")
+    if len(name) > limits.max_level_chars:
+        raise ConfigurationError(f"{what} {name[:40]!r}... is longer than "
+                                 f"{limits.max_level_chars} characters")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"{what} {name!r} is not valid Unicode text (a lone "
+                                 "surrogate); rename it") from None

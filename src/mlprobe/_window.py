@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from ._profile import FeatureProfile, NumericProfile, ReferenceProfile, as_columns
+from ._feature_input import Columns, text_numbers, to_columns
+from ._profile import FeatureProfile, NumericProfile, ReferenceProfile
 from .stats import BinnedCounts, CategoryCounts, Moments, QuantileSketch
 from .stats._coerce import coerce_numeric, tally_categorical
 
@@ -94,7 +94,9 @@ class FeatureWindow:
             return
         v = np.sort(values)
         lo, hi = float(v[0]), float(v[-1])
-        self.add_sorted(v, lo, hi, v.mean(), _sum_sq_dev(v))
+        with np.errstate(over="ignore", invalid="ignore"):  # see _sum_sq_dev
+            mean, m2 = v.mean(), _sum_sq_dev(v)
+        self.add_sorted(v, lo, hi, mean, m2)
 
     def add_sorted(self, v: np.ndarray, lo: float, hi: float, mean: float, m2: float) -> None:
         """Fold a sorted, non-empty batch of finite values in, with its moments precomputed.
@@ -157,6 +159,10 @@ class FeatureWindow:
 
 
 def _sum_sq_dev(v: np.ndarray) -> float:
+    # Finite values beyond ~1e154 overflow their squares (and beyond ~1e308 their sums): the
+    # moments become inf, which the exposition and the drift statistics handle; numpy's
+    # overflow warning is silenced by the callers, since a warning here would surface in the
+    # user's process (and fail a batch under -W error).
     d = v - v.mean()
     return float(np.dot(d, d))
 
@@ -185,9 +191,10 @@ def update_numeric_block(windows: list[FeatureWindow], block: np.ndarray, *,
     s = block if owned and block.flags.c_contiguous else np.array(block, dtype=np.float64,
                                                                   order="C")
     s.sort(axis=1)
-    means = s.mean(axis=1)
-    d = s - means[:, None]
-    m2 = np.einsum("ij,ij->i", d, d).tolist()
+    with np.errstate(over="ignore", invalid="ignore"):  # see _sum_sq_dev
+        means = s.mean(axis=1)
+        d = s - means[:, None]
+        m2 = np.einsum("ij,ij->i", d, d).tolist()
     for w, v, lo, hi, mean, sq in zip(windows, s, s[:, 0].tolist(), s[:, -1].tolist(),
                                       means.tolist(), m2):
         w.add_sorted(v, lo, hi, mean, sq)
@@ -199,79 +206,139 @@ class DatasetWindow:
     Args:
         profile: The reference profile that fixes the schema.
         sketch: Keep quantile sketches for numeric features.
+        target: Also summarise the labels (``mlprobe drift --target``) when the profile has
+            a target.
     """
 
-    def __init__(self, profile: ReferenceProfile, *, sketch: bool = False) -> None:
+    def __init__(self, profile: ReferenceProfile, *, sketch: bool = False,
+                 target: bool = False) -> None:
         self.features = {n: FeatureWindow(f, sketch=sketch) for n, f in profile.features.items()}
         self.prediction = (FeatureWindow(profile.prediction, sketch=sketch)
                            if profile.prediction is not None else None)
+        self.target = (FeatureWindow(profile.target)
+                       if target and profile.target is not None else None)
         self.schema_violations: Counter[str] = Counter()
         self.rows = 0
+        self._names = tuple(self.features)
 
-    def update(self, batch: Any, predictions: Any = None) -> None:
-        """Fold a raw batch in (dict of columns, 2-D array, or DataFrame); never raises.
+    def update(self, batch: Any, predictions: Any = None, *, targets: Any = None,
+               text: bool = False) -> None:
+        """Fold a raw batch in (any input :func:`mlprobe._feature_input.to_columns` reads);
+        never raises.
 
-        Columns map by name (mappings, frames) or by position (arrays, whose width must equal
-        the number of features). Violations are counted by kind: ``missing_feature`` and
-        ``unexpected_feature`` (per column per batch), ``wrong_width`` (array of the wrong
-        width), ``ragged_rows`` / ``unreadable_batch`` (input that is not a table), and
-        ``length_mismatch`` (a column of another length than the batch). A missing feature's
-        rows count as missing values of that feature.
+        Columns map by name (mappings, frames) or by position (arrays). Violations are counted
+        by kind, once per row, in the vocabulary of :mod:`mlprobe._feature_input`.
+
+        Args:
+            batch: The inputs.
+            predictions: Model outputs of the same rows (1-D), for prediction drift.
+            targets: Labels of the same rows (1-D), for label drift (with ``target=True``).
+            text: The columns hold CSV text: numbers are parsed from it.
         """
-        names = list(self.features)
-        try:
-            if isinstance(batch, Mapping) or hasattr(batch, "columns"):
-                cols = as_columns(batch)
-            else:
-                arr = np.asarray(batch)
-                if arr.ndim == 1 and arr.dtype == object and len(arr) and hasattr(arr[0], "__len__"):
-                    self.schema_violations["ragged_rows"] += 1
-                    return
-                if arr.ndim == 1:
-                    arr = arr.reshape(-1, 1) if len(names) == 1 else arr.reshape(1, -1)
-                if arr.ndim != 2:
-                    self.schema_violations["unreadable_batch"] += 1
-                    return
-                if arr.shape[1] != len(names):
-                    self.schema_violations["wrong_width"] += 1
-                    return
-                cols = {n: arr[:, i] for i, n in enumerate(names)}
-        except (ValueError, TypeError):
-            self.schema_violations["ragged_rows"] += 1
-            return
-        n_rows = max((len(c) for c in cols.values()), default=0)
-        self.rows += n_rows
-        for name, col in cols.items():
-            win = self.features.get(name)
-            if win is None:
-                self.schema_violations["unexpected_feature"] += 1
-            elif len(col) != n_rows:
-                self.schema_violations["length_mismatch"] += 1
-                win.add_missing(n_rows)
-            else:
-                win.update(col)
-        for name in names:
-            if name not in cols:
-                self.schema_violations["missing_feature"] += 1
-                self.features[name].add_missing(n_rows)
-        if predictions is not None and self.prediction is not None:
-            self.prediction.update(np.asarray(predictions).reshape(-1))
+        columns, rows = to_columns(batch, self._names, self.schema_violations)
+        self.add_columns(columns, rows, text=text)
+        for window, values in ((self.prediction, predictions), (self.target, targets)):
+            if values is not None and window is not None:
+                if text and window.kind == "numeric":
+                    values = text_numbers(values)[0]
+                elif text:
+                    values = _text_levels(values)
+                window.update(np.asarray(values).reshape(-1) if not isinstance(values, list)
+                              else values)
+
+    def add_columns(self, columns: Columns, rows: int, *, text: bool = False) -> None:
+        """Fold aligned columns in (as :func:`~mlprobe._feature_input.to_columns` returns them).
+
+        Clean numeric arrays are folded as one block (one sort for all of them); other columns
+        per feature, vectorised per column. A value of a numeric feature that is not a number
+        counts as invalid and as a ``wrong_type`` schema violation.
+        """
+        self.rows += rows
+        violations = self.schema_violations
+        block_windows: list[FeatureWindow] = []
+        block_columns: list[np.ndarray] = []
+        for name, column in columns.items():
+            feature = self.features[name]
+            if feature.kind != "numeric":
+                feature.update(column)
+                continue
+            if text:
+                column, wrong = text_numbers(column)
+                if wrong:
+                    violations["wrong_type"] += wrong
+            if (type(column) is np.ndarray and column.ndim == 1
+                    and column.dtype.kind in "fiub"):
+                block_windows.append(feature)
+                block_columns.append(column)
+                continue
+            invalid_before = feature.invalid
+            feature.update(column)
+            invalid = feature.invalid - invalid_before
+            if invalid:  # dirty column: tell non-numbers from ±inf (the rare, slow case)
+                wrong = invalid - _non_finite_numbers(column)
+                if wrong > 0:
+                    violations["wrong_type"] += wrong
+        if block_columns:
+            block = np.stack(block_columns)  # a new array: it may be sorted in place
+            update_numeric_block(block_windows, block.astype(np.float64, copy=False),
+                                 owned=True)
+
+    def add_unaligned(self, rows: int) -> None:
+        """Count ``rows`` rows whose values could not be aligned with features (their schema
+        violation is counted where they were read): every feature is missing in them."""
+        if rows:
+            self.add_columns({name: np.full(rows, None, dtype=object) for name in self._names},
+                             rows)
 
     def copy(self) -> DatasetWindow:
         """Return an independent copy (cheaper than building a window from the profile)."""
         out = DatasetWindow.__new__(DatasetWindow)
         out.features = {n: w.copy() for n, w in self.features.items()}
         out.prediction = self.prediction.copy() if self.prediction is not None else None
+        out.target = self.target.copy() if self.target is not None else None
         out.schema_violations = Counter(self.schema_violations)
         out.rows = self.rows
+        out._names = self._names
         return out
 
     def merge(self, other: DatasetWindow) -> DatasetWindow:
         """Add another window into this one, in place; returns ``self``."""
         for n, w in self.features.items():
             w.merge(other.features[n])
-        if self.prediction is not None and other.prediction is not None:
-            self.prediction.merge(other.prediction)
+        for mine, theirs in ((self.prediction, other.prediction), (self.target, other.target)):
+            if mine is not None and theirs is not None:
+                mine.merge(theirs)
         self.schema_violations.update(other.schema_violations)
         self.rows += other.rows
         return self
+
+
+_NUMBER_TYPES = (bool, np.bool_, int, float, np.integer, np.floating)
+
+
+def _text_levels(cells: list[str]) -> list[Any]:
+    """CSV cells of a class column, as the profile saw them: ``mlprobe profile`` parses a
+    numeric-looking label or prediction column, so "1", "1.0" and "1e0" are all level "1"."""
+    out: list[Any] = []
+    for cell in cells:
+        try:
+            out.append(float(cell))
+        except ValueError:
+            out.append(cell)
+    return out
+
+
+def _non_finite_numbers(column: Any) -> int:
+    """How many entries are numbers but ±inf or beyond the float range (invalid, yet not
+    of the wrong type)."""
+    values = column.tolist() if isinstance(column, np.ndarray) else column
+    n = 0
+    for v in values:
+        if isinstance(v, _NUMBER_TYPES):
+            try:
+                f = float(v)
+            except OverflowError:
+                n += 1
+                continue
+            n += f == math.inf or f == -math.inf
+    return n
