@@ -50,10 +50,48 @@ def base_app() -> Starlette:
     return Starlette(routes=[Route("/items/{item_id}", hello)])
 
 
+class MinimalMiddleware:
+    """The least a pure-ASGI metrics middleware does: wrap ``send``, keep status and duration.
+
+    Written for this benchmark as the floor of the pattern every metrics middleware uses
+    (Starlette's "pure ASGI middleware" recipe): one closure per request wrapping ``send``,
+    the status read from ``http.response.start``, a duration summed per status in a dict.
+    No receive wrapper, no sizes, no routes, no histogram, no error handling.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.durations: dict[int, list[float]] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+        entry = self.durations.get(status)
+        if entry is None:
+            entry = self.durations[status] = [0, 0.0]
+        entry[0] += 1
+        entry[1] += time.perf_counter() - start
+
+
 def build_variants() -> tuple[dict[str, Any], list[str]]:
     """Return {name: asgi app} and notes on comparators that could not be set up."""
     variants: dict[str, Any] = {"bare starlette": base_app()}
     notes: list[str] = []
+
+    app = base_app()
+    app.add_middleware(MinimalMiddleware)
+    variants["minimal pure-ASGI middleware"] = app
 
     app = base_app()
     app.add_middleware(ProbeMiddleware, registry=mlprobe.Registry())

@@ -38,6 +38,7 @@ from ._config import check_buckets, check_positive_int
 from ._guard import report_internal_error
 from ._http_metrics import (
     DEFAULT_DURATION_BUCKETS,
+    FOLD_BATCH,
     DEFAULT_KNOWN_METHODS,
     OTHER_METHOD,
     UNMATCHED_ROUTE,
@@ -256,8 +257,12 @@ class ProbeMiddleware:
                         label = entry_root + template if entry_root else template
                     else:
                         label = self._routes(scope, entry_root)
-                    metrics.finish(method, label, status, "", now - start,
-                                   first - start if first >= 0.0 else -1.0, received, sent)
+                    # HttpMetrics.record, inlined
+                    pending = self._metrics.pending
+                    pending.append((method, label, status, "", now - start,
+                                    first - start if first >= 0.0 else -1.0, received, sent))
+                    if len(pending) >= FOLD_BATCH:
+                        self._metrics.fold()
                 except Exception as exc:  # noqa: BLE001
                     report_internal_error("asgi.record", exc)
                 return
@@ -302,7 +307,7 @@ class ProbeMiddleware:
                 status = 500
             elif status >= 500 and not error:
                 error = str(status)  # semconv: a 5xx without an exception is its code
-            self._metrics.finish(method, self._routes(scope, entry_root), status, error,
+            self._metrics.record(method, self._routes(scope, entry_root), status, error,
                                  duration, ttfb, received, sent)
         except Exception as exc:  # noqa: BLE001
             report_internal_error("asgi.record", exc)
