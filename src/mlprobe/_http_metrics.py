@@ -133,7 +133,7 @@ class HttpMetrics:
         # at collect time as started - finished (finished = the duration histogram's count).
         self.started = [itertools.count() for _ in self.method_labels]
         # Finished requests not yet applied to their series: see record().
-        self.pending: list[tuple[int, str, int, str, float, float, int, int]] = []
+        self.pending: list[tuple[int, str, int, str, float, float, float, int, int]] = []
         # canonical key -> series; and raw key -> the series it maps to. Both are only ever
         # inserted into, under the lock.
         self._series: dict[tuple[int, object, object, object], list[float]] = {}
@@ -156,11 +156,15 @@ class HttpMetrics:
         """A request with method index ``method`` starts."""
         next(self.started[method])
 
-    def record(self, method: int, route: str, status: int, error: str, duration: float,
-               ttfb: float, received: int, sent: int) -> None:
-        """A request ended (``ttfb`` < 0: no body byte was sent); the middleware inlines this."""
+    def record(self, method: int, route: str, status: int, error: str, start: float, end: float,
+               first: float, received: int, sent: int) -> None:
+        """A request ended; the middleware inlines this.
+
+        ``start``, ``end`` and ``first`` are ``perf_counter()`` readings: the request's arrival,
+        its end, and its first body byte (< 0: no body byte was sent).
+        """
         pending = self.pending
-        pending.append((method, route, status, error, duration, ttfb, received, sent))
+        pending.append((method, route, status, error, start, end, first, received, sent))
         if len(pending) >= FOLD_BATCH:
             self.fold()
 
@@ -176,12 +180,12 @@ class HttpMetrics:
             # Appends by other threads may land while we work: take a prefix, delete it.
             batch = pending[:]
             del pending[:len(batch)]
-            for method, route, status, error, duration, ttfb, received, sent in batch:
+            for method, route, status, error, start, end, first, received, sent in batch:
                 series = by_raw.get((method, route, status, error))
                 if series is None:
                     series = self._series_for((method, route, status, error))
-                if duration < 0.0:
-                    duration = 0.0
+                duration = end - start if end > start else 0.0
+                ttfb = first - start if first >= 0.0 else -1.0
                 i_dur = bisect_left(dur, duration)
                 if ttfb == duration:  # the common case: one body message (see the class doc)
                     series[o_one + i_dur] += 1
