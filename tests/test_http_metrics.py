@@ -99,3 +99,19 @@ def test_reset_forgets_pending_requests():
     metrics.reset()
     assert metrics.pending == [] and "http_server_request_duration_seconds" not in \
         collect(metrics)
+
+
+@pytest.mark.allow_internal_errors
+def test_one_bad_request_in_a_batch_costs_only_itself():
+    """A pending request that cannot be applied (an unhashable status) is counted as an
+    internal error; the other requests of its batch are recorded."""
+    from mlprobe._guard import internal_error_count
+
+    metrics = HttpMetrics(CONFIG)
+    before = internal_error_count()
+    for i in range(FOLD_BATCH):
+        status = ["not", "hashable"] if i == 5 else 200
+        metrics.record(GET, "/x", status, "", 0.0, 0.001, 0.001, 0, 5)  # type: ignore[arg-type]
+    duration = collect(metrics)["http_server_request_duration_seconds"][("GET", "/x", "200", "")]
+    assert duration.count == FOLD_BATCH - 1
+    assert internal_error_count() == before + 1

@@ -20,6 +20,7 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._guard import report_internal_error
 from ._instruments import OVERFLOW
 from ._registry import FamilyBuilder
 from .snapshot import HistogramSample, Sample
@@ -181,26 +182,29 @@ class HttpMetrics:
             batch = pending[:]
             del pending[:len(batch)]
             for method, route, status, error, start, end, first, received, sent in batch:
-                series = by_raw.get((method, route, status, error))
-                if series is None:
-                    series = self._series_for((method, route, status, error))
-                duration = end - start if end > start else 0.0
-                ttfb = first - start if first >= 0.0 else -1.0
-                i_dur = bisect_left(dur, duration)
-                if ttfb == duration:  # the common case: one body message (see the class doc)
-                    series[o_one + i_dur] += 1
-                    series[s_one] += duration
-                else:
-                    series[i_dur] += 1
-                    series[s_dur] += duration
-                    if ttfb >= 0.0:
-                        series[o_ttfb + bisect_left(dur, ttfb)] += 1
-                        series[s_ttfb] += ttfb
-                series[o_tx + bisect_left(size, sent)] += 1
-                series[s_tx] += sent
-                if received:
-                    series[o_rx + bisect_left(size, received)] += 1
-                    series[s_rx] += received
+                try:
+                    series = by_raw.get((method, route, status, error))
+                    if series is None:
+                        series = self._series_for((method, route, status, error))
+                    duration = end - start if end > start else 0.0
+                    ttfb = first - start if first >= 0.0 else -1.0
+                    i_dur = bisect_left(dur, duration)
+                    if ttfb == duration:  # the common case: one body message (see the class doc)
+                        series[o_one + i_dur] += 1
+                        series[s_one] += duration
+                    else:
+                        series[i_dur] += 1
+                        series[s_dur] += duration
+                        if ttfb >= 0.0:
+                            series[o_ttfb + bisect_left(dur, ttfb)] += 1
+                            series[s_ttfb] += ttfb
+                    series[o_tx + bisect_left(size, sent)] += 1
+                    series[s_tx] += sent
+                    if received:
+                        series[o_rx + bisect_left(size, received)] += 1
+                        series[s_rx] += received
+                except Exception as exc:  # noqa: BLE001 - one bad request costs that request only
+                    report_internal_error("asgi.fold", exc)
 
     def _series_for(self, raw: tuple[int, str, int, str]) -> list[float]:
         """Slow path (lock held): cap every label, find or create the series, remember it."""

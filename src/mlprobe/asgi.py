@@ -38,8 +38,8 @@ from ._config import check_buckets, check_positive_int
 from ._guard import report_internal_error
 from ._http_metrics import (
     DEFAULT_DURATION_BUCKETS,
-    FOLD_BATCH,
     DEFAULT_KNOWN_METHODS,
+    FOLD_BATCH,
     OTHER_METHOD,
     UNMATCHED_ROUTE,
     HttpConfig,
@@ -292,8 +292,7 @@ class ProbeMiddleware:
         """Record a request that failed, was cut short, or answered 5xx (the slow path).
 
         ``start``, ``end`` and ``first`` (the first body byte, < 0 if none) are perf_counter
-        readings.
-        ``status`` is 0 when no response started: then the server answers 500 (an exception,
+        readings. ``status`` is 0 when no response started: then the server answers 500 (an exception,
         or an app that returned without responding) unless the client is already gone.
         """
         try:
