@@ -1,23 +1,32 @@
-"""HTTP metrics middleware cost: mlprobe against the middlewares users run today.
+"""HTTP metrics middleware cost: mlprobe against a minimal middleware and the ones users run.
 
-Two measurements, every variant in ONE process so that machine noise hits them alike:
+Every variant runs in ONE benchmark run, interleaved, so that machine noise hits them alike:
 
 (a) in-process: each variant's ASGI callable is driven directly with a minimal fake
     ``receive``/``send`` (no server, no sockets). Rounds interleave the variants in a shuffled
     order; a round times a batch of requests per variant. Reported: the median over rounds of
     the time per request, the overhead over the bare app, and the spread (IQR) of the rounds.
-(b) uvicorn on 127.0.0.1: one server process per variant (free ports, started together), a
-    bounded asyncio load generator in this process (keep-alive connections, fixed
-    concurrency, raw HTTP/1.1), rounds interleaved. Reported: median requests per second and
-    the ratio to bare.
+    ``--cold`` also runs what a server does between two requests (h11 parses one request and
+    writes one response) before every request, untimed, and times each request alone in
+    thread CPU time: the middleware then runs with cold caches, as it does under a server.
+(b) uvicorn on 127.0.0.1: one server process per variant (free ports, started together) and
+    ONE load-generator process (``http_load.py``): keep-alive HTTP/1.1 connections, rounds of
+    short bursts, one burst per server per round in a shuffled order, bounded in requests and
+    seconds. Reported per variant: the server's CPU time per request (utime + stime of
+    ``/proc/PID/stat`` over the whole run; and per burst from ``/proc/PID/task/*/schedstat``,
+    whose per-round differences to bare give the paired overhead and its spread), the ratio to
+    bare, and the client-side latency percentiles. Servers are pinned to one CPU and the client
+    to another when the machine has two (``--no-pin`` to let the scheduler place them).
 
 The comparators (prometheus-fastapi-instrumentator, starlette-exporter,
 opentelemetry-instrumentation-asgi) are benchmark-only: ``pip install
 prometheus-fastapi-instrumentator starlette-exporter opentelemetry-instrumentation-asgi``. A
-missing one is reported and skipped.
+missing one is reported and skipped. ``--baseline REV`` adds mlprobe's middleware as of the git
+revision REV (extracted with ``git archive`` into a temporary folder and imported under another
+package name), so a change is measured against its baseline in the same run.
 
-Run: ``python benchmarks/bench_asgi.py [--rounds N] [--batch N] [--http-seconds S]
-[--no-http]``.
+Run: ``python benchmarks/bench_asgi.py [--rounds N] [--batch N] [--cold] [--no-http]
+[--http-rounds N] [--burst N] [--only NAME ...] [--baseline REV]``.
 """
 
 from __future__ import annotations
@@ -25,13 +34,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib
+import json
+import os
 import random
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -40,6 +54,11 @@ from starlette.routing import Route
 
 import mlprobe
 from mlprobe.asgi import ProbeMiddleware
+
+HERE = Path(__file__).resolve().parent
+BASELINE_PACKAGE = "mlprobe_baseline"
+BARE = "bare starlette"
+MINIMAL = "minimal pure-ASGI middleware"
 
 
 async def hello(request: Any) -> PlainTextResponse:
@@ -50,14 +69,80 @@ def base_app() -> Starlette:
     return Starlette(routes=[Route("/items/{item_id}", hello)])
 
 
-def build_variants() -> tuple[dict[str, Any], list[str]]:
-    """Return {name: asgi app} and notes on comparators that could not be set up."""
-    variants: dict[str, Any] = {"bare starlette": base_app()}
+class MinimalMiddleware:
+    """The least a pure-ASGI metrics middleware does: wrap ``send``, keep status and duration.
+
+    Written for this benchmark as the floor of the pattern every metrics middleware uses
+    (Starlette's "pure ASGI middleware" recipe): one closure per request wrapping ``send``,
+    the status read from ``http.response.start``, a duration summed per status in a dict.
+    No receive wrapper, no sizes, no routes, no histogram, no error handling.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.durations: dict[int, list[float]] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+        entry = self.durations.get(status)
+        if entry is None:
+            entry = self.durations[status] = [0, 0.0]
+        entry[0] += 1
+        entry[1] += time.perf_counter() - start
+
+
+def extract_baseline(rev: str) -> Path:
+    """Put mlprobe's package as of git revision ``rev`` in a temporary folder, renamed."""
+    folder = Path(tempfile.mkdtemp(prefix="mlprobe-bench-"))
+    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", rev, "src/mlprobe"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    (folder / "src" / "mlprobe").rename(folder / BASELINE_PACKAGE)
+    return folder
+
+
+def baseline_middleware(folder: str) -> Any:
+    """The baseline's ProbeMiddleware and Registry (the folder comes from extract_baseline)."""
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    package = importlib.import_module(BASELINE_PACKAGE)
+    return importlib.import_module(f"{BASELINE_PACKAGE}.asgi").ProbeMiddleware, package.Registry
+
+
+def build_variants(baseline: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Return {name: asgi app} and notes on comparators that could not be set up.
+
+    ``baseline``: "REV=FOLDER" from extract_baseline, to add mlprobe as of REV.
+    """
+    variants: dict[str, Any] = {BARE: base_app()}
     notes: list[str] = []
+
+    app = base_app()
+    app.add_middleware(MinimalMiddleware)
+    variants[MINIMAL] = app
 
     app = base_app()
     app.add_middleware(ProbeMiddleware, registry=mlprobe.Registry())
     variants["mlprobe"] = app
+
+    if baseline:
+        rev, folder = baseline.split("=", 1)
+        middleware, registry = baseline_middleware(folder)
+        app = base_app()
+        app.add_middleware(middleware, registry=registry())
+        variants[f"mlprobe @ {rev}"] = app
 
     try:
         from prometheus_client import CollectorRegistry
@@ -140,6 +225,51 @@ def in_process(variants: dict[str, Any], rounds: int, batch: int) -> dict[str, l
     return asyncio.run(run())
 
 
+RAW_REQUEST = b"GET /items/42 HTTP/1.1\r\nhost: 127.0.0.1:8000\r\nuser-agent: bench\r\n\r\n"
+
+
+def server_work() -> None:
+    """What a server does between two requests: h11 parses one request, writes one response."""
+    import h11
+
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(RAW_REQUEST)
+    conn.next_event()
+    conn.next_event()
+    conn.send(h11.Response(status_code=200, headers=[(b"content-length", b"5"),
+                                                     (b"content-type", b"text/plain")]))
+    conn.send(h11.Data(data=b"hello"))
+    conn.send(h11.EndOfMessage())
+
+
+def in_process_cold(variants: dict[str, Any], rounds: int, batch: int) -> dict[str, list[float]]:
+    """Like in_process, but requests interleave variant by variant and each one is timed alone
+    (thread CPU time, so preemption by other processes does not count), after server_work()."""
+    async def run() -> dict[str, list[float]]:
+        apps = list(variants.values())
+        for app in apps:
+            await time_batch(app, 200)
+        totals: list[list[float]] = [[] for _ in apps]
+        order = list(range(len(apps)))
+        clock = time.thread_time_ns
+        for _ in range(rounds):
+            spent = [0] * len(apps)
+            gc.collect()
+            for _ in range(batch):
+                random.shuffle(order)
+                for i in order:
+                    scope = dict(SCOPE)
+                    server_work()
+                    start = clock()
+                    await apps[i](scope, receive, send)
+                    spent[i] += clock() - start
+            for i, total in enumerate(spent):
+                totals[i].append(total / batch / 1e9)
+        return dict(zip(variants, totals))
+
+    return asyncio.run(run())
+
+
 # -- (b) uvicorn on 127.0.0.1 --------------------------------------------------------------------
 
 def free_port() -> int:
@@ -148,12 +278,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(name: str) -> tuple[subprocess.Popen[bytes], int]:
-    """Serve variant ``name`` with uvicorn in its own process (its own GIL, as in production;
-    the load generator runs in this process)."""
+def start_server(name: str, baseline: str | None) -> tuple[subprocess.Popen[bytes], int]:
+    """Serve variant ``name`` with uvicorn in its own process (its own GIL, as in production)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", name, "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, __file__, "--serve", name, "--port", str(port)]
+    if baseline:
+        command += ["--baseline-folder", baseline]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -166,60 +297,40 @@ def start_server(name: str) -> tuple[subprocess.Popen[bytes], int]:
             time.sleep(0.05)
 
 
-def serve(name: str, port: int) -> None:
+def serve(name: str, port: int, baseline: str | None) -> None:
     import uvicorn
 
-    variants, _ = build_variants()
+    variants, _ = build_variants(baseline)
     uvicorn.run(variants[name], host="127.0.0.1", port=port, log_level="error",
                 access_log=False, lifespan="off")
 
 
-async def load(port: int, seconds: float, concurrency: int, max_requests: int) -> float:
-    """Requests per second of keep-alive GETs over raw sockets (bounded in time and count)."""
-    request = (b"GET /items/42 HTTP/1.1\r\nhost: 127.0.0.1\r\nuser-agent: bench\r\n\r\n")
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while time.perf_counter() < stop and done < max_requests:
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                await reader.readexactly(length)
-                done += 1
-        finally:
-            writer.close()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.perf_counter() - start)
-
-
-def over_http(variants: dict[str, Any], rounds: int, seconds: float, concurrency: int
-              ) -> dict[str, list[float]]:
-    servers = {name: start_server(name) for name in variants}
-    results: dict[str, list[float]] = {name: [] for name in variants}
+def over_http(names: list[str], baseline: str | None, *, rounds: int, burst: int,
+              concurrency: int, seconds: float, pin: bool) -> dict[str, Any]:
+    """Start one server per variant, run the load generator once over all; its results."""
+    servers = {name: start_server(name, baseline) for name in names}
+    client_prefix: list[str] = []
     try:
-        for _, port in servers.values():  # warm up
-            asyncio.run(load(port, 0.5, concurrency, 20_000))
-        names = list(variants)
-        for _ in range(rounds):
-            random.shuffle(names)
-            for name in names:
-                port = servers[name][1]
-                results[name].append(asyncio.run(load(port, seconds, concurrency, 200_000)))
+        if pin:  # servers share one CPU, the client has the other
+            cpus = sorted(os.sched_getaffinity(0))
+            for proc, _ in servers.values():
+                os.sched_setaffinity(proc.pid, {cpus[-1]})
+            client_prefix = ["taskset", "-c", str(cpus[0])]
+        spec = {"targets": [{"name": name, "port": port, "pid": proc.pid}
+                            for name, (proc, port) in servers.items()],
+                "rounds": rounds, "burst": burst, "concurrency": concurrency,
+                "seconds": seconds, "warmup": 2}
+        done = subprocess.run(client_prefix + [sys.executable, str(HERE / "http_load.py"),
+                                               json.dumps(spec)],
+                              capture_output=True, text=True, timeout=seconds + 120)
+        if done.returncode != 0:
+            raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
+        return dict(json.loads(done.stdout))
     finally:
         for proc, _ in servers.values():
             proc.terminate()
         for proc, _ in servers.values():
             proc.wait(10)
-    return results
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -234,7 +345,7 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
 def report_in_process(results: dict[str, list[float]], out: Callable[[str], None]) -> None:
     """Medians per variant, and the added cost as the median of per-round differences to
     bare (rounds are adjacent in time, so the paired difference cancels slow machine drift)."""
-    bare_rounds = results["bare starlette"]
+    bare_rounds = results[BARE]
     bare = statistics.median(bare_rounds)
     out("| variant | µs/request (median) | IQR of rounds (µs) | added over bare (µs, "
         "paired median [IQR]) | × bare |")
@@ -246,46 +357,81 @@ def report_in_process(results: dict[str, list[float]], out: Callable[[str], None
             f"{dm * 1e6:+.2f} [{d1 * 1e6:+.2f}, {d3 * 1e6:+.2f}] | {med / bare:.2f} |")
 
 
-def report_http(results: dict[str, list[float]], out: Callable[[str], None]) -> None:
-    bare = statistics.median(results["bare starlette"])
-    out("| variant | requests/s (median) | IQR of rounds | ratio to bare |")
-    out("| --- | ---: | ---: | ---: |")
-    for name, values in results.items():
-        q1, med, q3 = quartiles(values)
-        out(f"| {name} | {med:,.0f} | {q1:,.0f}–{q3:,.0f} | {med / bare:.3f} |")
+def report_http(results: dict[str, Any], out: Callable[[str], None]) -> None:
+    """Server CPU per request (two readings), its paired overhead over bare, latency."""
+    def per_burst(name: str) -> list[float]:
+        r = results[name]
+        return [ns / 1e3 / n for ns, n in zip(r["burst_cpu_ns"], r["burst_responses"]) if n]
+
+    bare = per_burst(BARE)
+    minimal_added = statistics.median(a - b for a, b in zip(per_burst(MINIMAL), bare)) \
+        if MINIMAL in results else float("nan")
+    out("| variant | server CPU µs/request (/proc/PID/stat) | per burst (median) | "
+        "added over bare (µs, paired median [IQR]) | × bare | added / minimal's | "
+        "latency p50 / p99 / p99.9 (µs) |")
+    out("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in results.items():
+        bursts = per_burst(name)
+        d1, dm, d3 = quartiles([a - b for a, b in zip(bursts, bare)])
+        stat = r["stat_cpu_seconds"] / r["stat_responses"] * 1e6
+        lat = r["latency_us"]
+        out(f"| {name} | {stat:.1f} | {statistics.median(bursts):.1f} | "
+            f"{dm:+.1f} [{d1:+.1f}, {d3:+.1f}] | {statistics.median(bursts) / statistics.median(bare):.3f}"
+            f" | {dm / minimal_added if name != BARE else 0.0:.2f} | "
+            f"{lat['p50']:.0f} / {lat['p99']:.0f} / {lat['p99.9']:.0f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30, help="in-process rounds")
     parser.add_argument("--batch", type=int, default=2000, help="requests per variant per round")
-    parser.add_argument("--http-rounds", type=int, default=5)
-    parser.add_argument("--http-seconds", type=float, default=2.0,
-                        help="seconds of load per variant per round")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--cold", action="store_true",
+                        help="(a) with server work between requests (cold caches)")
     parser.add_argument("--no-http", action="store_true", help="skip (b)")
+    parser.add_argument("--http-rounds", type=int, default=150, help="bursts per server")
+    parser.add_argument("--burst", type=int, default=300, help="requests per burst")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="keep-alive connections per server")
+    parser.add_argument("--http-seconds", type=float, default=600.0,
+                        help="time limit of (b) in seconds")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin servers and client")
     parser.add_argument("--only", nargs="*", help="variant names to run (bare always runs)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run mlprobe's middleware as of this git revision")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: one server process
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-folder", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.baseline_folder)
         return 0
 
-    variants, notes = build_variants()
+    baseline = None
+    if args.baseline:
+        baseline = f"{args.baseline}={extract_baseline(args.baseline)}"
+    variants, notes = build_variants(baseline)
     if args.only:
         variants = {k: v for k, v in variants.items()
-                    if k == "bare starlette" or any(o in k for o in args.only)}
-    print(f"python {sys.version.split()[0]}; {len(variants)} variants")
+                    if k == BARE or any(o in k for o in args.only)}
+    print(f"python {sys.version.split()[0]}; {len(variants)} variants; "
+          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}")
     for note in notes:
         print("skipped:", note)
-    print(f"\n(a) in-process, {args.rounds} rounds x {args.batch} requests per variant")
-    report_in_process(in_process(variants, args.rounds, args.batch), print)
+    if args.cold:
+        print(f"\n(a) in-process, cold (h11 work between requests), {args.rounds} rounds x "
+              f"{args.batch} requests per variant, interleaved request by request")
+        report_in_process(in_process_cold(variants, args.rounds, args.batch), print)
+    else:
+        print(f"\n(a) in-process, {args.rounds} rounds x {args.batch} requests per variant")
+        report_in_process(in_process(variants, args.rounds, args.batch), print)
     if not args.no_http:
-        print(f"\n(b) uvicorn on 127.0.0.1, {args.http_rounds} rounds x {args.http_seconds:g} s "
-              f"per variant, {args.concurrency} keep-alive connections")
-        report_http(over_http(variants, args.http_rounds, args.http_seconds, args.concurrency),
-                    print)
+        pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
+        print(f"\n(b) uvicorn on 127.0.0.1, {args.http_rounds} rounds x {args.burst} requests "
+              f"per server, {args.concurrency} keep-alive connections each"
+              f"{', servers and client pinned to separate CPUs' if pin else ''}")
+        report_http(over_http(list(variants), baseline, rounds=args.http_rounds,
+                              burst=args.burst, concurrency=args.concurrency,
+                              seconds=args.http_seconds, pin=pin), print)
     return 0
 
 

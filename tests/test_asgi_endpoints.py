@@ -87,6 +87,51 @@ def test_metrics_endpoint_is_built_off_the_event_loop(registry, monkeypatch):
     assert len(threads) == 2 and threads[0] != threads[1]
 
 
+def test_metrics_endpoint_compresses_when_the_client_accepts_gzip(registry):
+    """Accept-Encoding: gzip gets a gzip body (Content-Encoding, Vary) that decompresses to the
+    same exposition; without it, or with gzip;q=0, the body is plain."""
+    import gzip
+
+    from test_asgi_helpers import drive, http_scope
+
+    app = make_app(registry=registry, metrics_path="/metrics")
+    for _ in range(3):
+        get(app, "/items/1")
+
+    def scrape(accept_encoding: bytes | None) -> tuple[dict[bytes, bytes], bytes]:
+        headers = [(b"host", b"testserver")]
+        if accept_encoding is not None:
+            headers.append((b"accept-encoding", accept_encoding))
+        sent = run(lambda: drive(app, http_scope("/metrics", headers=headers), []))
+        start, body = sent
+        return dict(start["headers"]), body["body"]
+
+    plain_headers, plain = scrape(None)
+    zipped_headers, zipped = scrape(b"deflate, gzip;q=0.8")
+    refused_headers, refused = scrape(b"gzip;q=0, identity")
+    assert b"content-encoding" not in plain_headers and plain.startswith(b"# HELP")
+    assert b"accept-encoding" in plain_headers[b"vary"].lower()
+    assert zipped_headers[b"content-encoding"] == b"gzip"
+    assert b"accept-encoding" in zipped_headers[b"vary"].lower()
+    assert int(zipped_headers[b"content-length"]) == len(zipped) < len(plain)
+    assert gzip.decompress(zipped) == plain
+    assert b"content-encoding" not in refused_headers and refused == plain
+    # a real client that decompresses (httpx sends Accept-Encoding: gzip by default)
+    response = get(app, "/metrics")
+    assert response.headers["content-encoding"] == "gzip"
+    assert parse(response.text)["http_server_request_duration_seconds"].samples
+
+
+def test_gzip_accepted_follows_accept_encoding_syntax():
+    """Codings are compared case-insensitively, and quality zero means "not acceptable"."""
+    from mlprobe._asgi_endpoints import gzip_accepted
+
+    assert gzip_accepted("gzip") and gzip_accepted("br, GZIP ;q=0.5")
+    assert not gzip_accepted(None) and not gzip_accepted("") and not gzip_accepted("deflate")
+    assert not gzip_accepted("gzip;q=0") and not gzip_accepted("gzip;q=0.0")
+    assert not gzip_accepted("gzip;q=abc") and not gzip_accepted("x-gzip")
+
+
 def test_metrics_endpoint_serves_a_given_prometheus_registry(registry):
     """prometheus_registry= exposes the app's own prometheus_client metrics next to mlprobe's."""
     prom = CollectorRegistry()

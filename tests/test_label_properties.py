@@ -110,9 +110,9 @@ def test_classes_errors_outputs_models_and_routes_export_as_label_values(values)
         probe.observe(outputs=value)  # one class
     assert list(predict(None)) == values  # the result passed unchanged
     probe.observe(outputs={value: 0.5 for value in values})  # named outputs
-    finish = http_metrics(registry).finish
+    record = http_metrics(registry).record
     for value in values:  # the value as route and as error type of one series
-        finish(0, value, 500, value, 0.01, -1.0, 0, 0)  # no body: no ttfb series
+        record(0, value, 500, value, 0.0, 0.01, -1.0, 0, 0)  # no body: no ttfb series
 
     # The snapshots themselves hold label values (an OTLP exporter reads them, not ours).
     for family in registry.collect():

@@ -197,6 +197,25 @@ def test_metrics_endpoint_over_uvicorn(registry):
     assert [(s.labels["http_route"], s.value) for s in samples] == [("/items/{item_id}", 4.0)]
 
 
+def test_metrics_endpoint_gzip_over_uvicorn(registry):
+    """Over real HTTP a client asking for gzip gets a compressed /metrics that it decompresses
+    to the exposition; one that does not ask gets it plain."""
+    import gzip
+
+    with uvicorn_server(build_app(registry)) as base, httpx.Client(base_url=base) as client:
+        client.get("/items/1")
+        zipped = client.get("/metrics", headers={"accept-encoding": "gzip"})
+        with client.stream("GET", "/metrics", headers={"accept-encoding": "gzip"}) as raw:
+            wire = b"".join(raw.iter_raw())
+        plain = client.get("/metrics", headers={"accept-encoding": "identity"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in zipped.headers["vary"].lower()
+    families_seen = {f.name for f in text_string_to_metric_families(zipped.text)}
+    assert "http_server_request_duration_seconds" in families_seen
+    assert gzip.decompress(wire).startswith(b"# HELP") and len(wire) < len(plain.content)
+    assert "content-encoding" not in plain.headers and plain.text.startswith("# HELP")
+
+
 def test_client_disconnect_over_uvicorn(registry):
     """A client that hangs up mid-stream is recorded as client_disconnected, not as a success."""
     with uvicorn_server(build_app(registry)) as base:

@@ -5,8 +5,9 @@ The model is a logistic regression trained on scikit-learn's bundled breast canc
 training rows are profiled into a :class:`mlprobe.ReferenceProfile`, which the probe compares
 live traffic against.
 
-Run it on its own with ``uvicorn examples.demo.model_service:app`` (from the repository root),
-or let ``examples/run_demo.py`` start it and send traffic.
+Run it on its own with ``uvicorn examples.demo.model_service:app`` (from the repository root;
+the app is built, and the model trained, when uvicorn first asks for ``app``), or let
+``examples/run_demo.py`` start it and send traffic.
 
 Endpoints:
     ``POST /predict``   ``{"rows": [[30 numbers], ...]}`` -> ``{"scores": [...]}``
@@ -105,3 +106,16 @@ def create_app(trained: TrainedModel | None = None, *, registry: mlprobe.Registr
     app.state.probe = probe
     app.state.trained = trained
     return app
+
+
+def __getattr__(name: str) -> Any:
+    """Build the module-level ``app`` on first access (what ``uvicorn ...:app`` reads).
+
+    Lazily, so that importing this module (the demo, the tests) trains nothing and registers
+    no probe in mlprobe's default registry.
+    """
+    if name == "app":
+        app = create_app()
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

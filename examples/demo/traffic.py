@@ -3,8 +3,9 @@
 Normal rows are drawn like the training data (training rows plus a little noise). Then two
 drifting phases scale measurements by 1.25, as a recalibrated instrument would: first the ten
 "mean ..." features (a third of the features drift: status warning), then also the ten
-"worst ..." ones (two thirds: critical). A few malformed requests show up as 4xx. Everything is
-bounded in requests and in seconds.
+"worst ..." ones (two thirds: critical). One request in 97 is deliberately malformed (a row of
+2 numbers instead of 30): the service answers 422, so the 4xx counts in the report are expected.
+Everything is bounded in requests and in seconds.
 
 Run against a running service: ``python examples/demo/traffic.py http://127.0.0.1:8000``
 (``examples/run_demo.py`` starts a service and runs this for you).
@@ -30,6 +31,7 @@ if __package__ in (None, ""):  # run as a script: make "demo" importable
 from demo.model_service import MODEL_NAME, TrainedModel, train  # noqa: E402
 
 DRIFT_FACTOR = 1.25
+BAD_REQUEST_EVERY = 97  # one request in this many is deliberately malformed (answered 422)
 # (phase, drifted columns): the data set lists 10 "mean", 10 "... error", 10 "worst" features
 PHASES: tuple[tuple[str, slice | None], ...] = (
     ("normal", None),
@@ -72,7 +74,7 @@ async def run_phase(client: httpx.AsyncClient, phase: Phase, trained: TrainedMod
     async def worker() -> None:
         while queue and time.monotonic() < deadline:
             i = queue.pop()
-            if i % 97 == 13:  # now and then a malformed request: the service answers 422
+            if i % BAD_REQUEST_EVERY == 13:  # deliberately malformed: the service answers 422
                 payload: dict[str, Any] = {"rows": [[1.0, 2.0]]}
             else:
                 payload = {"rows": make_rows(trained, rng, batch, drifted).tolist()}
@@ -143,6 +145,11 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
+def share(value: Any) -> str:
+    """A fraction as a rounded percentage ("?" when the service did not report it)."""
+    return f"{value:.0%}" if isinstance(value, (int, float)) else "?"
+
+
 def report(phases: list[Phase], view: dict[str, Any], drift: dict[str, Any], elapsed: float,
            out: Any = print) -> None:
     """Print what a user should look at: rate, latency, errors, scores, drift."""
@@ -154,19 +161,23 @@ def report(phases: list[Phase], view: dict[str, Any], drift: dict[str, Any], ela
     if view["model"]:
         out(f"  model predict() p50 {ms(view['model']['p50'])}  p95 {ms(view['model']['p95'])}"
             " (mlprobe_prediction_duration_seconds)")
+    out("  (the 4xx are the deliberately malformed requests: one in "
+        f"{BAD_REQUEST_EVERY} sends 2 numbers instead of 30)")
     out("\n=== what the client saw ===")
     for phase in phases:
         lat = np.asarray(phase.latencies) if phase.latencies else np.array([float("nan")])
         scores = np.asarray(phase.scores) if phase.scores else np.array([float("nan")])
         out(f"  {phase.name:<9} {phase.requests:>4} requests, {phase.rows:>5} rows, "
-            f"{phase.errors} errors (4xx), latency p50 {ms(float(np.median(lat)))} "
+            f"{phase.errors} deliberately bad (422), latency p50 {ms(float(np.median(lat)))} "
             f"p95 {ms(float(np.quantile(lat, 0.95)))}, mean score {np.mean(scores):.3f}")
     out("\n=== drift status over time (GET /drift) ===")
+    out("  PSI (population stability index): how far a feature's distribution moved from the "
+        "training data;\n  0 is no change, 0.1 is a warning, 0.2 is critical.")
     for phase in phases:
         timeline = "  ".join(f"{rows} rows: {status}" for rows, status, _ in phase.drift)
         out(f"  {phase.name:<9} {timeline}")
-    out(f"\n  now: status={drift.get('status')} drift_share={drift.get('drift_share')} "
-        f"rows in window={drift.get('rows')}")
+    out(f"\n  now: status {drift.get('status')}, {share(drift.get('drift_share'))} of the "
+        f"features drifted, {drift.get('rows')} rows in the window")
     features = drift.get("features") or {}
     drifted = sorted(((f.get("statistics", {}).get("psi") or 0.0, name, f.get("status"))
                       for name, f in features.items() if f.get("status") in ("warning",

@@ -1,7 +1,8 @@
 """mlprobe: serving-side instrumentation for ML models.
 
 Add ``@probe.track`` to a predict function and its calls, latency, input sizes, scores and
-predicted classes appear in Prometheus (and, through the exporters, OpenTelemetry).
+predicted classes appear in Prometheus (``mlprobe.exporters.prometheus``; the only exporter
+so far).
 """
 
 from ._drift import DriftSpec

@@ -7,9 +7,11 @@ what they need lazily: prometheus_client only when ``/metrics`` is first asked f
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from functools import partial
 from typing import Any
 
 from ._guard import report_internal_error
@@ -38,13 +40,33 @@ async def run_off_loop(fn: Callable[[], Any]) -> Any:
 
 
 async def respond(send: Send, status: int, body: bytes, content_type: bytes,
-                  head_only: bool = False) -> None:
-    """Send a complete response in two messages."""
+                  head_only: bool = False, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Send a complete response in two messages (``headers``: extra ones)."""
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", content_type),
                             (b"content-length", str(len(body)).encode("ascii")),
-                            (b"cache-control", b"no-store")]})
+                            (b"cache-control", b"no-store"), *headers]})
     await send({"type": "http.response.body", "body": b"" if head_only else body})
+
+
+GZIP_LEVEL = 6
+"""zlib level of compressed scrapes: nearly level 9's size at a fraction of its time."""
+
+
+def gzip_accepted(accept_encoding: str | None) -> bool:
+    """True when an ``Accept-Encoding`` value lists gzip with a quality above zero."""
+    for item in (accept_encoding or "").split(","):
+        coding, _, parameters = item.partition(";")
+        if coding.strip().lower() != "gzip":
+            continue
+        quality = parameters.strip().lower()
+        if not quality.startswith("q="):
+            return True
+        try:
+            return float(quality[2:]) > 0.0
+        except ValueError:
+            return False
+    return False
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -55,7 +77,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class MetricsEndpoint:
-    """Serves the Prometheus text (or OpenMetrics, by ``Accept``) exposition.
+    """Serves the Prometheus text (or OpenMetrics, by ``Accept``) exposition, gzip-compressed
+    when ``Accept-Encoding`` allows it (as prometheus_client's own handlers do).
 
     Args:
         registry: the mlprobe registry to expose.
@@ -110,7 +133,13 @@ class MetricsEndpoint:
             await respond(send, 500, METRICS_FAILURE_BODY, b"text/plain; charset=utf-8",
                           method == "HEAD")
             return
-        await respond(send, 200, body, content_type.encode("latin-1"), method == "HEAD")
+        # The representation depends on both request headers: caches must key on them.
+        headers = [(b"vary", b"Accept, Accept-Encoding")]
+        if gzip_accepted(_header(scope, b"accept-encoding")):
+            body = await run_off_loop(partial(gzip.compress, body, GZIP_LEVEL))
+            headers.append((b"content-encoding", b"gzip"))
+        await respond(send, 200, body, content_type.encode("latin-1"), method == "HEAD",
+                      headers)
 
 
 class DriftEndpoint:

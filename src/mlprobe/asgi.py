@@ -40,6 +40,7 @@ from ._guard import report_internal_error
 from ._http_metrics import (
     DEFAULT_DURATION_BUCKETS,
     DEFAULT_KNOWN_METHODS,
+    FOLD_BATCH,
     OTHER_METHOD,
     UNMATCHED_ROUTE,
     HttpConfig,
@@ -250,21 +251,23 @@ class ProbeMiddleware:
                     return
                 state = 2
                 if disconnected or status >= 500:
-                    self._record(scope, entry_root, method, status, "", disconnected,
-                                 now - start, first - start if first >= 0.0 else -1.0,
-                                 received, sent)
+                    self._record(scope, entry_root, method, status, "", disconnected, start,
+                                 now, first, received, sent)
                     return
                 # The common case, inlined: a complete response with a status below 500.
                 try:
-                    route = scope.get("route")
-                    template = getattr(route, "path", None) if route is not None else None
+                    template = getattr(scope.get("route"), "path", None)
                     if (type(template) is str and scope.get("root_path", "") == entry_root
                             and "app_root_path" not in scope):
                         label = entry_root + template if entry_root else template
                     else:
                         label = self._routes(scope, entry_root)
-                    metrics.finish(method, label, status, "", now - start,
-                                   first - start if first >= 0.0 else -1.0, received, sent)
+                    # HttpMetrics.record, inlined
+                    pending = self._metrics.pending
+                    pending.append((method, label, status, "", start, now, first, received,
+                                    sent))
+                    if len(pending) >= FOLD_BATCH:
+                        self._metrics.fold()
                 except Exception as exc:  # noqa: BLE001
                     report_internal_error("asgi.record", exc)
                 return
@@ -282,22 +285,21 @@ class ProbeMiddleware:
             if state != 2:
                 state = 2
                 self._record(scope, entry_root, method, status, type(exc).__qualname__,
-                             disconnected, perf_counter() - start,
-                             first - start if first >= 0.0 else -1.0, received, sent)
+                             disconnected, start, perf_counter(), first, received, sent)
             raise
         if state != 2:
             # The app returned without completing its response: the server answers 500 if
             # nothing was started, or cuts the connection.
             self._record(scope, entry_root, method, status, "incomplete_response",
-                         disconnected, perf_counter() - start,
-                         first - start if first >= 0.0 else -1.0, received, sent)
+                         disconnected, start, perf_counter(), first, received, sent)
 
     def _record(self, scope: Scope, entry_root: str, method: int, status: int, error: str,
-                disconnected: bool, duration: float, ttfb: float, received: int,
+                disconnected: bool, start: float, end: float, first: float, received: int,
                 sent: int) -> None:
         """Record a request that failed, was cut short, or answered 5xx (the slow path).
 
-        ``status`` is 0 when no response started: then the server answers 500 (an exception,
+        ``start``, ``end`` and ``first`` (the first body byte, < 0 if none) are perf_counter
+        readings. ``status`` is 0 when no response started: then the server answers 500 (an exception,
         or an app that returned without responding) unless the client is already gone.
         """
         try:
@@ -311,8 +313,8 @@ class ProbeMiddleware:
                 error = str(status)  # semconv: a 5xx without an exception is its code
             if type(error) is not str:  # a class may carry any __qualname__, even a str subclass
                 error = label_value(error)
-            self._metrics.finish(method, self._routes(scope, entry_root), status, error,
-                                 duration, ttfb, received, sent)
+            self._metrics.record(method, self._routes(scope, entry_root), status, error,
+                                 start, end, first, received, sent)
         except Exception as exc:  # noqa: BLE001
             report_internal_error("asgi.record", exc)
 

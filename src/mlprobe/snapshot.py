@@ -1,13 +1,14 @@
 """Immutable, read-side views of what mlprobe has recorded.
 
-``Registry.collect()`` returns a list of :class:`MetricFamily`; exporters translate them (the
-Prometheus collector into ``*MetricFamily`` objects, the OTel exporter into OTLP points, the
-JSON status into a document). Nothing here is touched on the request path. A family's kind
-says which sample type it holds: :class:`Sample` for counters and gauges,
-:class:`HistogramSample` for histograms, :class:`SummarySample` for summaries.
+``Registry.collect()`` returns a list of :class:`MetricFamily`; an exporter translates them
+(``mlprobe.exporters.prometheus`` into prometheus_client ``*MetricFamily`` objects; it is the
+only exporter so far). Nothing here is touched on the request path. A family's kind says which
+sample type it holds: :class:`Sample` for counters and gauges, :class:`HistogramSample` for
+histograms, :class:`SummarySample` for summaries.
 
-Names are the Prometheus base names of the DESIGN.md contract (``mlprobe_predictions`` for the
-counter exposed as ``mlprobe_predictions_total``); ``unit`` is the UCUM unit OpenTelemetry uses.
+Names are the Prometheus base names of the metric catalogue (``mlprobe._catalog``, the
+README's metric table; ``mlprobe_predictions`` for the counter exposed as
+``mlprobe_predictions_total``); ``unit`` is the UCUM unit, as OpenTelemetry would name it.
 """
 
 from __future__ import annotations

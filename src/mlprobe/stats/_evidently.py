@@ -1,7 +1,7 @@
 """Evidently-compatible drift values on raw arrays, for offline comparison only.
 
-These reproduce Evidently's default column drift numbers (STATS.md 1.1, 1.4, 1.5): numeric
-columns whose reference has more than 20 distinct values are binned on
+These reproduce Evidently's default column drift numbers (``docs/stats.md``, "Drift
+statistics"): numeric columns whose reference has more than 20 distinct values are binned on
 ``np.histogram_bin_edges(R ∪ C, bins="sturges")``; otherwise one bin per distinct non-NaN
 value of R ∪ C. Because the edges depend on the current window these cannot be computed from
 a saved profile; mlprobe's own statistics use frozen reference-quantile bins instead.

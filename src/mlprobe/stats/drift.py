@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 PSI_EPS = 1e-4
-"""Floor on proportions in PSI (STATS.md 1.1: textbook and Evidently both use 1e-4)."""
+"""Floor on proportions in PSI (``docs/stats.md``: textbook and Evidently both use 1e-4)."""
 
 WASSERSTEIN_STD_FLOOR = 0.001
 """Floor on the reference std when normalising Wasserstein (Evidently's value)."""
