@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 from ._guard import report_internal_error
 from ._registry import Registry
+from ._types import Receive, Scope, Send
 
 __all__ = ["DriftEndpoint", "METRICS_FAILURE_BODY", "MetricsEndpoint"]
 
 METRICS_FAILURE_BODY = (b"mlprobe: building the metrics exposition failed; "
                         b"see the application log\n")
 """Body of the 500 answer of ``metrics_path`` when the exposition could not be built."""
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 async def run_off_loop(fn: Callable[[], Any]) -> Any:
