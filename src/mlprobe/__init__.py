@@ -12,7 +12,7 @@ import contract in ``pyproject.toml`` holds exactly these two edges.
 """
 
 from . import _wiring
-from ._drift import DriftSpec
+from ._drift_spec import DriftSpec
 from ._probe import Probe
 from ._profile import ReferenceProfile
 from ._registry import Registry, default_registry

@@ -8,11 +8,14 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from ._drift import DatasetWindow, DriftReport, DriftSpec, evaluate_dataset
+from ._drift_eval import evaluate_dataset
+from ._drift_report import DriftReport
+from ._drift_spec import DriftSpec
 from ._features import FeatureMonitor
-from ._profile import NumericProfile, ReferenceProfile
+from ._feature_profile import NumericProfile
+from ._profile import ReferenceProfile
 from ._registry import FamilyBuilder
-from ._window import FeatureWindow
+from ._window import DatasetWindow, FeatureWindow
 from .snapshot import LabelSet, Sample, SummarySample
 from .stats import distinct_label_values
 

@@ -16,10 +16,11 @@ from ._decorators import build_decorator
 from ._guard import report_internal_error
 from ._extract import class_counts, input_size, output_values
 from ._instruments import BoundedCounter, CallRecorder, Histogram, LabelledHistograms
-from ._drift import DriftSpec
+from ._drift_spec import DriftSpec
 from ._feature_metrics import collect_feature_metrics, drift_report
 from ._features import FeatureMonitor
-from ._profile import NumericProfile, ReferenceProfile
+from ._feature_profile import NumericProfile
+from ._profile import ReferenceProfile
 from ._registry import FamilyBuilder, Registry, default_registry
 from .errors import ConfigurationError
 from .snapshot import LabelSet, Sample
