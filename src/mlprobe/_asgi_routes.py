@@ -24,7 +24,7 @@ from typing import Any
 from ._guard import report_internal_error
 from ._http_metrics import UNMATCHED_ROUTE
 from ._types import Scope
-from .stats import label_value
+from .stats._labels import label_value
 
 __all__ = ["RouteResolver"]
 

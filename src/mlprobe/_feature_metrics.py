@@ -17,7 +17,7 @@ from ._profile import ReferenceProfile
 from ._registry import FamilyBuilder
 from ._window import DatasetWindow, FeatureWindow
 from .snapshot import LabelSet, Sample, SummarySample
-from .stats import distinct_label_values
+from .stats._labels import distinct_label_values
 
 __all__ = ["PREDICTION_FEATURE", "STATUS_VALUE", "collect_feature_metrics", "drift_report"]
 
@@ -32,7 +32,7 @@ _FEATURE_LABELS: WeakKeyDictionary[ReferenceProfile, dict[str, str]] = WeakKeyDi
 def feature_labels(profile: ReferenceProfile) -> dict[str, str]:
     """The ``feature`` label of each feature name, computed once per profile.
 
-    Label values (:func:`mlprobe.stats.label_value`) that stay distinct from each other and
+    Label values (:func:`mlprobe.stats._labels.label_value`) that stay distinct from each other and
     from :data:`PREDICTION_FEATURE`, so two features never export as one series.
     """
     labels = _FEATURE_LABELS.get(profile)

@@ -24,7 +24,7 @@ from ._profile import ReferenceProfile
 from ._registry import FamilyBuilder, Registry, default_registry
 from .errors import ConfigurationError
 from .snapshot import LabelSet, Sample
-from .stats import label_value
+from .stats._labels import label_value
 
 __all__ = ["Probe"]
 
@@ -196,7 +196,7 @@ class Probe:
 
     Args:
         name: the model's name, exported as the ``model`` label (lone surrogates are written
-            as backslash escapes; see :func:`mlprobe.stats.label_value`).
+            as backslash escapes; see :func:`mlprobe.stats._labels.label_value`).
         version: the model's version, exported as ``model_version`` (``""`` when None).
         registry: where the probe's state lives; :data:`mlprobe.default_registry` by default,
             which appears in prometheus_client's default registry on its own.

@@ -48,7 +48,7 @@ from ._http_metrics import (
 from ._registry import Registry, default_registry
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .errors import ConfigurationError
-from .stats import label_value
+from .stats._labels import label_value
 
 if TYPE_CHECKING:
     from ._probe import Probe

@@ -8,7 +8,7 @@ metrics in the same ``CollectorRegistry``: a source that fails loses its own sam
 :meth:`mlprobe.Registry.collect`), a family that cannot be translated is left out, and a
 failing ``Registry.collect`` leaves only ``mlprobe_internal_errors_total``. Each failure is
 counted in that counter, in the same scrape, and logged at a bounded rate. Every label value
-goes through :func:`mlprobe.stats.label_value` once more here, so no value can make
+goes through :func:`mlprobe.stats._labels.label_value` once more here, so no value can make
 ``generate_latest()`` raise.
 
 Which prometheus_client registry serves an mlprobe registry is decided here only
@@ -53,7 +53,7 @@ from .._catalog import spec
 from .._registry import Registry, default_registry
 from ..errors import ExporterError
 from ..snapshot import HistogramSample, LabelSet, MetricFamily, Sample, SummarySample
-from ..stats import MAX_LABEL_CHARS, label_value
+from ..stats._labels import MAX_LABEL_CHARS, label_value
 
 __all__ = ["Exposition", "MlprobeCollector", "encoder_for", "exposition", "register",
            "start_http_server", "to_prometheus"]
@@ -166,7 +166,7 @@ def _internal_errors_metric() -> Metric:
 def to_prometheus(family: MetricFamily) -> Metric:
     """Translate one snapshot family into a prometheus_client ``Metric``.
 
-    Every label value is made a label value once more (:func:`mlprobe.stats.label_value`)
+    Every label value is made a label value once more (:func:`mlprobe.stats._labels.label_value`)
     and every number a float, so the result cannot make an encoder raise.
 
     Raises:
@@ -360,10 +360,11 @@ def start_http_server(port: int, addr: str = "0.0.0.0", *, registry: Registry | 
 
     With no registries given (or mlprobe's default registry) it serves prometheus_client's
     default registry, to which mlprobe's default registry is attached. With another
-    ``registry`` alone it serves a fresh prometheus registry holding only that mlprobe registry. The server is prometheus_client's
-    (threaded WSGI, gzip, ``OPTIONS``, ``?name[]=`` filters); a scrape whose exposition cannot
-    be built gets a 500 with a short text and is counted, and an ``Accept`` header that
-    prometheus_client cannot parse gets the classic text format.
+    ``registry`` alone it serves a fresh prometheus registry holding only that mlprobe
+    registry. The server is prometheus_client's (threaded WSGI, gzip, ``OPTIONS``,
+    ``?name[]=`` filters); a scrape whose exposition cannot be built gets a 500 with a short
+    text and is counted, and an ``Accept`` header that prometheus_client cannot parse gets the
+    classic text format.
 
     Raises:
         ExporterError: the port cannot be bound.
