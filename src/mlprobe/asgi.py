@@ -57,8 +57,8 @@ __all__ = [
     "CLIENT_DISCONNECTED",
     "DEFAULT_EXCLUDE_PATHS",
     "OTHER_METHOD",
-    "UNMATCHED_ROUTE",
     "ProbeMiddleware",
+    "UNMATCHED_ROUTE",
 ]
 
 DEFAULT_EXCLUDE_PATHS: tuple[str, ...] = ("/metrics", "/health", "/healthz", "/ready",
