@@ -1,7 +1,8 @@
 """mlprobe: serving-side instrumentation for ML models.
 
 Add ``@probe.track`` to a predict function and its calls, latency, input sizes, scores and
-predicted classes appear in Prometheus (and, through the exporters, OpenTelemetry).
+predicted classes appear in Prometheus (``mlprobe.exporters.prometheus``; the only exporter
+so far).
 
 This module is the composition root: it re-exports the public API and, through
 :func:`mlprobe._wiring.wire`, attaches :data:`default_registry` to prometheus_client's default

@@ -19,9 +19,9 @@ __all__ = ["CATEGORICAL_METHODS", "DEFAULT_THRESHOLDS", "NUMERIC_METHODS", "Drif
 NUMERIC_METHODS = ("psi", "ks", "wasserstein", "js")
 CATEGORICAL_METHODS = ("psi", "js", "linf", "chi2")
 
-# Effect-size thresholds (warning, critical). PSI and KS come from the project's MLOps guide
-# (DESIGN.md: 0.1 / 0.2): PSI 0.2 is where a normal mean shift reaches ~0.45σ, slightly
-# stricter than the textbook 0.25 (~0.5σ) so "critical" fires before a shift is significant
+# Effect-size thresholds (warning, critical), listed in docs/stats.md. PSI and KS use the
+# common MLOps rule of thumb 0.1 / 0.2: PSI 0.2 is where a normal mean shift reaches ~0.45σ,
+# slightly stricter than the textbook 0.25 (~0.5σ) so "critical" fires before a shift is significant
 # in the credit-risk sense. Wasserstein/σ warns at Evidently's 0.1 ("a 0.1σ-equivalent move";
 # noise at 10k rows is <= 0.025) and is critical at 0.4σ-equivalent, so a 0.3σ move is a
 # steady warning and a 0.5σ move (PSI ~0.25, KS ~0.2) a steady critical. JS (base 2) uses 0.1 /

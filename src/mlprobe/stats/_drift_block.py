@@ -111,7 +111,7 @@ def numeric_drift_block(block: NumericReferenceBlock, counts: Sequence[np.ndarra
     cur = _normalise(current)
     ref = block.proportions
 
-    # PSI and JS on the reference deciles (STATS.md 1.1 and 1.4)
+    # PSI and JS on the reference deciles (docs/stats.md, "Drift statistics")
     rd = block.deciles
     cd = _normalise(block.decile_counts(current))
     r_floor = np.maximum(rd, eps[:, None])
