@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import urllib.request
 from pathlib import Path
 
 import prometheus_client
@@ -16,6 +17,8 @@ import mlprobe
 from mlprobe import _guard
 from mlprobe._registry import FamilyBuilder
 from mlprobe.exporters import prometheus as prom_export
+
+from realservers import free_port
 
 
 class _Source:
@@ -135,6 +138,19 @@ def test_the_exporter_chooses_the_prometheus_registry_in_one_place(registry):
     assert private is not prometheus_client.REGISTRY and isinstance(private, CollectorRegistry)
     given = CollectorRegistry()
     assert prom_export.exposition(registry, given).prometheus_registry is given
+    # start_http_server given mlprobe's default registry serves prometheus's REGISTRY too, so
+    # its default process and platform collectors come along (a private registry has none).
+    port = free_port()
+    server, thread = prom_export.start_http_server(port, addr="127.0.0.1",
+                                                   registry=mlprobe.default_registry)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            body = resp.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert "python_info" in body and "mlprobe_internal_errors_total" in body
 
 
 def test_an_exposition_serves_the_registry_it_was_made_for(registry):
