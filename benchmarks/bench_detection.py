@@ -13,7 +13,9 @@ import argparse
 
 import numpy as np
 
-from mlprobe._drift import DatasetWindow, DriftSpec, evaluate_feature
+from mlprobe._drift_eval import evaluate_feature
+from mlprobe._drift_spec import DriftSpec
+from mlprobe._window import DatasetWindow
 from mlprobe._profile import ReferenceProfile
 
 N_REF, N_CUR = 100_000, 10_000

@@ -1,9 +1,9 @@
 """Cost of the label rule on the paths it touches, side by side with the code before it.
 
-The rule (``mlprobe.stats.label_value``) makes every label value valid UTF-8 of bounded length.
-On the hot paths it costs two O(1) checks for a short ASCII value, or nothing at all where a
-value already seen is looked up first. This script times, interleaved round by round in one
-process:
+The rule (``label_value`` in ``mlprobe/stats/_labels.py``) makes every label value valid UTF-8 of
+bounded length. On the hot paths it costs two O(1) checks for a short ASCII value, or nothing
+at all where a value already seen is looked up first. This script times, interleaved round by
+round in one process:
 
 * ``BoundedCounter.add`` of a known label (predicted classes, error types) against a copy of
   the previous implementation;
@@ -25,7 +25,8 @@ import timeit
 import numpy as np
 
 from mlprobe._instruments import OVERFLOW, BoundedCounter
-from mlprobe.stats import MAX_LABEL_CHARS, label_value, level_key
+from mlprobe.stats._categorical import level_key
+from mlprobe.stats._labels import MAX_LABEL_CHARS, label_value
 
 
 class PreviousBoundedCounter:

@@ -17,7 +17,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mlprobe._drift import DatasetWindow, DriftSpec, evaluate_dataset, evaluate_feature
+from mlprobe._drift_eval import evaluate_dataset, evaluate_feature
+from mlprobe._drift_spec import DriftSpec
+from mlprobe._window import DatasetWindow
 from mlprobe._profile import ReferenceProfile
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mlprobe
-from mlprobe._drift_block import NumericReferenceBlock, numeric_drift_block
+from mlprobe._drift_block import block_statistics, reference_block
 from mlprobe._window import DatasetWindow
 from mlprobe.stats import drift as D
 
@@ -50,7 +50,7 @@ def test_block_equals_one_feature_definitions(shift: float, scale: float) -> Non
     wins = [window.features[n] for n in REFERENCE]
     eps = np.array([1e-4, 1e-3, 1e-4, 1e-5, 1e-4])
     base = np.array([2.0, np.e, 2.0, 10.0, 2.0])
-    block = numeric_drift_block(NumericReferenceBlock(refs), wins, eps, base)
+    block = block_statistics(reference_block(refs), wins, eps, base)
     for i, (ref, win) in enumerate(zip(refs, wins)):
         expected = _one_feature(ref, win, float(eps[i]), float(base[i]))
         for stat, value in expected.items():
@@ -59,7 +59,7 @@ def test_block_equals_one_feature_definitions(shift: float, scale: float) -> Non
 
 def test_dataset_evaluation_uses_the_same_numbers_as_one_feature() -> None:
     """evaluate_dataset (block) and evaluate_feature (one row) report identical statistics."""
-    from mlprobe._drift import evaluate_dataset, evaluate_feature
+    from mlprobe._drift_eval import evaluate_dataset, evaluate_feature
 
     window = DatasetWindow(PROFILE)
     window.update({name: values[:3000] + 0.5 for name, values in REFERENCE.items()})

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mlprobe._drift import DatasetWindow, DriftSpec, FeatureWindow, evaluate_dataset
-from mlprobe._drift import evaluate_feature
+from mlprobe._drift_eval import evaluate_dataset, evaluate_feature
+from mlprobe._drift_spec import DriftSpec
+from mlprobe._window import DatasetWindow, FeatureWindow
 from mlprobe._profile import ReferenceProfile
 from mlprobe.errors import ConfigurationError
 

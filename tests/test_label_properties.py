@@ -4,7 +4,7 @@ Strings are fed in everywhere a user or a client's value becomes a label (predic
 error types, output names, model names, category values and profile levels, HTTP routes and
 error types). After each example ``generate_latest()`` has not raised, prometheus_client's
 parser reads the exposition back, every value is exported exactly as
-:func:`mlprobe.stats.label_value` renders it, and for a sample of the examples promtool
+:func:`mlprobe.stats._labels.label_value` renders it, and for a sample of the examples promtool
 accepts the exposition. Examples are deterministic (``tests/conftest.py`` loads the ``ci``
 hypothesis profile): 3,000 of them per run.
 """
@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 import mlprobe
 from mlprobe._http_metrics import HttpConfig, HttpMetrics
-from mlprobe.stats import MAX_LABEL_CHARS, label_value, level_key
+from mlprobe.stats._categorical import level_key
+from mlprobe.stats._labels import MAX_LABEL_CHARS, label_value
 
 ANY_CHAR = st.characters(exclude_categories=())  # every code point, lone surrogates included
 TRICKY = st.sampled_from(["\\", '"', "\n", "\r", "\t", "\x00", "\x7f", "\udc80", "\ud800",

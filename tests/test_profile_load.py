@@ -16,7 +16,7 @@ import mlprobe
 from mlprobe import ProfileLimits
 from mlprobe._profile import ReferenceProfile
 from mlprobe.errors import ConfigurationError, ProfileError
-from mlprobe.stats import level_key
+from mlprobe.stats._categorical import level_key
 from profiles import exercise, small_document, small_profile
 
 Doc = dict[str, Any]

@@ -13,7 +13,9 @@ import pytest
 
 import mlprobe
 from mlprobe._cli import main
-from mlprobe._drift import DatasetWindow, DriftSpec, evaluate_dataset
+from mlprobe._drift_eval import evaluate_dataset
+from mlprobe._drift_spec import DriftSpec
+from mlprobe._window import DatasetWindow
 from mlprobe._feature_input import MISSING_TEXT, table_columns, to_columns
 from mlprobe._profile import ReferenceProfile
 from mlprobe.errors import ConfigurationError

@@ -3,9 +3,17 @@
 Add ``@probe.track`` to a predict function and its calls, latency, input sizes, scores and
 predicted classes appear in Prometheus (``mlprobe.exporters.prometheus``; the only exporter
 so far).
+
+This module is the composition root: it re-exports the public API and, through
+:func:`mlprobe._wiring.wire`, attaches :data:`default_registry` to prometheus_client's default
+registry when its first probe is created. Core never imports an exporter; two modules
+outside core do, lazily: ``_wiring`` (for that attachment) and the middleware's
+``metrics_path`` endpoint (``_asgi_endpoints``, which serves the Prometheus exposition). The
+import contract in ``pyproject.toml`` holds exactly these two edges.
 """
 
-from ._drift import DriftSpec
+from . import _wiring
+from ._drift_spec import DriftSpec
 from ._probe import Probe
 from ._profile import ReferenceProfile
 from ._registry import Registry, default_registry
@@ -33,3 +41,5 @@ for _name in ("ConfigurationError", "DriftSpec", "ExporterError", "MlprobeError"
               "ProbeMiddleware", "ProfileError", "ProfileLimits", "ReferenceProfile", "Registry"):
     globals()[_name].__module__ = "mlprobe"
 del _name
+
+_wiring.wire()

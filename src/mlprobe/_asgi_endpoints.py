@@ -1,8 +1,13 @@
 """The two endpoints the middleware can serve: Prometheus exposition and drift status JSON.
 
 Both build their body off the event loop (a scrape walks every source of the registry; a drift
-status computes statistics), so a slow scrape never stalls requests in flight. Both import
-what they need lazily: prometheus_client only when ``/metrics`` is first asked for.
+status computes statistics), so a slow scrape never stalls requests in flight.
+
+``metrics_path`` serves the Prometheus exposition, so :class:`MetricsEndpoint` asks the
+Prometheus exporter for it (:func:`mlprobe.exporters.prometheus.exposition`, which also chooses
+the prometheus registry). That is the one import of an exporter outside the composition root,
+listed in the import contract; it is made lazily, at the first scrape, so that ``import
+mlprobe`` and a middleware without ``metrics_path`` never import prometheus_client.
 """
 
 from __future__ import annotations
@@ -10,22 +15,19 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 from ._guard import report_internal_error
 from ._registry import Registry
+from ._types import Receive, Scope, Send
 
 __all__ = ["DriftEndpoint", "METRICS_FAILURE_BODY", "MetricsEndpoint"]
 
 METRICS_FAILURE_BODY = (b"mlprobe: building the metrics exposition failed; "
                         b"see the application log\n")
 """Body of the 500 answer of ``metrics_path`` when the exposition could not be built."""
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 async def run_off_loop(fn: Callable[[], Any]) -> Any:
@@ -83,9 +85,8 @@ class MetricsEndpoint:
     Args:
         registry: the mlprobe registry to expose.
         prometheus_registry: a prometheus_client ``CollectorRegistry`` to serve instead of
-            the default choice: prometheus_client's global ``REGISTRY`` when ``registry`` is
-            :data:`mlprobe.default_registry` (so the app's own prometheus_client metrics and
-            the process collectors come along), else a private registry holding ``registry``.
+            the exporter's default choice (prometheus_client's global ``REGISTRY`` for
+            :data:`mlprobe.default_registry`, else a private registry holding ``registry``).
     """
 
     def __init__(self, registry: Registry, prometheus_registry: Any = None) -> None:
@@ -96,21 +97,14 @@ class MetricsEndpoint:
         # published. No lock, so nothing can be inherited held by a forked worker.
         self._resolved: dict[str, Any] = {}
 
-    def _resolve_target(self) -> Any:
-        target = self._resolved.get("target")
-        if target is None:
-            from . import _registry
-            from .exporters import prometheus as exporter
+    def _exposition(self) -> Callable[[str | None], tuple[bytes, str]]:
+        expose = self._resolved.get("exposition")
+        if expose is None:
+            from .exporters import prometheus  # the documented lazy edge (module docstring)
 
-            candidate = self._prometheus_registry
-            if candidate is None:
-                if self._registry is _registry.default_registry:
-                    candidate = exporter.prometheus_client.REGISTRY
-                else:
-                    candidate = exporter.CollectorRegistry(auto_describe=True)
-            exporter.register(self._registry, candidate)  # idempotent
-            target = self._resolved.setdefault("target", candidate)
-        return target
+            candidate = prometheus.exposition(self._registry, self._prometheus_registry)
+            expose = self._resolved.setdefault("exposition", candidate)
+        return expose
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one scrape: 200 with the exposition, or 500 with a short text if it fails."""
@@ -121,10 +115,7 @@ class MetricsEndpoint:
         accept = _header(scope, b"accept")
 
         def build() -> tuple[bytes, str]:
-            from .exporters.prometheus import encoder_for
-
-            encoder, content_type = encoder_for(accept)  # a bad Accept gets the text format
-            return encoder(self._resolve_target()), content_type
+            return self._exposition()(accept)
 
         try:
             body, content_type = await run_off_loop(build)

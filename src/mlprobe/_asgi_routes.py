@@ -18,16 +18,15 @@ Nothing here imports Starlette: routes are read by duck typing (``path``, ``path
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 from ._guard import report_internal_error
 from ._http_metrics import UNMATCHED_ROUTE
-from .stats import label_value
+from ._types import Scope
+from .stats._labels import label_value
 
 __all__ = ["RouteResolver"]
-
-Scope = MutableMapping[str, Any]
 
 MOUNT_PLACEHOLDER = "/{mount}"
 """Stands for a mount prefix whose template could not be recovered (never the raw prefix)."""

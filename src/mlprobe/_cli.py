@@ -25,15 +25,18 @@ import numpy as np
 
 from ._cli_io import CliError, csv_field_limit, read_table
 from ._cli_report import markdown
-from ._drift import DatasetWindow, DriftSpec, evaluate_dataset
+from ._drift_eval import evaluate_dataset
+from ._drift_report import STATUS_RANK
+from ._drift_spec import DriftSpec
 from ._feature_input import text_numbers
-from ._profile import ProfileLimits, ReferenceProfile
+from ._profile import ReferenceProfile
+from ._profile_format import ProfileLimits
 from ._version import __version__
+from ._window import DatasetWindow
 from .errors import MlprobeError
 
 __all__ = ["main"]
 
-_RANK = {"ok": 0, "warning": 1, "critical": 2}
 
 EXIT_CODES = """\
 exit codes:
@@ -173,7 +176,7 @@ def _cmd_drift(args: argparse.Namespace) -> int:
         _emit(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
         _emit(markdown(report, prediction=pred_col, target=target_col))
-    if args.fail_on and _RANK.get(report.worst_status, -1) >= _RANK[args.fail_on]:
+    if args.fail_on and STATUS_RANK.get(report.worst_status, -1) >= STATUS_RANK[args.fail_on]:
         return 1
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._drift import DriftReport
+from ._drift_report import DriftReport
 
 __all__ = ["markdown"]
 

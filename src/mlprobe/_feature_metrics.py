@@ -8,13 +8,16 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from ._drift import DatasetWindow, DriftReport, DriftSpec, evaluate_dataset
+from ._drift_eval import evaluate_dataset
+from ._drift_report import DriftReport
+from ._drift_spec import DriftSpec
 from ._features import FeatureMonitor
-from ._profile import NumericProfile, ReferenceProfile
+from ._feature_profile import NumericProfile
+from ._profile import ReferenceProfile
 from ._registry import FamilyBuilder
-from ._window import FeatureWindow
+from ._window import DatasetWindow, FeatureWindow
 from .snapshot import LabelSet, Sample, SummarySample
-from .stats import distinct_label_values
+from .stats._labels import distinct_label_values
 
 __all__ = ["PREDICTION_FEATURE", "STATUS_VALUE", "collect_feature_metrics", "drift_report"]
 
@@ -29,7 +32,7 @@ _FEATURE_LABELS: WeakKeyDictionary[ReferenceProfile, dict[str, str]] = WeakKeyDi
 def feature_labels(profile: ReferenceProfile) -> dict[str, str]:
     """The ``feature`` label of each feature name, computed once per profile.
 
-    Label values (:func:`mlprobe.stats.label_value`) that stay distinct from each other and
+    Label values (:func:`mlprobe.stats._labels.label_value`) that stay distinct from each other and
     from :data:`PREDICTION_FEATURE`, so two features never export as one series.
     """
     labels = _FEATURE_LABELS.get(profile)

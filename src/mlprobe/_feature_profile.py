@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .stats import BinnedCounts, CategoryCounts, coarse_groups, level_key, reference_edges
+from .stats import BinnedCounts, CategoryCounts, reference_edges
+from .stats._categorical import level_key
+from .stats._histogram import coarse_groups
 from .stats._coerce import coerce_numeric, tally_categorical
 
 __all__ = ["CategoricalProfile", "FeatureProfile", "NumericProfile", "OTHER", "QUANTILES"]

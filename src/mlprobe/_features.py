@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ._drift import DatasetWindow
 from ._feature_input import to_columns, tuple_getter
 from ._profile import ReferenceProfile
-from ._window import update_numeric_block
+from ._window import DatasetWindow, update_numeric_block
 
 __all__ = ["FeatureMonitor"]
 

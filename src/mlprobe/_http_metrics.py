@@ -10,7 +10,7 @@ Series are keyed by ``(method index, route, status code, error type)``. Every la
 bounded: methods by construction (the known set plus ``_OTHER``), and routes, status codes and
 error types by a distinct-value cap past which new values count as ``__other__``. So the
 number of series is bounded whatever clients send. Every label value is valid UTF-8 of bounded
-length (:func:`mlprobe.stats.label_value`), whatever the app or a route resolver returns.
+length (:func:`mlprobe.stats._labels.label_value`), whatever the app or a route resolver returns.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ._guard import report_internal_error
 from ._instruments import OVERFLOW
 from ._registry import FamilyBuilder
 from .snapshot import HistogramSample, Sample
-from .stats import label_value
+from .stats._labels import label_value
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",
@@ -211,7 +211,7 @@ class HttpMetrics:
     def _series_for(self, raw: tuple[int, str, int, str]) -> list[float]:
         """Slow path (lock held): cap every label, find or create the series, remember it.
 
-        Every label is made a label value first (:func:`mlprobe.stats.label_value`: valid
+        Every label is made a label value first (:func:`mlprobe.stats._labels.label_value`: valid
         UTF-8, bounded length), so raw values that render alike share one series.
         """
         method, route, status, error = raw

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .snapshot import HistogramSample, LabelSet, Sample
-from .stats import label_value
+from .stats._labels import label_value
 
 __all__ = ["BoundedCounter", "CallRecorder", "CallSnapshot", "Histogram", "LabelledHistograms", "OVERFLOW"]
 
@@ -102,7 +102,7 @@ class BoundedCounter:
 
     Values past the cap are counted under :data:`OVERFLOW`, so totals stay right and memory
     and series stay bounded whatever the traffic sends. Keys are label values: a key seen for
-    the first time goes through :func:`mlprobe.stats.label_value` (valid UTF-8, bounded
+    the first time goes through :func:`mlprobe.stats._labels.label_value` (valid UTF-8, bounded
     length), so whatever string a caller passes, what is stored and exported is a valid label.
     """
 
@@ -152,7 +152,7 @@ class LabelledHistograms:
     def child(self, key: str) -> Histogram:
         """Return the histogram for ``key``, creating it (or using overflow) on first use.
 
-        ``key`` is made a label value (:func:`mlprobe.stats.label_value`) when first seen.
+        ``key`` is made a label value (:func:`mlprobe.stats._labels.label_value`) when first seen.
         """
         child = self._children.get(key)  # lock-free read: dict reads are atomic
         if child is not None:

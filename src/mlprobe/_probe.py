@@ -16,14 +16,15 @@ from ._decorators import build_decorator
 from ._guard import report_internal_error
 from ._extract import class_counts, input_size, output_values
 from ._instruments import BoundedCounter, CallRecorder, Histogram, LabelledHistograms
-from ._drift import DriftSpec
+from ._drift_spec import DriftSpec
 from ._feature_metrics import collect_feature_metrics, drift_report
 from ._features import FeatureMonitor
-from ._profile import NumericProfile, ReferenceProfile
+from ._feature_profile import NumericProfile
+from ._profile import ReferenceProfile
 from ._registry import FamilyBuilder, Registry, default_registry
 from .errors import ConfigurationError
 from .snapshot import LabelSet, Sample
-from .stats import label_value
+from .stats._labels import label_value
 
 __all__ = ["Probe"]
 
@@ -195,7 +196,7 @@ class Probe:
 
     Args:
         name: the model's name, exported as the ``model`` label (lone surrogates are written
-            as backslash escapes; see :func:`mlprobe.stats.label_value`).
+            as backslash escapes; see :func:`mlprobe.stats._labels.label_value`).
         version: the model's version, exported as ``model_version`` (``""`` when None).
         registry: where the probe's state lives; :data:`mlprobe.default_registry` by default,
             which appears in prometheus_client's default registry on its own.

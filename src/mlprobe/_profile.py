@@ -29,7 +29,7 @@ from ._version import __version__
 from .errors import ConfigurationError, ProfileError
 from .stats._coerce import coerce_numeric
 
-__all__ = ["CategoricalProfile", "NumericProfile", "ProfileLimits", "ReferenceProfile"]
+__all__ = ["ReferenceProfile"]
 
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._feature_profile import OTHER, QUANTILES, CategoricalProfile, FeatureProfile, NumericProfile
 from .errors import ProfileError
-from .stats import level_key
+from .stats._categorical import level_key
 
 if TYPE_CHECKING:
     from ._profile_format import ProfileLimits

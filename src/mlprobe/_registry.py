@@ -5,12 +5,14 @@ reuses its instruments instead of failing with "duplicated timeseries". Other so
 ASGI middleware's HTTP metrics) register under a key the same way. ``collect()`` asks every
 source for its samples and groups them into one :class:`~mlprobe.snapshot.MetricFamily` per
 metric name, which is what every exporter reads.
+
+Core, not an exporter: nothing here imports ``mlprobe.exporters`` or a metrics backend. The
+default registry reaches prometheus_client's default registry through
+:meth:`Registry.on_first_source`, a hook the composition root (``mlprobe/_wiring.py``) sets.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
 import os
 import threading
 import weakref
@@ -19,12 +21,9 @@ from typing import Protocol, TypeVar
 
 from . import _guard
 from ._catalog import spec
-from ._config import env_flag
 from .snapshot import HistogramSample, MetricFamily, Sample, SummarySample
 
 __all__ = ["FamilyBuilder", "Registry", "Source", "default_registry"]
-
-_log = logging.getLogger("mlprobe")
 
 
 _SAMPLE_TYPES = {"counter": Sample, "gauge": Sample, "histogram": HistogramSample,
@@ -83,22 +82,21 @@ S = TypeVar("S", bound=Source)
 class Registry:
     """A set of probes and other sources that are collected together.
 
-    Args:
-        prometheus_auto: attach this registry to prometheus_client's default registry when its
-            first source is added. Only the module-level :data:`default_registry` does this by
-            default; registries you create are attached explicitly with
-            ``mlprobe.exporters.prometheus.register(registry, ...)``.
+    Only the module-level :data:`default_registry` is exported without set-up; registries you
+    create are attached explicitly, e.g. with ``mlprobe.exporters.prometheus.register(registry,
+    ...)``.
 
     Example:
         >>> registry = mlprobe.Registry()
         >>> probe = mlprobe.Probe("churn", registry=registry)
     """
 
-    def __init__(self, *, prometheus_auto: bool = False) -> None:
-        self._prometheus_auto = prometheus_auto
+    def __init__(self) -> None:
         # Copy-on-write: readers (collect, get_or_create fast path) never lock; writers replace.
         self._sources: dict[object, Source] = {}
         self._lock = threading.Lock()
+        # Emptied, under the lock, by whichever call adds the first source.
+        self._first_source_callbacks: tuple[Callable[[Registry], object], ...] = ()
         _live_registries.add(self)
 
     def get_or_create(self, key: object, factory: Callable[[], S]) -> S:
@@ -111,11 +109,34 @@ class Registry:
             if existing is not None:
                 return existing  # type: ignore[return-value]
             created = factory()
-            first = not self._sources
+            callbacks: tuple[Callable[[Registry], object], ...] = ()
+            if not self._sources:
+                callbacks, self._first_source_callbacks = self._first_source_callbacks, ()
             self._sources = {**self._sources, key: created}
-        if first and self._prometheus_auto:
-            self._attach_to_prometheus_default()
+        for callback in callbacks:  # outside the lock: a callback may create sources itself
+            self._run_callback(callback)
         return created
+
+    def on_first_source(self, callback: Callable[[Registry], object]) -> None:
+        """Call ``callback(self)`` once, when this registry gets its first source.
+
+        If it already has one, the callback runs at once. It runs on the thread that adds the
+        source, after the source is registered; a failure is counted in
+        ``mlprobe_internal_errors_total`` and logged, never raised into the code creating the
+        probe. This is how the composition root attaches :data:`default_registry` to
+        prometheus_client's default registry without core importing an exporter.
+        """
+        with self._lock:
+            if not self._sources:
+                self._first_source_callbacks = (*self._first_source_callbacks, callback)
+                return
+        self._run_callback(callback)
+
+    def _run_callback(self, callback: Callable[[Registry], object]) -> None:
+        try:
+            callback(self)
+        except Exception as exc:  # noqa: BLE001 - wiring must not fail the probe's creation
+            _guard.report_internal_error("registry.on_first_source", exc)
 
     def collect(self) -> list[MetricFamily]:
         """Snapshot every source into metric families (runs on the scraper's thread)."""
@@ -142,17 +163,6 @@ class Registry:
         for source in self._sources.values():
             source.reset()
 
-    def _attach_to_prometheus_default(self) -> None:
-        # The one place core touches an exporter, by name and at run time only, so the import
-        # direction (exporters are leaves) holds and prometheus_client stays optional here.
-        try:
-            module = importlib.import_module("mlprobe.exporters.prometheus")
-            module.register(self)
-        except ImportError:
-            _log.debug("prometheus_client is not importable; default registry not attached")
-        except Exception as exc:  # noqa: BLE001
-            _guard.report_internal_error("registry.prometheus_auto", exc)
-
 
 _live_registries: weakref.WeakSet[Registry] = weakref.WeakSet()
 
@@ -165,6 +175,7 @@ def _after_fork_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
-default_registry = Registry(prometheus_auto=env_flag("MLPROBE_PROMETHEUS_AUTO", True))
+default_registry = Registry()
 """The registry probes use when none is given; attached to prometheus_client's default
-registry when its first probe is created (unless ``MLPROBE_PROMETHEUS_AUTO=0``)."""
+registry when its first probe is created (unless ``MLPROBE_PROMETHEUS_AUTO=0``), by the
+composition root (``mlprobe/_wiring.py``)."""

@@ -3,7 +3,7 @@
 :class:`FeatureWindow` summarises one feature on its reference's bins or vocabulary;
 :class:`DatasetWindow` holds one per feature plus the prediction and schema violations. Both
 merge exactly (counts) or to rounding (moments), which is what rolling windows, processes and
-replicas rely on. The drift evaluator (:mod:`mlprobe._drift`) reads them.
+replicas rely on. The drift evaluation (:mod:`mlprobe._drift_eval`) reads them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from ._feature_input import Columns, text_numbers, to_columns
-from ._profile import FeatureProfile, NumericProfile, ReferenceProfile
+from ._feature_profile import FeatureProfile, NumericProfile
+from ._profile import ReferenceProfile
 from .stats import BinnedCounts, CategoryCounts, Moments, QuantileSketch
 from .stats._coerce import coerce_numeric, tally_categorical
 

@@ -28,7 +28,7 @@ Every label is capped: past the cap new values count as ``__other__``.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +47,9 @@ from ._http_metrics import (
     HttpMetrics,
 )
 from ._registry import Registry, default_registry
+from ._types import ASGIApp, Message, Receive, Scope, Send
 from .errors import ConfigurationError
-from .stats import label_value
+from .stats._labels import label_value
 
 if TYPE_CHECKING:
     from ._probe import Probe
@@ -57,15 +58,9 @@ __all__ = [
     "CLIENT_DISCONNECTED",
     "DEFAULT_EXCLUDE_PATHS",
     "OTHER_METHOD",
-    "UNMATCHED_ROUTE",
     "ProbeMiddleware",
+    "UNMATCHED_ROUTE",
 ]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_EXCLUDE_PATHS: tuple[str, ...] = ("/metrics", "/health", "/healthz", "/ready",
                                           "/readyz", "/livez")

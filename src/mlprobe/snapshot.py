@@ -23,6 +23,7 @@ LabelSet = tuple[tuple[str, str], ...]
 """Label pairs in a fixed order, e.g. ``(("model", "churn"), ("model_version", "3"))``."""
 
 MetricKind = Literal["counter", "gauge", "histogram", "summary"]
+"""The kind of a :class:`MetricFamily`, which says the type of its samples."""
 
 
 @dataclass(frozen=True, slots=True)

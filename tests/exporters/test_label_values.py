@@ -24,7 +24,7 @@ from test_asgi_helpers import get
 
 import mlprobe
 from mlprobe.asgi import ProbeMiddleware
-from mlprobe.stats import MAX_LABEL_CHARS
+from mlprobe.stats._labels import MAX_LABEL_CHARS
 
 CAFE = b"caf\xe9".decode("utf-8", "surrogateescape")
 CAFE_LABEL = "caf\\udce9"

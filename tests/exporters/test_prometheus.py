@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,7 +112,8 @@ def test_auto_attach_can_be_turned_off():
     """MLPROBE_PROMETHEUS_AUTO=0 keeps the default registry out of prometheus_client's."""
     code = ("import mlprobe, prometheus_client; mlprobe.Probe('off'); "
             "print('mlprobe_predictions' in prometheus_client.generate_latest().decode())")
-    env = {"MLPROBE_PROMETHEUS_AUTO": "0", "PATH": ""}
+    src = str(Path(mlprobe.__file__).resolve().parents[1])  # the mlprobe under test
+    env = {"MLPROBE_PROMETHEUS_AUTO": "0", "PATH": "", "PYTHONPATH": src}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, env=env)
     assert out.stdout.strip() == "False", out.stderr

@@ -103,7 +103,8 @@ def test_first_scrapes_in_parallel_share_one_private_registry(registry, monkeypa
     monkeypatch.setattr(prom_export, "register", slow_register)
     endpoint = MetricsEndpoint(registry)
     targets: list[Any] = []
-    threads = [threading.Thread(target=lambda: targets.append(endpoint._resolve_target()))
+    threads = [threading.Thread(
+        target=lambda: targets.append(endpoint._exposition().prometheus_registry))
                for _ in range(8)]
     for thread in threads:
         thread.start()

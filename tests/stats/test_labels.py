@@ -5,13 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlprobe.stats import (
-    MAX_LABEL_CHARS,
-    CategoryCounts,
-    distinct_label_values,
-    label_value,
-    level_key,
-)
+from mlprobe.stats import CategoryCounts
+from mlprobe.stats._categorical import level_key
+from mlprobe.stats._labels import MAX_LABEL_CHARS, distinct_label_values, label_value
 
 CAFE = b"caf\xe9".decode("utf-8", "surrogateescape")  # what a latin-1 byte decodes to
 

@@ -14,9 +14,9 @@ from mlprobe.stats import (
     CategoryCounts,
     Moments,
     QuantileSketch,
-    coarse_groups,
     reference_edges,
 )
+from mlprobe.stats._histogram import coarse_groups
 from mlprobe.stats._sketch import subbucket_bits
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)

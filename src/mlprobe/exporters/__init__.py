@@ -3,7 +3,10 @@
 - :mod:`mlprobe.exporters.prometheus`: a prometheus_client collector, ``register``, and
   ``start_http_server``.
 
-Import the one you use. Core touches the Prometheus exporter in two places only, at run time:
-the default registry attaches itself to prometheus_client's default registry when its first
-source appears, and the ASGI middleware's ``metrics_path`` imports it on its first scrape.
+Core never imports an exporter: exporters only read snapshots. Import the one you use. Two
+modules of mlprobe import :mod:`~mlprobe.exporters.prometheus`, lazily and nothing else:
+the composition root (``mlprobe/_wiring.py``, which attaches the default registry to
+prometheus_client's when its first probe is created) and the ASGI middleware's
+``metrics_path`` endpoint (which serves the exporter's exposition). ``pyproject.toml``'s
+import-linter contract allows exactly these two.
 """

@@ -8,8 +8,18 @@ metrics in the same ``CollectorRegistry``: a source that fails loses its own sam
 :meth:`mlprobe.Registry.collect`), a family that cannot be translated is left out, and a
 failing ``Registry.collect`` leaves only ``mlprobe_internal_errors_total``. Each failure is
 counted in that counter, in the same scrape, and logged at a bounded rate. Every label value
-goes through :func:`mlprobe.stats.label_value` once more here, so no value can make
+goes through :func:`mlprobe.stats._labels.label_value` once more here, so no value can make
 ``generate_latest()`` raise.
+
+Which prometheus_client registry serves an mlprobe registry is decided here only
+(:func:`register`, :func:`exposition`, :func:`start_http_server`): the one given, else
+prometheus_client's ``REGISTRY`` for :data:`mlprobe.default_registry` (so the application's own
+metrics and the process collectors come along), else a private one holding just that registry.
+
+This module is a leaf: it reads :meth:`mlprobe.Registry.collect` snapshots and the catalogue.
+Two modules of mlprobe import it, lazily: the composition root (``mlprobe/_wiring.py``, which
+attaches the default registry) and the middleware's ``metrics_path`` endpoint (which serves
+:func:`exposition`).
 
 Example:
     >>> from mlprobe.exporters import prometheus
@@ -43,9 +53,10 @@ from .._catalog import spec
 from .._registry import Registry, default_registry
 from ..errors import ExporterError
 from ..snapshot import HistogramSample, LabelSet, MetricFamily, Sample, SummarySample
-from ..stats import MAX_LABEL_CHARS, label_value
+from ..stats._labels import MAX_LABEL_CHARS, label_value
 
-__all__ = ["MlprobeCollector", "encoder_for", "register", "start_http_server", "to_prometheus"]
+__all__ = ["Exposition", "MlprobeCollector", "encoder_for", "exposition", "register",
+           "start_http_server", "to_prometheus"]
 
 _log = logging.getLogger("mlprobe")
 
@@ -155,7 +166,7 @@ def _internal_errors_metric() -> Metric:
 def to_prometheus(family: MetricFamily) -> Metric:
     """Translate one snapshot family into a prometheus_client ``Metric``.
 
-    Every label value is made a label value once more (:func:`mlprobe.stats.label_value`)
+    Every label value is made a label value once more (:func:`mlprobe.stats._labels.label_value`)
     and every number a float, so the result cannot make an encoder raise.
 
     Raises:
@@ -256,6 +267,50 @@ def _still_registered(target: Any, collector: MlprobeCollector) -> bool:
 
 # -- serving ---------------------------------------------------------------------------------
 
+def _serving_target(registry: Registry | None,
+                    prometheus_registry: CollectorRegistry | None) -> CollectorRegistry:
+    # The one choice of which prometheus registry serves ``registry`` (see the module docstring).
+    if prometheus_registry is not None:
+        return prometheus_registry
+    if registry is None or registry is default_registry:
+        return prometheus_client.REGISTRY
+    return CollectorRegistry(auto_describe=True)
+
+
+class Exposition:
+    """Builds the exposition of one prometheus registry for a request's ``Accept`` header.
+
+    Calling it returns ``(body, content_type)``: OpenMetrics or the classic text format, as
+    :func:`encoder_for` chooses. It raises what the registry's collectors raise (an
+    application's collector may); mlprobe's own collector never does. Made by
+    :func:`exposition`; used by the middleware's ``metrics_path``.
+    """
+
+    __slots__ = ("prometheus_registry",)
+
+    def __init__(self, prometheus_registry: CollectorRegistry) -> None:
+        self.prometheus_registry = prometheus_registry  # whose metrics are exposed
+
+    def __call__(self, accept: str | None) -> tuple[bytes, str]:
+        """Return the exposition body and its content type for ``accept``."""
+        encoder, content_type = encoder_for(accept)  # a bad Accept gets the text format
+        return encoder(self.prometheus_registry), content_type
+
+
+def exposition(registry: Registry | None = None,
+               prometheus_registry: CollectorRegistry | None = None) -> Exposition:
+    """Register ``registry`` and return a function that builds its exposition on demand.
+
+    ``prometheus_registry`` defaults as for every exporter entry point (module docstring):
+    prometheus_client's ``REGISTRY`` for mlprobe's default registry (the application's
+    prometheus_client metrics come along), else a private registry holding only ``registry``.
+    Building an exposition walks every source, so call the result off the event loop.
+    """
+    target = _serving_target(registry, prometheus_registry)
+    register(registry, target)  # idempotent
+    return Exposition(target)
+
+
 def encoder_for(accept: str | None) -> tuple[Callable[[Any], bytes], str]:
     """prometheus_client's encoder and content type for an ``Accept`` header, never raising.
 
@@ -303,18 +358,18 @@ def start_http_server(port: int, addr: str = "0.0.0.0", *, registry: Registry | 
                       prometheus_registry: CollectorRegistry | None = None) -> Any:
     """Serve ``/metrics`` on ``addr:port`` in a daemon thread; returns ``(server, thread)``.
 
-    With no registries given it serves prometheus_client's default registry, to which
-    mlprobe's default registry is attached. With ``registry`` alone it serves a fresh
-    prometheus registry holding only that mlprobe registry. The server is prometheus_client's
-    (threaded WSGI, gzip, ``OPTIONS``, ``?name[]=`` filters); a scrape whose exposition cannot
-    be built gets a 500 with a short text and is counted, and an ``Accept`` header that
-    prometheus_client cannot parse gets the classic text format.
+    With no registries given (or mlprobe's default registry) it serves prometheus_client's
+    default registry, to which mlprobe's default registry is attached. With another
+    ``registry`` alone it serves a fresh prometheus registry holding only that mlprobe
+    registry. The server is prometheus_client's (threaded WSGI, gzip, ``OPTIONS``,
+    ``?name[]=`` filters); a scrape whose exposition cannot be built gets a 500 with a short
+    text and is counted, and an ``Accept`` header that prometheus_client cannot parse gets the
+    classic text format.
 
     Raises:
         ExporterError: the port cannot be bound.
     """
-    if prometheus_registry is None:
-        prometheus_registry = prometheus_client.REGISTRY if registry is None else CollectorRegistry()
+    prometheus_registry = _serving_target(registry, prometheus_registry)
     register(registry, prometheus_registry)
     try:
         family, host = _best_family(addr, port)

@@ -21,7 +21,7 @@ def level_key(value: object) -> str:
     ``"3"``. Integral floats are written without the fraction (``3.0`` -> ``"3"``) because CSV
     readers and pandas turn integer codes into floats as soon as a value is missing.
 
-    The string then follows the label rule of :func:`~mlprobe.stats.label_value` (lone
+    The string then follows the label rule of :func:`~mlprobe.stats._labels.label_value` (lone
     surrogates as backslash escapes, long values shortened with a hash suffix), so a level is
     always a valid label value, and a live value, a level of a profile built from data and a
     level of a loaded profile document key alike. The rule is idempotent: keying a key again

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from .drift import jensen_shannon, wasserstein_exact
+
 __all__ = ["evidently_jensenshannon", "evidently_psi", "evidently_wasserstein_norm"]
 
 
@@ -72,15 +74,11 @@ def evidently_psi(ref: np.ndarray, cur: np.ndarray, *, numeric: bool = True) -> 
 
 def evidently_jensenshannon(ref: np.ndarray, cur: np.ndarray, *, numeric: bool = True) -> float:
     """Jensen-Shannon distance as Evidently computes it: same bins, natural log, no zero fill."""
-    from .drift import jensen_shannon
-
     rp, cp = _binned(ref, cur, numeric)
     return jensen_shannon(rp, cp, base=math.e)
 
 
 def evidently_wasserstein_norm(ref: np.ndarray, cur: np.ndarray) -> float:
     """Wasserstein distance divided by ``max(np.std(ref), 0.001)`` (Evidently's ``wasserstein``)."""
-    from .drift import wasserstein_exact
-
     r, c = _clean(ref), _clean(cur)
     return wasserstein_exact(r, c) / max(float(np.std(r)), 0.001)

@@ -5,6 +5,10 @@ Definitions follow ``docs/stats.md``; each result is a plain float (or a small t
 caller can publish the definition next to the number. Nothing here raises on empty input:
 an empty side gives a neutral value (0 distance, p-value 1) and callers decide whether there
 is enough data (see ``DriftSpec.min_count``).
+
+The Evidently-compatible values (``evidently_psi`` and friends, in :mod:`mlprobe.stats`) are
+built on these functions; the block versions of the binned ones, for many features at once,
+are in ``mlprobe/stats/_drift_block.py`` and are tested equal to these.
 """
 
 from __future__ import annotations
@@ -14,15 +18,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._evidently import evidently_jensenshannon, evidently_psi, evidently_wasserstein_norm
 from ._special import chi2_sf, kolmogorov_sf
 
 __all__ = [
     "ChiSquareResult",
     "chi_square",
-    "evidently_jensenshannon",
-    "evidently_psi",
-    "evidently_wasserstein_norm",
     "jensen_shannon",
     "ks_exact",
     "ks_from_counts",
