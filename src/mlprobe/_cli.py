@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._cli_io import CliError, csv_field_limit, read_table
+from ._cli_ops import add_commands as add_ops_commands
 from ._cli_report import markdown
 from ._drift import DatasetWindow, DriftSpec, evaluate_dataset
 from ._feature_input import text_numbers
@@ -211,7 +212,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--traceback", action="store_true",
                     help="on an unexpected internal error, show the Python traceback")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                            help="profile or drift (COMMAND --help for its options)")
+                            help="profile, drift, rules or dashboard (COMMAND --help for "
+                            "its options)")
     p = sub.add_parser("profile", help="build a reference profile from training data",
                        formatter_class=formatter, epilog=EXIT_CODES,
                        description="Build a reference profile (JSON, no raw rows) from "
@@ -272,6 +274,7 @@ def _parser() -> argparse.ArgumentParser:
                    "UTF-8, or UTF-16 when the file starts with its byte-order mark)")
     d.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
     d.set_defaults(func=_cmd_drift)
+    add_ops_commands(sub, formatter, EXIT_CODES)
     return ap
 
 
