@@ -172,6 +172,10 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     report = evaluate_dataset(profile, window, spec)
     if args.format == "json":
         _emit(json.dumps(report.to_dict(), indent=2, allow_nan=False))
+    elif args.format == "html":
+        from ._cli_ops import html_report
+
+        _emit(html_report(profile, window, report, args.current))
     else:
         _emit(markdown(report, prediction=pred_col, target=target_col))
     if args.fail_on and _RANK.get(report.worst_status, -1) >= _RANK[args.fail_on]:
@@ -253,8 +257,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("profile", help="profile JSON written by `mlprobe profile`")
     d.add_argument("current", help="current data: CSV with a header row, or .parquet/.pq "
                    "(needs pyarrow)")
-    d.add_argument("--format", choices=("json", "markdown"), default="markdown",
-                   help="report format on stdout (default markdown)")
+    d.add_argument("--format", choices=("json", "markdown", "html"), default="markdown",
+                   help="report format on stdout (default markdown; html: one self-contained "
+                   "page with a chart per column, no external asset)")
     d.add_argument("--fail-on", choices=("warning", "critical"),
                    help="exit 1 when any drift or data-quality status (dataset, feature, "
                    "prediction or target) reaches this level")

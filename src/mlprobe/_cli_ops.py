@@ -60,6 +60,19 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def html_report(profile: Any, window: Any, report: Any, current: str) -> str:
+    """``mlprobe drift --format html``: the status page's views as one static document."""
+    from ._feature_metrics import PREDICTION_FEATURE, feature_labels
+    from ._fingerprint import profile_fingerprint
+    from ._html_report import render_page, view_model
+
+    fingerprint = profile_fingerprint(profile, feature_labels(profile), profile.sensitive,
+                                      PREDICTION_FEATURE)
+    return render_page(view_model(profile, window, report, sensitive=profile.sensitive,
+                                  title=f"mlprobe drift report · {os.path.basename(current)}",
+                                  profile_id=fingerprint))
+
+
 def add_commands(sub: Any, formatter: type[argparse.HelpFormatter], epilog: str) -> None:
     """Add ``rules`` and ``dashboard`` to the CLI's subcommands."""
     from ._rules import RuleParams
