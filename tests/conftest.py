@@ -17,6 +17,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 import mlprobe
 from mlprobe import _guard
 
+# Browser fixtures live in one place: a session-scoped Playwright imported by two test modules
+# would start twice, and the second start fails inside the first one's event loop.
+from browser import chromium_browser, web_page  # noqa: E402, F401
+
 
 def pytest_report_header() -> list[str]:
     """Print the versions of the dependencies the suite runs against."""

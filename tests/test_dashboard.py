@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -23,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from browser import chromium_browser, need, screenshot, serve_asgi, web_page  # noqa: F401
+from browser import need, screenshot, serve_asgi
 from realservers import prometheus_server
 
 import mlprobe
@@ -129,7 +128,7 @@ def _demo_traffic(base: str) -> int:
 
 
 @pytest.mark.real_prometheus
-def test_every_panel_query_returns_data_from_the_demo(tmp_path, web_page):  # noqa: F811
+def test_every_panel_query_returns_data_from_the_demo(tmp_path, web_page):
     """With Prometheus scraping the demo service (rules loaded) after normal, drifted and
     failing traffic, every panel's query (variables substituted) parses and returns finite
     data; the panels are then drawn from those results with mlprobe's SVG charts."""
@@ -229,10 +228,3 @@ def _status_text(value: float, panel: dict[str, Any]) -> str:
     if "status" in panel["title"].lower():
         return {0.0: "ok", 1.0: "warning", 2.0: "critical"}.get(value, f"{value:g}")
     return f"{value:g}"
-
-
-def test_docs_image_switch_is_off_by_default():
-    """Normal runs write screenshots only under tmp_path (docs/img needs the env switch)."""
-    import browser
-
-    assert browser.WRITE_DOCS_IMAGES == (os.environ.get("MLPROBE_WRITE_DOCS_IMAGES") == "1")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from browser import chromium_browser, screenshot, serve_asgi, web_page  # noqa: F401
+from browser import screenshot, serve_asgi
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -80,7 +80,7 @@ def bars(page: Any, feature: str, kind: str) -> list[dict[str, float]]:
         "height: e.getBBox().height}))")
 
 
-def test_live_status_page_shows_known_drift_and_refreshes(web_page, tmp_path):  # noqa: F811
+def test_live_status_page_shows_known_drift_and_refreshes(web_page, tmp_path):
     """Drifted age and plan are flagged critical, income and the rest ok; plan's bars have the
     heights of its known shares; the sensitive feature shows bins by index only; the page
     refreshes itself when the traffic changes; nothing outside 127.0.0.1 is requested."""
@@ -130,7 +130,7 @@ def test_live_status_page_shows_known_drift_and_refreshes(web_page, tmp_path):  
     assert all(url.startswith(base) for url in web_page.requests), web_page.requests
 
 
-def test_html_report_is_self_contained(web_page, tmp_path):  # noqa: F811
+def test_html_report_is_self_contained(web_page, tmp_path):
     """mlprobe drift --format html writes one page that renders the same views offline."""
     profile = make_profile()
     profile_path = tmp_path / "p.json"

@@ -15,7 +15,7 @@ from . import _yaml
 from ._rules import RuleNames, RuleParams, recording_groups
 from ._version import __version__
 
-__all__ = ["alert_rules", "rule_file", "rule_file_yaml"]
+__all__ = ["alert_rules", "alerts_markdown", "rule_file", "rule_file_yaml"]
 
 _WHO = "{{ $labels.model }} v{{ $labels.model_version }}"
 _FEATURE = "feature {{ $labels.feature }} of " + _WHO
@@ -50,8 +50,8 @@ def _latency(p: RuleParams, n: RuleNames) -> list[dict[str, Any]]:
             f"{label.lower()} latency of {_WHO} is over {ratio[severity]:g}x its level "
             f"{p.latency_baseline} ago",
             f"The fleet-wide {label.lower()} of predict calls ({n.latency[q]}) is more than "
-            f"{ratio[severity]:g} times the {label.lower()} of the same {p.rate_range} window "
-            f"{p.latency_baseline} ago.\n"
+            f"{p.latency_warning:g} (warning) / {p.latency_critical:g} (critical) times the "
+            f"{label.lower()} of the same {p.rate_range} window {p.latency_baseline} ago.\n"
             "Check first: did a deploy, a model version or a traffic change (batch sizes in "
             "mlprobe_batch_rows, request rate) start then? Then CPU saturation and in-flight "
             "calls (mlprobe_predictions_in_flight) per replica, and a slow dependency.")
@@ -199,3 +199,21 @@ def rule_file_yaml(p: RuleParams | None = None) -> str:
               f"Settings: {', '.join(changed) or 'defaults'}.\n"
               "Check: promtool check rules FILE. Definitions: docs/operating.md.")
     return _yaml.dump(rule_file(p), header=header)
+
+
+def alerts_markdown(p: RuleParams | None = None) -> str:
+    """The README's alert table: name, severities, ``for:`` and when it fires (first sentence
+    of the description, templates named by their label)."""
+    import re
+
+    rows = ["| alert | severity | for | fires when |", "| --- | --- | --- | --- |"]
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for rule in alert_rules(p or RuleParams()):
+        seen.setdefault(rule["alert"], []).append(rule)
+    for name, rules in seen.items():
+        first = rules[0]["annotations"]["description"].split("\n")[0]
+        first = re.sub(r"\{\{ \$labels\.(\w+) \}\}", r"<\1>", first).replace("|", "\\|")
+        first = first.replace("LEVEL", "warning / critical")
+        severity = " / ".join(r["labels"]["severity"] for r in rules)
+        rows.append(f"| `{name}` | {severity} | {rules[0]['for']} | {first} |")
+    return "\n".join(rows)
