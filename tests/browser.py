@@ -54,9 +54,13 @@ def serve_asgi(app: Any) -> Iterator[str]:
         sock.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[Any]:
-    """One Chromium for the session (Playwright, system browser; never `playwright install`)."""
+    """One Chromium per test module (Playwright, system browser; never `playwright install`).
+
+    Not per session: while Playwright's sync API is open, its event loop counts as running in
+    the main thread, so later tests that call ``asyncio.run`` would fail.
+    """
     exe = os.environ.get("CHROMIUM") or shutil.which("chromium")
     if not exe or not os.access(exe, os.X_OK):
         need("no chromium on PATH: run .ci/install-chromium.sh")

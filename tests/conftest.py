@@ -17,8 +17,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 import mlprobe
 from mlprobe import _guard
 
-# Browser fixtures live in one place: a session-scoped Playwright imported by two test modules
-# would start twice, and the second start fails inside the first one's event loop.
+# Browser fixtures live in one place (imported into two test modules, a fixture would be
+# defined twice).
 from browser import chromium_browser, web_page  # noqa: E402, F401
 
 
