@@ -17,6 +17,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 import mlprobe
 from mlprobe import _guard
 
+# Browser fixtures live in one place (imported into two test modules, a fixture would be
+# defined twice).
+from browser import chromium_browser, web_page  # noqa: E402, F401
+
 
 def pytest_report_header() -> list[str]:
     """Print the versions of the dependencies the suite runs against."""

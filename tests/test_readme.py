@@ -70,3 +70,22 @@ def test_public_api_is_curated():
     public = {name for name in dir(mlprobe) if not name.startswith("_")}
     modules = {name for name in public if type(getattr(mlprobe, name)).__name__ == "module"}
     assert set(mlprobe.__all__) - {"__version__"} == public - modules
+
+
+def test_alert_table_equals_the_generated_rules():
+    """The README's alert table is exactly the one generated from the default rules."""
+    from mlprobe._alerts import alerts_markdown
+
+    assert readme_block("alerts") == alerts_markdown(), (
+        "regenerate with: python -c 'from mlprobe._alerts import alerts_markdown as t; "
+        "print(t())'")
+
+
+def test_readme_pictures_exist():
+    """Every image the README shows is in the repository (the browser tests write them with
+    MLPROBE_WRITE_DOCS_IMAGES=1)."""
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert images, "the README shows no picture"
+    for image in images:
+        path = ROOT / image
+        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", image

@@ -49,11 +49,14 @@ _SPECS = (
                "Distribution of predicted scores, per model output."),
     MetricSpec("mlprobe_predicted_class", "counter", "{prediction}", MODEL_LABELS + ("class",),
                "Predicted classes (capped; extra classes count as __other__)."),
-    MetricSpec("mlprobe_feature_bin", "counter", "{value}", MODEL_LABELS + ("feature", "bin"),
+    MetricSpec("mlprobe_feature_bin", "counter", "{value}",
+               MODEL_LABELS + ("profile", "feature", "bin"),
                "Values per reference bin since start: decile bins 0-9 of numeric features, "
-               "reference levels and __other__ of categorical ones (sum across replicas for "
-               "fleet-wide drift)."),
-    MetricSpec("mlprobe_feature_reference_ratio", "gauge", "1", MODEL_LABELS + ("feature", "bin"),
+               "reference levels and __other__ of categorical ones, feature __prediction__ for "
+               "the model's output; profile is a fingerprint of the bins' meaning (sum across "
+               "replicas by profile for fleet-wide drift)."),
+    MetricSpec("mlprobe_feature_reference_ratio", "gauge", "1",
+               MODEL_LABELS + ("profile", "feature", "bin"),
                "Reference share of each bin of mlprobe_feature_bin_total."),
     MetricSpec("mlprobe_feature_missing", "counter", "{value}", MODEL_LABELS + ("feature",),
                "Missing values (None, NaN, absent feature) per feature since start."),

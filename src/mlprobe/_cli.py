@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ._cli_io import CliError, csv_field_limit, read_table
+from ._cli_io import CliError, csv_field_limit, emit, read_table
+from ._cli_ops import add_commands as add_ops_commands
 from ._cli_report import markdown
 from ._drift_eval import evaluate_dataset
 from ._drift_report import STATUS_RANK
@@ -173,25 +174,17 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     spec = DriftSpec(min_count=args.min_count) if args.min_count else DriftSpec()
     report = evaluate_dataset(profile, window, spec)
     if args.format == "json":
-        _emit(json.dumps(report.to_dict(), indent=2, allow_nan=False))
+        emit(json.dumps(report.to_dict(), indent=2, allow_nan=False))
+    elif args.format == "html":
+        from ._cli_ops import html_report
+
+        emit(html_report(profile, window, report, args.current))
     else:
-        _emit(markdown(report, prediction=pred_col, target=target_col))
+        emit(markdown(report, prediction=pred_col, target=target_col))
     if args.fail_on and STATUS_RANK.get(report.worst_status, -1) >= STATUS_RANK[args.fail_on]:
         return 1
     return 0
 
-
-def _emit(text: str) -> None:
-    """Print the report; a reader that went away (``| head``) is not an error."""
-    try:
-        print(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        try:  # keep the interpreter's final flush from failing again
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
 
 
 def _positive_int(text: str) -> int:
@@ -214,7 +207,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--traceback", action="store_true",
                     help="on an unexpected internal error, show the Python traceback")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                            help="profile or drift (COMMAND --help for its options)")
+                            help="profile, drift, rules or dashboard (COMMAND --help for "
+                            "its options)")
     p = sub.add_parser("profile", help="build a reference profile from training data",
                        formatter_class=formatter, epilog=EXIT_CODES,
                        description="Build a reference profile (JSON, no raw rows) from "
@@ -254,8 +248,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("profile", help="profile JSON written by `mlprobe profile`")
     d.add_argument("current", help="current data: CSV with a header row, or .parquet/.pq "
                    "(needs pyarrow)")
-    d.add_argument("--format", choices=("json", "markdown"), default="markdown",
-                   help="report format on stdout (default markdown)")
+    d.add_argument("--format", choices=("json", "markdown", "html"), default="markdown",
+                   help="report format on stdout (default markdown; html: one self-contained "
+                   "page with a chart per column, no external asset)")
     d.add_argument("--fail-on", choices=("warning", "critical"),
                    help="exit 1 when any drift or data-quality status (dataset, feature, "
                    "prediction or target) reaches this level")
@@ -275,6 +270,7 @@ def _parser() -> argparse.ArgumentParser:
                    "UTF-8, or UTF-16 when the file starts with its byte-order mark)")
     d.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
     d.set_defaults(func=_cmd_drift)
+    add_ops_commands(sub, formatter, EXIT_CODES)
     return ap
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from ._feature_input import text_columns
 
 __all__ = ["CHUNK_BYTES", "CHUNK_ROWS", "Chunk", "CliError", "MAX_FIELD_CHARS",
-           "csv_field_limit", "read_table"]
+           "csv_field_limit", "emit", "read_table"]
 
 CHUNK_ROWS = 50_000
 CHUNK_BYTES = 32 * 1024 * 1024
@@ -196,3 +196,15 @@ def read_table(path: str, *, progress: bool, encoding: str | None = None
     if path.lower().endswith((".parquet", ".pq")):
         return _parquet(path)
     return _csv_chunks(path, progress, encoding)
+
+def emit(text: str) -> None:
+    """Print the report; a reader that went away (``| head``) is not an error."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        try:  # keep the interpreter's final flush from failing again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass

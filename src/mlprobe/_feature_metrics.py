@@ -13,6 +13,7 @@ from ._drift_report import DriftReport
 from ._drift_spec import DriftSpec
 from ._features import FeatureMonitor
 from ._feature_profile import NumericProfile
+from ._fingerprint import profile_fingerprint
 from ._profile import ReferenceProfile
 from ._registry import FamilyBuilder
 from ._window import DatasetWindow, FeatureWindow
@@ -96,18 +97,30 @@ def collect_feature_metrics(builder: FamilyBuilder, base: LabelSet, monitor: Fea
 def _counters(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
               totals: DatasetWindow, sensitive: frozenset[str]) -> None:
     bins, ratios, missing, out_of_range, unseen = [], [], [], [], []
-    feature = feature_labels(monitor.profile)
-    for name, ref in monitor.profile.features.items():
+    profile = monitor.profile
+    feature = feature_labels(profile)
+    # Bin series carry the profile's fingerprint, so replicas serving different profiles
+    # never add up in one `sum by (feature, bin)` (see mlprobe._fingerprint).
+    fingerprint = profile_fingerprint(profile, feature, sensitive, PREDICTION_FEATURE)
+    with_profile = base + (("profile", fingerprint),)
+    for name, ref in profile.features.items():
         win = totals.features[name]
         labels = base + (("feature", feature[name]),)
+        binned = with_profile + (("feature", feature[name]),)
         for label, count, share in _bins(ref, win, name in sensitive):
-            bins.append(Sample(labels + (("bin", label),), float(count)))
-            ratios.append(Sample(labels + (("bin", label),), share))
+            bins.append(Sample(binned + (("bin", label),), float(count)))
+            ratios.append(Sample(binned + (("bin", label),), share))
         missing.append(Sample(labels, float(win.missing)))
         if win.categories is not None:
             unseen.append(Sample(labels, float(win.categories.unseen)))
         else:
             out_of_range.append(Sample(labels, float(win.out_of_range)))
+    if profile.prediction is not None and totals.prediction is not None:
+        # The model's output on its reference bins too: fleet-wide prediction drift in PromQL.
+        binned = with_profile + (("feature", PREDICTION_FEATURE),)
+        for label, count, share in _bins(profile.prediction, totals.prediction):
+            bins.append(Sample(binned + (("bin", label),), float(count)))
+            ratios.append(Sample(binned + (("bin", label),), share))
     builder.add("mlprobe_feature_bin", bins)
     builder.add("mlprobe_feature_reference_ratio", ratios)
     builder.add("mlprobe_feature_missing", missing)

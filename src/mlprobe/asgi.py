@@ -47,6 +47,7 @@ from ._http_metrics import (
     HttpMetrics,
 )
 from ._registry import Registry, default_registry
+from ._status_page import StatusPageEndpoint
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .errors import ConfigurationError
 from .stats._labels import label_value
@@ -104,6 +105,10 @@ class ProbeMiddleware:
             serves.
         drift_path: serve ``probe.drift_status()`` as JSON at this path (off by default); 404
             while the probe has no reference profile.
+        status_page_path: serve a live HTML status page of the probe's drift and data quality
+            at this path (off by default; self-contained, refreshes itself; ``?format=json``
+            gives its content as JSON). 404 while the probe has no reference profile.
+        status_page_refresh: seconds between the page's refreshes (default 5).
         duration_buckets: upper bounds in seconds for duration and time to first byte
             (default: the semconv advice, 5 ms to 10 s).
         size_buckets: upper bounds in bytes for request and response body sizes.
@@ -128,6 +133,8 @@ class ProbeMiddleware:
         metrics_path: str | None = None,
         prometheus_registry: Any = None,
         drift_path: str | None = None,
+        status_page_path: str | None = None,
+        status_page_refresh: float = 5.0,
         duration_buckets: Iterable[float] | None = None,
         size_buckets: Iterable[float] | None = None,
         known_methods: Iterable[str] | None = None,
@@ -183,6 +190,13 @@ class ProbeMiddleware:
                 registry, prometheus_registry)
         if drift_path is not None:
             special[_check_path("drift_path", drift_path)] = DriftEndpoint(probe)
+        if status_page_path is not None:
+            if isinstance(status_page_refresh, bool) or not isinstance(
+                    status_page_refresh, (int, float)) or not 1 <= status_page_refresh <= 3600:
+                raise ConfigurationError("status_page_refresh must be seconds between 1 and "
+                                         f"3600, got {status_page_refresh!r}")
+            special[_check_path("status_page_path", status_page_path)] = StatusPageEndpoint(
+                probe, float(status_page_refresh))
         self._special = special
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
