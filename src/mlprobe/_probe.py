@@ -156,7 +156,9 @@ class _ProbeState:
             if scores is not None:
                 features.observe_predictions(scores)
         elif values.classes is not None:
-            features.observe_predictions([str(c) for c in values.classes])
+            # Raw classes: the monitor encodes them to codes value by value (level keys), so a
+            # class whose str() fails costs that one value, not the call's predictions.
+            features.observe_predictions(values.classes)
 
 
 def _count_or_none(value: Any) -> int | None:

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -83,6 +84,17 @@ def _bound(value: float) -> str:
 # One collector per (mlprobe registry, prometheus registry) pair: registering twice is a no-op.
 _attached: weakref.WeakKeyDictionary[Any, set[int]] = weakref.WeakKeyDictionary()
 _attach_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A thread of the parent may hold the lock at the moment of a fork; in the child nobody
+    # would release it. The attachments themselves stay true in the child.
+    global _attach_lock
+    _attach_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def register(registry: Registry | None = None,

@@ -1,0 +1,333 @@
+"""Encode model inputs into compact fixed-width rows as they arrive, keeping nothing of the caller's.
+
+A buffered row is bytes: the numeric features as little-endian doubles, then one ``uint32``
+code per categorical feature. So a request's payload (a 100 kB string in a categorical
+feature, a dict of extra fields) is never kept alive by the buffer, and the buffer's size in
+bytes is known exactly (:attr:`RowCodec.row_bytes` per row).
+
+Numeric values: a finite double is itself; ``NaN`` means missing (None, NaN, a missing marker
+string, an absent feature) and ``+inf`` means invalid (±inf, an int too large for a double, a
+string or object that is not a number). Those are exactly the values the window's numeric
+update counts as missing and invalid. Values that are not numbers at all are also counted as
+``wrong_type`` schema violations when they are encoded.
+
+Categorical codes of a feature with ``V`` reference levels: ``0 .. V-1`` a level,
+``V`` unseen (``__other__``), ``V+1`` missing (None, NaN, blank string), ``V+2`` invalid
+(a value whose ``__hash__``, ``__eq__`` or ``__str__`` raises). Matching follows
+:func:`~mlprobe.stats.level_key`: ``3``, ``3.0`` and ``"3"`` are one level.
+
+Every function here turns one hostile value into one invalid value; none raises on input.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._profile import ReferenceProfile
+from .stats._categorical import level_key
+from .stats._coerce import is_missing
+
+__all__ = ["RowCodec", "UNSEEN", "MISSING", "INVALID"]
+
+UNSEEN, MISSING, INVALID = 0, 1, 2
+"""Offsets past a feature's vocabulary size: its unseen, missing and invalid codes."""
+
+_NAN = math.nan
+_INF = math.inf
+_ABSENT = object()
+_MISSING_STRINGS = frozenset({"", "na", "nan", "null", "none", "n/a", "<na>"})
+_NUMBER_TYPES = (bool, np.bool_, int, float, np.integer, np.floating)
+
+
+def to_float(value: Any) -> tuple[float, bool]:
+    """Encode one numeric-feature value: ``(double, is_wrong_type)``; never raises."""
+    if type(value) is float:
+        return value, False
+    if value is None:
+        return _NAN, False
+    try:
+        if isinstance(value, _NUMBER_TYPES):
+            try:
+                f = float(value)
+            except OverflowError:  # an int beyond the double range: a number, but invalid
+                return _INF, False
+            return (f if f == f else _NAN), False
+        if is_missing(value):
+            return _NAN, False
+        if isinstance(value, (str, bytes)):
+            text = value.decode(errors="replace") if isinstance(value, bytes) else value
+            return (_NAN, False) if text.strip().lower() in _MISSING_STRINGS else (_INF, True)
+        f = float(value)  # Decimal, Fraction and other objects that are numbers
+        if type(f) is not float:
+            return _INF, True
+        return (f if f == f else _NAN), False
+    except Exception:  # noqa: BLE001 - a hostile __float__/__class__: one invalid value
+        return _INF, True
+
+
+def _slow_code(value: Any, index: dict[str, int], size: int) -> int:
+    """The code of a value the direct dictionary lookup did not find; never raises."""
+    try:
+        if is_missing(value) or (isinstance(value, str) and not value.strip()):
+            return size + MISSING
+        code = index.get(level_key(value))
+        return size + UNSEEN if code is None else code
+    except Exception:  # noqa: BLE001 - hostile __hash__/__eq__/__str__: one invalid value
+        return size + INVALID
+
+
+def _coder(index: dict[str, int], size: int) -> Callable[[Any], int]:
+    """``value -> code`` for one feature (what :meth:`RowCodec.code` does, as a closure)."""
+    get = index.get
+
+    def code(value: Any) -> int:
+        try:
+            found = get(value)
+        except Exception:  # noqa: BLE001 - hostile __hash__ or __eq__
+            return size + INVALID
+        return found if found is not None else _slow_code(value, index, size)
+
+    return code
+
+
+def _make_row_packer(numeric: Sequence[str], categorical: Sequence[str],
+                     coders: Sequence[Callable[[Any], Any]], pack: Callable[..., bytes]
+                     ) -> Callable[[dict[str, Any]], bytes]:
+    """Build ``row -> bytes`` for a dict row with every feature present and numbers that pack.
+
+    ``coders[j]`` maps the j-th categorical value to its code. The function is generated so
+    that it does one subscript per feature and one ``pack`` call, with no loop, no
+    star-unpacking and no intermediate tuple: it runs once per request. Only identifiers
+    appear in the generated source; feature names and coders are passed in as closure
+    variables, so nothing from a profile is ever compiled. It raises (KeyError; struct.error
+    for a None code or a value that is not a number; whatever a hostile value raises) when
+    the row needs the general encoder.
+    """
+    keys = [f"k{i}" for i in range(len(numeric))]
+    cats = [f"c{j}" for j in range(len(categorical))]
+    funcs = [f"f{j}" for j in range(len(categorical))]
+    args = ", ".join([*keys, *cats, *funcs, "pack"])
+    body = ", ".join([f"row[{k}]" for k in keys] + [f"{f}(row[{c}])" for f, c in zip(funcs, cats)])
+    source = (f"def _make({args}):\n"
+              f"    def pack_row(row):\n"
+              f"        return pack({body})\n"
+              f"    return pack_row\n")
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<mlprobe row packer>", "exec"), namespace)  # noqa: S102 - see above
+    return namespace["_make"](*numeric, *categorical, *coders, pack)  # type: ignore[no-any-return]
+
+
+class RowCodec:
+    """Encodes rows and columns of one profile's features (see the module docstring).
+
+    Args:
+        profile: the reference profile; fixes the features, their order and vocabularies.
+    """
+
+    def __init__(self, profile: ReferenceProfile) -> None:
+        features = profile.features
+        self.names = tuple(features)
+        self.numeric = tuple(n for n, f in features.items() if f.kind == "numeric")
+        self.categorical = tuple(n for n, f in features.items() if f.kind != "numeric")
+        vocabularies = [features[n].empty_counts().vocabulary  # type: ignore[union-attr]
+                        for n in self.categorical]
+        self.indexes = tuple({level: i for i, level in enumerate(v)} for v in vocabularies)
+        self.sizes = tuple(len(v) for v in vocabularies)
+        # (a pad byte when there are no features, so that a row still has a size)
+        pad = "" if self.names else "x"
+        layout = struct.Struct(f"<{len(self.numeric)}d{len(self.categorical)}I{pad}")
+        self.row_bytes = layout.size
+        self._pack = layout.pack
+        self.dtype = np.dtype({"names": ["num", "cat"],
+                               "formats": [("<f8", (len(self.numeric),)),
+                                           ("<u4", (len(self.categorical),))],
+                               "offsets": [0, 8 * len(self.numeric)],
+                               "itemsize": layout.size})
+        # Two generated packers: the first looks levels up directly (a value outside the
+        # vocabulary gives None, which struct refuses); the second resolves every value fully
+        # (unseen, missing, ints and floats by their level key, hostile values as invalid),
+        # for rows whose numbers are clean but whose categories are not all known strings.
+        self.pack_row = _make_row_packer(self.numeric, self.categorical,
+                                         [index.get for index in self.indexes], self._pack)
+        self.pack_row_resolving = _make_row_packer(
+            self.numeric, self.categorical,
+            [_coder(index, size) for index, size in zip(self.indexes, self.sizes)], self._pack)
+        prediction = profile.prediction
+        self.prediction_index: tuple[dict[str, int], int] | None = None
+        if prediction is not None and prediction.kind != "numeric":
+            levels = prediction.empty_counts().vocabulary  # type: ignore[union-attr]
+            self.prediction_index = ({level: i for i, level in enumerate(levels)}, len(levels))
+
+    # -- one row at a time (request path) ---------------------------------------------------
+
+    def encode_row(self, row: dict[Any, Any], violations: Counter[str]) -> bytes | None:
+        """Encode one dict row, counting what does not fit; None if it cannot be read."""
+        if len(row) == len(self.names):
+            try:
+                return self.pack_row(row)
+            except Exception:  # noqa: BLE001 - not the common case: resolve it
+                pass
+            try:
+                return self.pack_row_resolving(row)
+            except Exception:  # noqa: BLE001 - absent keys or odd numbers: one by one
+                pass
+        return self.encode_dict_row(row, violations)
+
+    def encode_dict_row(self, row: dict[Any, Any], violations: Counter[str]) -> bytes | None:
+        """Encode a dict row value by value (absent and extra keys, odd values)."""
+        try:
+            present = 0
+            numbers = []
+            for name in self.numeric:
+                value = row.get(name, _ABSENT)
+                if value is _ABSENT:
+                    numbers.append(_NAN)
+                    continue
+                present += 1
+                number, wrong = to_float(value)
+                numbers.append(number)
+                if wrong:
+                    violations["wrong_type"] += 1
+            codes = []
+            for name, index, size in zip(self.categorical, self.indexes, self.sizes):
+                value = row.get(name, _ABSENT)
+                if value is _ABSENT:
+                    codes.append(size + MISSING)
+                    continue
+                present += 1
+                codes.append(self.code(value, index, size))
+            absent = len(self.names) - present
+            extra = len(row) - present
+        except Exception:  # noqa: BLE001 - a key whose __eq__ raises: the row is unreadable
+            violations["wrong_type"] += 1
+            return None
+        if absent:
+            violations["missing_feature"] += absent
+        if extra:
+            violations["unexpected_feature"] += extra
+        return self._pack(*numbers, *codes)
+
+    def encode_sequence_row(self, row: Sequence[Any], violations: Counter[str]) -> bytes | None:
+        """Encode one positional row (a list, tuple or 1-D array in feature order)."""
+        try:
+            values = list(row)
+        except Exception:  # noqa: BLE001 - an array-like whose iteration raises
+            violations["wrong_type"] += 1
+            return None
+        if len(values) != len(self.names):
+            violations["wrong_width"] += 1
+            return None
+        return self.encode_row(dict(zip(self.names, values)), violations)
+
+    @staticmethod
+    def code(value: Any, index: dict[str, int], size: int) -> int:
+        """The categorical code of one value (see the module docstring); never raises."""
+        try:
+            code = index.get(value)
+        except Exception:  # noqa: BLE001 - hostile __hash__ or __eq__
+            return size + INVALID
+        return code if code is not None else _slow_code(value, index, size)
+
+    # -- whole columns (batches) ------------------------------------------------------------
+
+    def encode_columns(self, columns: dict[str, Any], rows: int, violations: Counter[str]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Encode aligned columns: a ``(numeric, rows)`` float64 block and ``(categorical,
+        rows)`` uint32 codes, both C-ordered and owned."""
+        numbers = np.empty((len(self.numeric), rows), dtype=np.float64)
+        codes = np.empty((len(self.categorical), rows), dtype=np.uint32)
+        if not rows:
+            return numbers, codes
+        for i, name in enumerate(self.numeric):
+            numbers[i], wrong = numeric_column(columns[name], rows)
+            if wrong:
+                violations["wrong_type"] += wrong
+        for j, (name, index, size) in enumerate(zip(self.categorical, self.indexes, self.sizes)):
+            codes[j] = category_codes(columns[name], rows, index, size)
+        return numbers, codes
+
+    def to_bytes(self, numbers: np.ndarray, codes: np.ndarray) -> bytes:
+        """Rows of an encoded block as buffer bytes (the layout :meth:`from_bytes` reads)."""
+        records = np.empty(numbers.shape[1], dtype=self.dtype)
+        records["num"] = numbers.T
+        records["cat"] = codes.T
+        return records.tobytes()
+
+    def from_bytes(self, data: bytes) -> tuple[np.ndarray, np.ndarray, int]:
+        """Buffer bytes back to an owned ``(numeric, rows)`` block, ``(categorical, rows)``
+        codes, and the number of rows."""
+        records = np.frombuffer(data, dtype=self.dtype)
+        # Copies (np.array copies by default): the numeric block is sorted in place, and the
+        # records are a read-only view of ``data``.
+        return (np.array(records["num"].T, dtype=np.float64, order="C"),
+                np.array(records["cat"].T, order="C"), len(records))
+
+
+def numeric_column(column: Any, rows: int) -> tuple[np.ndarray, int]:
+    """Encode one numeric column: ``(float64 values, wrong_type count)``; never raises."""
+    try:
+        array = column if isinstance(column, np.ndarray) else np.asarray(column, dtype=object)
+        if array.dtype.kind in "fiub" and array.shape == (rows,):
+            return array.astype(np.float64), 0
+        items = array.reshape(-1).tolist()
+    except Exception:  # noqa: BLE001 - an array-like that cannot be read: all invalid
+        return np.full(rows, _INF), rows
+    if len(items) != rows:
+        return np.full(rows, _INF), rows
+    if not any(isinstance(v, (str, bytes)) for v in items[:64]):
+        try:  # numpy converts numbers and None (to NaN) in C; strings would be parsed
+            values = np.array(items, dtype=object).astype(np.float64)
+        except Exception:  # noqa: BLE001 - some value is not a number: go one by one
+            pass
+        else:
+            return values, 0
+    encoded = [to_float(v) for v in items]
+    return (np.fromiter((e[0] for e in encoded), dtype=np.float64, count=rows),
+            sum(e[1] for e in encoded))
+
+
+def category_codes(column: Any, rows: int, index: dict[str, int], size: int) -> np.ndarray:
+    """Encode one categorical column to uint32 codes; never raises.
+
+    Numeric and string arrays are encoded per distinct value (``np.unique``); lists and object
+    arrays look every value up in C first and resolve the misses once per distinct
+    ``(type, value)``, so that ``1``, ``1.0`` and ``True`` keep their own level keys.
+    """
+    coder = _coder(index, size)
+    try:
+        if isinstance(column, np.ndarray) and column.dtype.kind in "biufUS":
+            flat = column.reshape(-1)
+            if flat.size != rows:
+                return np.full(rows, size + INVALID, dtype=np.uint32)
+            uniques, inverse = np.unique(flat, return_inverse=True)
+            table = np.array([coder(v) for v in uniques.tolist()], dtype=np.uint32)
+            return table[inverse.reshape(-1)]
+        items = column.tolist() if isinstance(column, np.ndarray) else list(column)
+    except Exception:  # noqa: BLE001 - an array-like that cannot be read: all invalid
+        return np.full(rows, size + INVALID, dtype=np.uint32)
+    if len(items) != rows:
+        return np.full(rows, size + INVALID, dtype=np.uint32)
+    try:
+        codes = list(map(index.get, items))  # the common case in C: known levels
+    except Exception:  # noqa: BLE001 - one value's __hash__/__eq__ raised: go one by one
+        codes = [None] * rows
+    if None in codes:  # identity checks only: no user __eq__ runs here
+        memo: dict[tuple[type, Any], int] = {}
+        for i, code in enumerate(codes):
+            if code is None:
+                value = items[i]
+                try:
+                    key = (type(value), value)
+                    found = memo.get(key)
+                    if found is None:
+                        found = memo[key] = coder(value)
+                except Exception:  # noqa: BLE001 - unhashable or hostile: on its own
+                    found = coder(value)
+                codes[i] = found
+    return np.array(codes, dtype=np.uint32)
