@@ -48,7 +48,8 @@ BATCH_ROWS = 64
 DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
 """Default bound of one monitor's buffer of encoded rows (8 MiB)."""
 
-_PREDICTION_BYTES = 32  # a buffered float score: the float object and its list slot
+CYCLE_ROWS = 4096
+"""Single rows the background flusher ingests per cycle (bounds the length of its steps)."""
 
 
 def _no_pause() -> None:
@@ -213,7 +214,8 @@ class FeatureMonitor:
         violations.update(found)
         numbers, codes = codec.encode_columns(columns, n, violations)
         if n >= BATCH_ROWS:
-            self._ingest(Encoded(numbers, codes, n, violations), _no_pause)
+            self._ingest(Encoded(numbers=numbers.T, codes=codes.T, violations=violations),
+                         _no_pause)
         else:
             self._enqueue(codec.to_bytes(numbers, codes) if n else None, n, violations)
 
@@ -260,15 +262,26 @@ class FeatureMonitor:
             return  # a scrape is flushing this monitor: it does the work
         try:
             self._wake_at = self.flush_rows
-            data = self._take()
-            if data is not None:
+            # Cycles of at most CYCLE_ROWS single rows (short steps), over the rows buffered
+            # now: rows arriving meanwhile wait for the next wake-up, so that a collect
+            # waiting for the lock (it sets _hurry) is never starved by a steady stream.
+            backlog = len(self._rows)
+            while True:
+                data = self._take(CYCLE_ROWS)
+                if data is None:
+                    return
                 self._ingest(data, lambda: None if self._hurry else pause())
+                backlog -= CYCLE_ROWS
+                if backlog <= 0 or self._hurry:
+                    return
+                pause()
         finally:
             self._flush_lock.release()
 
-    def _take(self) -> Encoded | None:
-        """Take everything buffered (the caller holds the flush lock)."""
-        rows = _take_all(self._rows)
+    def _take(self, limit: int | None = None) -> Encoded | None:
+        """Take what is buffered: every block, and at most ``limit`` single rows (the caller
+        holds the flush lock)."""
+        rows = _take_all(self._rows, limit)
         scores = _take_all(self._scores)
         with self._pending_lock:
             blocks, self._blocks, self._block_rows = self._blocks, [], 0
@@ -278,8 +291,8 @@ class FeatureMonitor:
             predictions.append(np.array(scores, dtype=np.float64))
         if not (rows or blocks or predictions or violations):
             return None
-        numbers, codes, n = self._codec.from_bytes(b"".join(rows + blocks if blocks else rows))
-        return Encoded(numbers, codes, n, violations, predictions)
+        return Encoded(parts=rows + blocks if blocks else rows, violations=violations,
+                       predictions=predictions)
 
     def _ingest(self, data: Encoded, pause: Callable[[], None]) -> None:
         steps = ingest_steps(self._template, self._codec, data)
@@ -335,11 +348,11 @@ class FeatureMonitor:
         return window, totals
 
 
-def _take_all(items: list[Any]) -> list[Any]:
+def _take_all(items: list[Any], limit: int | None = None) -> list[Any]:
     # Appenders never take a lock: they only append to this same list object, and a slice
     # and a slice deletion are each atomic, so rows appended meanwhile stay for the next
     # flush. Callers hold the flush lock, so two flushes never take the same rows.
-    n = len(items)
+    n = len(items) if limit is None else min(limit, len(items))
     taken = items[:n]
     del items[:n]
     return taken

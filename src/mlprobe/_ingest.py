@@ -1,15 +1,18 @@
 """Fold encoded rows into a new window, in steps short enough to pause between.
 
-:func:`ingest_steps` is a generator: it builds the window of one flush feature by feature and
-yields after every step that holds the GIL for more than a few microseconds. The background
-flusher pauses at each yield so request threads are never held up for a whole flush; a scrape
-runs it straight through. The numbers it computes are exactly those of
-:func:`mlprobe._window.update_numeric_block` and :meth:`FeatureWindow.update` (it is their
-sliced form, on the encodings of :mod:`mlprobe._row_codec`).
+:func:`ingest_steps` is a generator: it builds the window of one flush piece by piece and
+yields after every step that holds the GIL for more than a few tens of microseconds (joining
+a thousand buffered rows, one numeric feature, a few categorical ones). The background
+flusher pauses at each yield, so a request thread waits for at most one step, never for a
+whole flush; a scrape runs it straight through. The numbers are exactly those of
+:meth:`FeatureWindow.update` on the raw values: each numeric column is sorted once, checked
+for NaN and infinities at its two ends, and folded in with :meth:`FeatureWindow.add_sorted`
+(its sliced form, on the encodings of :mod:`mlprobe._row_codec`).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Generator, Sequence
 from typing import Any
@@ -21,20 +24,27 @@ from ._window import DatasetWindow, FeatureWindow
 
 __all__ = ["Encoded", "ingest_steps"]
 
+JOIN_PARTS = 1024
+"""Buffered row objects joined per step (about 40 µs)."""
+
+CATEGORICAL_PER_STEP = 8
+"""Categorical features counted per step (a bincount each)."""
+
 
 class Encoded:
-    """Encoded rows ready to ingest: a ``(numeric, rows)`` float64 block (C-ordered, owned:
-    it is sorted in place), ``(categorical, rows)`` codes, the schema violations counted while
-    encoding, and the buffered predictions."""
+    """Encoded rows ready to ingest: either buffer ``parts`` (bytes in the row layout, joined
+    and read in steps) or ``numbers`` (``(rows, numeric)`` float64) and ``codes``
+    (``(rows, categorical)`` uint32) arrays; plus the schema violations counted while
+    encoding and the buffered predictions."""
 
-    __slots__ = ("codes", "numbers", "predictions", "rows", "violations")
+    __slots__ = ("codes", "numbers", "parts", "predictions", "violations")
 
-    def __init__(self, numbers: np.ndarray, codes: np.ndarray, rows: int,
-                 violations: Counter[str] | None = None,
+    def __init__(self, *, parts: list[bytes] | None = None, numbers: np.ndarray | None = None,
+                 codes: np.ndarray | None = None, violations: Counter[str] | None = None,
                  predictions: Sequence[Any] = ()) -> None:
+        self.parts = parts
         self.numbers = numbers
         self.codes = codes
-        self.rows = rows
         self.violations = violations if violations is not None else Counter()
         self.predictions = predictions
 
@@ -43,24 +53,32 @@ def ingest_steps(template: DatasetWindow, codec: RowCodec, data: Encoded
                  ) -> Generator[None, None, DatasetWindow]:
     """Build the window of ``data`` (a copy of ``template`` plus the rows), yielding between
     steps; the generator's return value is the window."""
+    if data.parts is not None:
+        joined = yield from _join_steps(data.parts)
+        numbers, codes = codec.from_bytes(joined)
+    else:
+        assert data.numbers is not None and data.codes is not None
+        numbers, codes = data.numbers, data.codes
     delta = DatasetWindow.__new__(DatasetWindow)
     delta.features = {}
     delta.prediction = None
     delta.schema_violations = Counter(data.violations)
-    delta.rows = data.rows
+    delta.rows = max(numbers.shape[0], codes.shape[0])
     features = delta.features
-    if data.rows:
-        yield from _numeric_steps(template, codec.numeric, data.numbers, features)
-        for j, (name, size) in enumerate(zip(codec.categorical, codec.sizes)):
-            window = features[name] = template.features[name].copy()
-            invalid = _add_codes(window, data.codes[j], size)
+    for i, name in enumerate(codec.numeric):
+        window = features[name] = template.features[name].copy()
+        if delta.rows:
+            _add_numeric(window, numbers[:, i])
+        yield
+    for j, (name, size) in enumerate(zip(codec.categorical, codec.sizes)):
+        window = features[name] = template.features[name].copy()
+        if delta.rows:
+            invalid = _add_codes(window, codes[:, j], size)
             if invalid:
                 delta.schema_violations["wrong_type"] += invalid
-            if j % 8 == 7:
-                yield
-    for name in codec.names:  # features without rows, and the profile's order for the rest
-        window = features.pop(name, None)
-        features[name] = template.features[name].copy() if window is None else window
+        if j % CATEGORICAL_PER_STEP == CATEGORICAL_PER_STEP - 1:
+            yield
+    delta.features = {name: features[name] for name in codec.names}  # the profile's order
     if template.prediction is not None:
         delta.prediction = template.prediction.copy()
         if data.predictions:
@@ -69,33 +87,26 @@ def ingest_steps(template: DatasetWindow, codec: RowCodec, data: Encoded
     return delta
 
 
-def _numeric_steps(template: DatasetWindow, names: Sequence[str], block: np.ndarray,
-                   out: dict[str, FeatureWindow]) -> Generator[None, None, None]:
-    """``update_numeric_block`` over ``block``, one feature per step after one sort of all."""
-    if not names:
-        return
-    windows = [template.features[name].copy() for name in names]
-    out.update(zip(names, windows))
-    finite = np.isfinite(block)
-    if not finite.all():
-        clean = finite.all(axis=1)
-        for i in np.flatnonzero(~clean).tolist():  # NaN (missing) or inf (invalid) present
-            windows[i].update(block[i])
-            yield
-        windows = [w for w, ok in zip(windows, clean.tolist()) if ok]
-        if not windows:
-            return
-        block = block[clean]  # a new array: ours to sort
-    block.sort(axis=1)  # numpy releases the GIL while sorting
-    means = block.mean(axis=1)
-    deviations = block - means[:, None]
-    m2 = np.einsum("ij,ij->i", deviations, deviations).tolist()
-    del deviations
-    yield
-    for w, v, lo, hi, mean, sq in zip(windows, block, block[:, 0].tolist(),
-                                      block[:, -1].tolist(), means.tolist(), m2):
-        w.add_sorted(v, lo, hi, mean, sq)
+def _join_steps(parts: list[bytes]) -> Generator[None, None, bytes]:
+    if len(parts) <= JOIN_PARTS:
+        return b"".join(parts)
+    chunks = []
+    for start in range(0, len(parts), JOIN_PARTS):
+        chunks.append(b"".join(parts[start:start + JOIN_PARTS]))
         yield
+    return b"".join(chunks)
+
+
+def _add_numeric(window: FeatureWindow, column: np.ndarray) -> None:
+    """Fold one column of doubles in: NaN is missing, ±inf invalid (as FeatureWindow.update)."""
+    values = np.sort(column)  # a contiguous copy; numpy sorts without the GIL
+    lo, hi = float(values[0]), float(values[-1])
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # sorted: -inf first, +inf and NaN last
+        window.update(values)
+        return
+    mean = values.mean()
+    deviations = values - mean
+    window.add_sorted(values, lo, hi, float(mean), float(np.dot(deviations, deviations)))
 
 
 def _add_codes(window: FeatureWindow, codes: np.ndarray, size: int) -> int:
@@ -115,7 +126,8 @@ def _add_predictions(window: FeatureWindow, codec: RowCodec, predictions: Sequen
     if window.categories is None:
         window.update(values)
         return
+    assert codec.prediction_index is not None
     index, size = codec.prediction_index
-    if values.dtype != np.uint32:  # already codes when buffered by the monitor
+    if values.dtype != np.uint32:  # the monitor buffers codes; anything else is encoded here
         values = category_codes(values, values.size, index, size)
     _add_codes(window, values, size)
