@@ -134,43 +134,43 @@ class Service:
         }
 
 
-def reachable_locks(roots: list[Any]) -> Iterator[tuple[str, Any]]:
-    """Every lock reachable from ``roots`` through mlprobe objects and containers."""
+def reachable_locks(roots: list[Any]) -> Iterator[tuple[str, str, Any]]:
+    """``(kind, path, lock)`` for every lock reachable from ``roots`` through mlprobe objects,
+    modules and containers; ``kind`` names where such a lock lives (``Class.attribute`` or
+    ``module.global``), whatever instance holds it."""
     seen: set[int] = set()
-    stack: list[tuple[str, Any]] = [(type(r).__name__, r) for r in roots]
+    stack: list[tuple[str, str, Any]] = [("", type(r).__name__, r) for r in roots]
     while stack:
-        path, obj = stack.pop()
+        kind, path, obj = stack.pop()
         if id(obj) in seen:
             continue
         seen.add(id(obj))
         if isinstance(obj, LOCK_TYPES):
-            yield path, obj
+            yield kind, path, obj
             continue
-        if isinstance(obj, threading.Condition):
-            stack.append((path + "._lock", obj._lock))  # type: ignore[attr-defined]
-            continue
-        if isinstance(obj, threading.Event):
-            stack.append((path + "._cond", obj._cond))  # type: ignore[attr-defined]
+        if isinstance(obj, (threading.Condition, threading.Event)):
+            inner = obj._lock if isinstance(obj, threading.Condition) else obj._cond  # type: ignore[attr-defined]
+            stack.append((kind, path + ".<inner>", inner))
             continue
         if isinstance(obj, dict):
-            stack.extend((f"{path}[{k!r}]", v) for k, v in list(obj.items()))
+            stack.extend((kind, f"{path}[{k!r}]", v) for k, v in list(obj.items()))
             continue
         if isinstance(obj, (list, tuple, set, frozenset)) or type(obj).__name__ == "deque":
-            stack.extend((f"{path}[]", v) for v in list(obj))
+            stack.extend((kind, f"{path}[]", v) for v in list(obj))
             continue
-        module = getattr(type(obj), "__module__", "") or ""
         if isinstance(obj, ModuleType):
-            stack.extend((f"{obj.__name__}.{k}", v) for k, v in list(vars(obj).items())
-                         if not isinstance(v, ModuleType))
+            stack.extend((f"{obj.__name__}.{k}", f"{obj.__name__}.{k}", v)
+                         for k, v in list(vars(obj).items()) if not isinstance(v, ModuleType))
             continue
-        if not module.startswith("mlprobe"):
+        if not (getattr(type(obj), "__module__", "") or "").startswith("mlprobe"):
             continue
         attrs = dict(getattr(obj, "__dict__", {}))
         for klass in type(obj).__mro__:
             for slot in getattr(klass, "__slots__", ()):
                 if hasattr(obj, slot):
                     attrs[slot] = getattr(obj, slot)
-        stack.extend((f"{path}.{k}", v) for k, v in attrs.items())
+        owner = type(obj).__qualname__
+        stack.extend((f"{owner}.{k}", f"{path}.{k}", v) for k, v in attrs.items())
 
 
 def is_held(lock: Any) -> bool:
@@ -207,7 +207,7 @@ def child_checks(service: Service) -> None:
               if f.name == "http_server_request_duration_seconds" for s in f.samples}
     assert routes == {"/other"}, routes
     modules = [m for name, m in sys.modules.items() if name.startswith("mlprobe")]
-    held = [path for path, lock in reachable_locks([service, *modules]) if is_held(lock)]
+    held = [path for _, path, lock in reachable_locks([vars(service), *modules]) if is_held(lock)]
     assert not held, f"locks still held in the child: {held}"
     # the flusher runs again: rows buffered in the child are ingested without a collect
     service.predict(ROW)
@@ -276,22 +276,21 @@ def test_child_runs_while_the_parent_holds_a_lock(name):
 
 
 def test_lock_list_covers_every_lock_mlprobe_owns():
-    """The parametrised list above names every lock reachable from a service and mlprobe's
-    modules, so a new lock cannot be forgotten by the fork tests."""
+    """The parametrised list above holds every kind of lock reachable from a service and
+    mlprobe's modules, so a new lock cannot be forgotten by the fork tests."""
     service = Service()
     assert tuple(service.locks()) == LOCK_NAMES
-    named = {id(lock) for lock in service.locks().values()}
-    named |= {id(c._lock) for c in service.locks().values()  # a Condition's own lock
-              if isinstance(c, threading.Condition)}
     modules = [m for name, m in sys.modules.items() if name.startswith("mlprobe")]
-    unnamed = [path for path, lock in reachable_locks([service, *modules])
-               if id(lock) not in named]
-    assert not unnamed
+    found = {id(lock): kind for kind, _, lock in reachable_locks([vars(service), *modules])}
+    named = {found.get(id(lock)) for lock in service.locks().values()}
+    named |= {found.get(id(c._lock)) for c in service.locks().values()  # a Condition's lock
+              if isinstance(c, threading.Condition)}
+    assert set(found.values()) - named == set()
 
 
 @pytest.mark.allow_internal_errors
 def test_child_runs_while_threads_hammer_every_lock():
-    """Forked 60 times while four threads hammer tracked calls (clean and dirty rows), scrapes,
+    """Forked 30 times while four threads hammer tracked calls (clean and dirty rows), scrapes,
     internal errors and new HTTP routes, every child completes its checks from zero."""
     service = Service()
     stop = threading.Event()
@@ -324,7 +323,7 @@ def test_child_runs_while_threads_hammer_every_lock():
         t.start()
     try:
         time.sleep(0.2)
-        fork_and_check(service, forks=60)
+        fork_and_check(service, forks=30)
     finally:
         stop.set()
         for t in threads:

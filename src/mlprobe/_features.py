@@ -190,18 +190,21 @@ class FeatureMonitor:
         """Every input but a clean dict row: encode now (or ingest a large batch now)."""
         codec = self._codec
         violations: Counter[str] = Counter()
-        kind = type(batch)
-        if kind is dict and not _is_columnar(batch):
+        try:
+            shape, rows = _classify(batch)
+        except Exception:  # noqa: BLE001 - an input that lies about itself (__class__, __len__)
+            violations["wrong_type"] += 1
+            self._enqueue(None, 0, violations)
+            return
+        if shape == "row":
             self._enqueue(codec.encode_row(batch, violations), 1, violations)
             return
-        rows = _row_count(batch)
-        if rows < BATCH_ROWS and (kind is list or kind is tuple) and batch and all(
-                type(row) is dict for row in batch):
+        if shape == "rows" and rows < BATCH_ROWS:
             parts = [codec.encode_row(row, violations) for row in batch]
             self._enqueue(b"".join(p for p in parts if p is not None),
                           sum(p is not None for p in parts), violations)
             return
-        if rows < BATCH_ROWS and _is_one_positional_row(batch):
+        if shape == "positional row":
             self._enqueue(codec.encode_sequence_row(batch, violations), 1, violations)
             return
         found: Counter[str] = Counter()
@@ -366,29 +369,24 @@ def _count_value(counter: itertools.count[int]) -> int:
 _COLUMN_TYPES = (list, tuple, np.ndarray)
 
 
-def _row_count(batch: Any) -> int:
-    try:
-        kind = type(batch)
-        if kind is np.ndarray:
-            return int(batch.shape[0]) if batch.ndim == 2 else 1
-        if kind is list or kind is tuple:
-            return len(batch) if batch and isinstance(batch[0], (dict, *_COLUMN_TYPES)) else 1
-        if kind is dict:
-            first = next(iter(batch.values()), None)
-            return len(first) if isinstance(first, _COLUMN_TYPES) else 1
-        shape = getattr(batch, "shape", None)
-        return int(shape[0]) if isinstance(shape, tuple) and shape else 1
-    except Exception:  # noqa: BLE001 - a lying __len__ or shape: treat it as one row
-        return 1
-
-
-def _is_one_positional_row(batch: Any) -> bool:
+def _classify(batch: Any) -> tuple[str, int]:
+    """``(shape, rows)``: shape is ``"row"`` (one dict row), ``"rows"`` (a list of dict rows),
+    ``"positional row"`` (one list, tuple or 1-D array of values) or ``"table"``. May raise on
+    a hostile object (the caller counts it)."""
     kind = type(batch)
+    if kind is dict:
+        first = next(iter(batch.values()), None)
+        if batch and all(isinstance(v, _COLUMN_TYPES) for v in batch.values()):
+            return "table", len(first)  # type: ignore[arg-type]
+        return "row", 1
+    if kind is list or kind is tuple:
+        if not batch:
+            return "table", 0
+        if all(type(row) is dict for row in batch):
+            return "rows", len(batch)
+        if isinstance(batch[0], (dict, *_COLUMN_TYPES)):
+            return "table", len(batch)
+        return "positional row", 1
     if kind is np.ndarray:
-        return batch.ndim == 1
-    return (kind is list or kind is tuple) and bool(batch) and not isinstance(
-        batch[0], (dict, *_COLUMN_TYPES))
-
-
-def _is_columnar(row: dict[Any, Any]) -> bool:
-    return bool(row) and all(isinstance(v, _COLUMN_TYPES) for v in row.values())
+        return ("positional row", 1) if batch.ndim == 1 else ("table", int(batch.shape[0]))
+    return "table", 1
