@@ -298,14 +298,19 @@ class FeatureMonitor:
                        predictions=predictions)
 
     def _ingest(self, data: Encoded, pause: Callable[[], None]) -> None:
+        # Finite values near the double range (1e308) overflow sums and squares: the window's
+        # moments become infinite, as the arithmetic says, instead of numpy warning (under
+        # ``-W error`` a warning is an exception that would lose the whole flush).
+        # np.errstate is thread-local (a context variable), so this changes no other thread.
         steps = ingest_steps(self._template, self._codec, data)
-        try:
-            while True:
-                next(steps)
-                pause()
-        except StopIteration as done:
-            delta: DatasetWindow = done.value
-        with self._ingest_lock:
+        with np.errstate(over="ignore", invalid="ignore"):
+            try:
+                while True:
+                    next(steps)
+                    pause()
+            except StopIteration as done:
+                delta: DatasetWindow = done.value
+        with self._ingest_lock, np.errstate(over="ignore", invalid="ignore"):
             index = int(self._clock() // self.bucket_seconds)
             if self._ring and self._ring[-1][0] == index:
                 self._ring[-1][1].merge(delta)
@@ -342,12 +347,12 @@ class FeatureMonitor:
         """
         self.flush()
         window, totals = self._template.copy(), self._template.copy()
-        with self._ingest_lock:
+        with self._ingest_lock, np.errstate(over="ignore", invalid="ignore"):  # see _ingest
             self._expire(int(self._clock() // self.bucket_seconds))
             for _, bucket in self._ring:
                 window.merge(bucket)  # merge adds into ``window``; buckets stay unchanged
             totals.merge(self._expired)
-        totals.merge(window)
+            totals.merge(window)
         return window, totals
 
 

@@ -98,15 +98,21 @@ def _join_steps(parts: list[bytes]) -> Generator[None, None, bytes]:
 
 
 def _add_numeric(window: FeatureWindow, column: np.ndarray) -> None:
-    """Fold one column of doubles in: NaN is missing, ±inf invalid (as FeatureWindow.update)."""
+    """Fold one column of doubles in: NaN is missing, ±inf invalid (as FeatureWindow.update).
+
+    Finite values beyond about 1e154 overflow the sum of squared deviations (and near 1e308
+    the sum): the moments then become infinite, as the arithmetic says, without the
+    RuntimeWarning numpy would raise (under ``-W error`` that warning is an exception).
+    """
     values = np.sort(column)  # a contiguous copy; numpy sorts without the GIL
     lo, hi = float(values[0]), float(values[-1])
-    if not (math.isfinite(lo) and math.isfinite(hi)):  # sorted: -inf first, +inf and NaN last
-        window.update(values)
-        return
-    mean = values.mean()
-    deviations = values - mean
-    window.add_sorted(values, lo, hi, float(mean), float(np.dot(deviations, deviations)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # sorted: -inf first, +inf/NaN last
+            window.update(values)
+            return
+        mean = values.mean()
+        deviations = values - mean
+        window.add_sorted(values, lo, hi, float(mean), float(np.dot(deviations, deviations)))
 
 
 def _add_codes(window: FeatureWindow, codes: np.ndarray, size: int) -> int:
@@ -124,7 +130,8 @@ def _add_predictions(window: FeatureWindow, codec: RowCodec, predictions: Sequen
     parts = [np.asarray(p).reshape(-1) for p in predictions]
     values = np.concatenate(parts) if len(parts) > 1 else parts[0]
     if window.categories is None:
-        window.update(values)
+        with np.errstate(over="ignore", invalid="ignore"):  # see _add_numeric
+            window.update(values)
         return
     assert codec.prediction_index is not None
     index, size = codec.prediction_index

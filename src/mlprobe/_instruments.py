@@ -79,7 +79,8 @@ class Histogram:
             return
         index = np.searchsorted(self._bounds_array, values, side="left")
         per_bucket = np.bincount(index, minlength=len(self._counts)).tolist()
-        total = float(values.sum())
+        with np.errstate(over="ignore", invalid="ignore"):  # huge scores: inf (or NaN) sums
+            total = float(values.sum())
         with self._lock:
             counts = self._counts
             for i, n in enumerate(per_bucket):

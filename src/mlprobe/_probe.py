@@ -92,7 +92,11 @@ class _ProbeState:
         builder.add("mlprobe_prediction_score", self.scores.samples(base, "output"))
         builder.add("mlprobe_predicted_class", self.classes.samples(base, "class"))
         if self.features is not None:
-            collect_feature_metrics(builder, base, self.features, self.drift_spec)
+            # Statistics of windows holding values near the double range are infinite or
+            # NaN (and exported only where finite); numpy must not warn about them (see
+            # FeatureMonitor._ingest). np.errstate is thread-local.
+            with np.errstate(all="ignore"):
+                collect_feature_metrics(builder, base, self.features, self.drift_spec)
 
     def drift_status(self) -> dict[str, Any]:
         """The JSON-ready drift and data-quality document of the rolling window."""
@@ -100,7 +104,8 @@ class _ProbeState:
             return {"model": self.labels[0][1], "model_version": self.labels[1][1],
                     "status": "no_reference",
                     "detail": "create the Probe with reference=ReferenceProfile to get drift"}
-        report = drift_report(self.features, self.drift_spec).to_dict()
+        with np.errstate(all="ignore"):  # see collect_into
+            report = drift_report(self.features, self.drift_spec).to_dict()
         return {"model": self.labels[0][1], "model_version": self.labels[1][1],
                 "window_seconds": self.features.window_seconds, **report}
 
