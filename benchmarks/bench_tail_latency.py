@@ -186,7 +186,7 @@ def create_app() -> Any:
                 "call": percentiles_us(call_ns) if call_ns else None,
                 "requests": len(request_ns),
                 "rows": monitor.totals().rows if monitor is not None else None,
-                "dropped": monitor.dropped_rows if monitor is not None else None}
+                "dropped": getattr(monitor, "dropped_rows", 0) if monitor is not None else None}
         return Response(json.dumps(body), media_type="application/json")
 
     async def reset(request: Request) -> Response:

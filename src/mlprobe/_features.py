@@ -48,8 +48,33 @@ BATCH_ROWS = 64
 DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
 """Default bound of one monitor's buffer of encoded rows (8 MiB)."""
 
+STEP_BUDGET_S = 40e-6
+"""Longest stretch of ingestion steps the background flusher runs between two pauses while
+it keeps up (see :func:`flusher_pace`)."""
+
+MAX_STEP_BUDGET_S = 1e-3
+"""The stretch it allows itself when the buffer is nearly full (see :func:`flusher_pace`)."""
+
 CYCLE_ROWS = 4096
-"""Single rows the background flusher ingests per cycle (bounds the length of its steps)."""
+"""Single rows the background flusher ingests per cycle while it keeps up (it bounds the
+length of each step); four times as many when it falls behind."""
+
+
+def flusher_pace(fill: float) -> tuple[float, int]:
+    """``(step budget in seconds, rows per cycle)`` for a buffer ``fill`` (0 to 1) full.
+
+    When request threads keep the interpreter busy all the time, the flusher gets the GIL
+    back only once per switch interval (5 ms), so its throughput is what it does per
+    stretch. Short stretches (40 µs) keep up with any realistic request rate and delay a
+    request by at most that much. Past an eighth of the buffer it is falling behind: the
+    stretch grows linearly with the fill up to 1 ms and the cycles grow fourfold (per-row
+    cost falls with cycle size), so that a sustained overload costs some tail latency first
+    and drops rows (counted) only when even that does not keep up.
+    """
+    if fill <= 0.125:
+        return STEP_BUDGET_S, CYCLE_ROWS
+    share = min(1.0, (fill - 0.125) / 0.875)
+    return STEP_BUDGET_S + share * (MAX_STEP_BUDGET_S - STEP_BUDGET_S), 4 * CYCLE_ROWS
 
 
 def _no_pause() -> None:
@@ -270,11 +295,13 @@ class FeatureMonitor:
             # waiting for the lock (it sets _hurry) is never starved by a steady stream.
             backlog = len(self._rows)
             while True:
-                data = self._take(CYCLE_ROWS)
+                budget, cycle_rows = flusher_pace(
+                    (len(self._rows) + self._block_rows) / self.max_rows)
+                data = self._take(cycle_rows)
                 if data is None:
                     return
-                self._ingest(data, lambda: None if self._hurry else pause())
-                backlog -= CYCLE_ROWS
+                self._ingest(data, lambda: None if self._hurry else pause(), budget)
+                backlog -= cycle_rows
                 if backlog <= 0 or self._hurry:
                     return
                 pause()
@@ -297,17 +324,24 @@ class FeatureMonitor:
         return Encoded(parts=rows + blocks if blocks else rows, violations=violations,
                        predictions=predictions)
 
-    def _ingest(self, data: Encoded, pause: Callable[[], None]) -> None:
+    def _ingest(self, data: Encoded, pause: Callable[[], None],
+                budget: float = STEP_BUDGET_S) -> None:
         # Finite values near the double range (1e308) overflow sums and squares: the window's
         # moments become infinite, as the arithmetic says, instead of numpy warning (under
         # ``-W error`` a warning is an exception that would lose the whole flush).
         # np.errstate is thread-local (a context variable), so this changes no other thread.
         steps = ingest_steps(self._template, self._codec, data)
+        clock = time.perf_counter
         with np.errstate(over="ignore", invalid="ignore"):
             try:
+                held_since = clock()
                 while True:
                     next(steps)
-                    pause()
+                    # Steps are 5-30 µs; pause once they add up to the budget, so a
+                    # waiting request thread is held up by at most about that much.
+                    if clock() - held_since >= budget:
+                        pause()
+                        held_since = clock()
             except StopIteration as done:
                 delta: DatasetWindow = done.value
         with self._ingest_lock, np.errstate(over="ignore", invalid="ignore"):

@@ -157,8 +157,11 @@ class FeatureWindow:
 
 
 def _sum_sq_dev(v: np.ndarray) -> float:
+    # einsum, not np.dot: np.dot goes to BLAS, and OpenBLAS runs long vectors on its own
+    # thread pool, whose spinning threads took milliseconds per call on a busy 2-core host
+    # (and took CPU from the request threads).
     d = v - v.mean()
-    return float(np.dot(d, d))
+    return float(np.einsum("i,i->", d, d))
 
 
 def update_numeric_block(windows: list[FeatureWindow], block: np.ndarray, *,
