@@ -34,7 +34,7 @@ import numpy as np
 
 from ._drift import DatasetWindow
 from ._feature_input import to_columns
-from ._flusher import flusher
+from ._flusher import flusher, pause as give_way
 from ._ingest import Encoded, ingest_steps
 from ._profile import ReferenceProfile
 from ._row_codec import RowCodec, category_codes
@@ -51,6 +51,11 @@ DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
 STEP_BUDGET_S = 40e-6
 """Longest stretch of ingestion steps the background flusher runs between two pauses while
 it keeps up (see :func:`flusher_pace`)."""
+
+COLLECT_BUDGET_S = 1e-3
+"""Stretch of ingestion steps between pauses when a collect (a scrape, a status call)
+ingests what is buffered, or waits for the flusher to finish: a scrape may take a little
+longer, a request is held up by at most about this much."""
 
 MAX_STEP_BUDGET_S = 1e-3
 """The stretch it allows itself when the buffer is nearly full (see :func:`flusher_pace`)."""
@@ -136,7 +141,7 @@ class FeatureMonitor:
         self._dropped_blocked = 0  # rows of blocks and predictions dropped (under the lock)
         self._flush_lock = threading.Lock()  # one flush at a time (the flusher, or a collect)
         self._ingest_lock = threading.Lock()  # serialises changes to the ring and reads of it
-        self._hurry = False  # a collect waits for the flusher: stop pausing between steps
+        self._hurry = False  # a collect waits for the flusher: longer stretches (see _ingest)
         # next() on an itertools.count is one C call: atomic, so drops need no lock.
         self._dropped = itertools.count()
         self._dropped_predictions = itertools.count()
@@ -274,13 +279,14 @@ class FeatureMonitor:
     # -- ingestion -----------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Ingest every buffered input now, on the calling thread."""
-        self._hurry = True  # the flusher, if it is mid-flush, stops pausing
+        """Ingest every buffered input now, on the calling thread (in stretches of
+        ``COLLECT_BUDGET_S`` with pauses between, like the flusher's)."""
+        self._hurry = True  # the flusher, if it is mid-flush, hurries up (see _ingest)
         try:
             with self._flush_lock:
                 data = self._take()
                 if data is not None:
-                    self._ingest(data, _no_pause)
+                    self._ingest(data, give_way, COLLECT_BUDGET_S)
         finally:
             self._hurry = False
 
@@ -300,7 +306,7 @@ class FeatureMonitor:
                 data = self._take(cycle_rows)
                 if data is None:
                     return
-                self._ingest(data, lambda: None if self._hurry else pause(), budget)
+                self._ingest(data, pause, budget)
                 backlog -= cycle_rows
                 if backlog <= 0 or self._hurry:
                     return
@@ -338,8 +344,10 @@ class FeatureMonitor:
                 while True:
                     next(steps)
                     # Steps are 5-30 µs; pause once they add up to the budget, so a
-                    # waiting request thread is held up by at most about that much.
-                    if clock() - held_since >= budget:
+                    # waiting request thread is held up by at most about that much. A
+                    # collect waiting for this flush makes it hurry (longer stretches).
+                    elapsed = clock() - held_since
+                    if elapsed >= budget and (not self._hurry or elapsed >= COLLECT_BUDGET_S):
                         pause()
                         held_since = clock()
             except StopIteration as done:

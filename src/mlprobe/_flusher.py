@@ -32,7 +32,7 @@ from typing import Protocol
 
 from ._guard import report_internal_error
 
-__all__ = ["Flusher", "flusher"]
+__all__ = ["Flusher", "flusher", "pause"]
 
 FLUSH_INTERVAL_S = 0.5
 """Longest time a buffered row waits for the flusher (a full buffer wakes it sooner)."""
@@ -108,7 +108,7 @@ class Flusher:
             self.cycles += 1
             for monitor in list(self._monitors):
                 try:
-                    monitor.flush_in_background(_pause)
+                    monitor.flush_in_background(pause)
                 except Exception as exc:  # noqa: BLE001 - the flusher must never die
                     report_internal_error("features.flusher", exc)
 
@@ -116,7 +116,8 @@ class Flusher:
         self._init_thread_state()
 
 
-def _pause() -> None:
+def pause() -> None:
+    """Give the GIL up for a moment (between two stretches of ingestion steps)."""
     time.sleep(PAUSE_S)
 
 
