@@ -20,6 +20,7 @@ import pytest
 import mlprobe
 from mlprobe import _flusher
 from mlprobe._features import FeatureMonitor, flusher_pace
+from mlprobe.testing import sample_value
 
 ROW = {"age": 40.0, "plan": "pro"}
 
@@ -75,11 +76,13 @@ def test_rows_below_the_threshold_are_ingested_within_the_interval(profile):
     monitor = FeatureMonitor(profile)
     for _ in range(10):
         monitor.observe(ROW)
+    def in_window() -> int:
+        with monitor._ingest_lock:
+            return sum(bucket.rows for _, bucket in monitor._ring)
+
     start = time.monotonic()
-    assert wait_until(lambda: not monitor._rows, timeout=5 * _flusher.FLUSH_INTERVAL_S + 2)
+    assert wait_until(lambda: in_window() == 10, timeout=5 * _flusher.FLUSH_INTERVAL_S + 2)
     assert time.monotonic() - start < 3 * _flusher.FLUSH_INTERVAL_S + 1
-    with monitor._ingest_lock:
-        assert sum(bucket.rows for _, bucket in monitor._ring) == 10
 
 
 def test_a_collect_sees_every_row_recorded_before_it(profile):
@@ -162,3 +165,47 @@ def test_pace_grows_only_when_the_buffer_fills():
     budget, rows = flusher_pace(0.5)
     assert 40e-6 < budget < 1e-3 and rows == 16384
     assert flusher_pace(1.0)[0] == pytest.approx(1e-3)
+
+
+def test_score_histograms_are_binned_off_the_request_path(monkeypatch):
+    """Batch calls returning 100 scores each: the call that fills the histogram's buffer asks
+    the flusher, it does not bin the others' values itself; every score is counted."""
+    from mlprobe._instruments import Histogram
+
+    binned_on: list[str] = []
+    original = Histogram.flush
+
+    def recording(self: Histogram) -> None:
+        if self._pending:
+            binned_on.append(threading.current_thread().name)
+        original(self)
+
+    monkeypatch.setattr(Histogram, "flush", recording)
+    registry = mlprobe.Registry()
+    probe = mlprobe.Probe("scores", registry=registry)
+    scores = np.linspace(0, 1, 100)
+
+    @probe.track
+    def predict(batch: Any) -> np.ndarray:
+        return scores
+
+    for _ in range(200):  # 20,000 values: several flushes' worth
+        predict(np.zeros((100, 3)))
+    hist = probe._state.scores.child("score")
+    assert wait_until(lambda: hist._pending_rows < 4096)
+    assert binned_on and set(binned_on) == {"mlprobe-flusher"}
+    assert sample_value(registry, "mlprobe_prediction_score", {"model": "scores"},
+                        suffix="count") == 20_000
+
+
+def test_a_starved_flusher_leaves_histograms_bounded_and_exact(monkeypatch):
+    """When the flusher never comes, the call that passes MAX_PENDING_ROWS bins the buffer
+    itself: memory stays bounded and the counts exact."""
+    from mlprobe._instruments import MAX_PENDING_ROWS, Histogram
+
+    monkeypatch.setattr(_flusher.flusher, "request", lambda buffer: None)
+    hist = Histogram([0.5])
+    for _ in range(2 * MAX_PENDING_ROWS // 1000):
+        hist.observe_array(np.full(1000, 0.25))
+        assert hist._pending_rows < MAX_PENDING_ROWS
+    assert hist.snapshot(()).bucket_counts == (2 * MAX_PENDING_ROWS // 1000 * 1000, 0)

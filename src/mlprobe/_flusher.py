@@ -17,7 +17,11 @@ buffers absorb the backlog up to their byte bound, past which rows are dropped a
 Life cycle: started lazily by the first buffered row, a daemon (it never keeps a process
 alive), stopped and joined at interpreter exit, and restarted lazily in a forked child (the
 parent's thread does not exist there). It never raises: a failing monitor is counted as an
-internal error and the others are still flushed.
+internal error and the others are still flushed (in tests, where internal errors are
+raised, it dies loudly instead, and the next buffered row starts a new one).
+
+Besides feature monitors it flushes any buffer that asks (:meth:`Flusher.request`): the score
+histograms' buffered arrays.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._guard import report_internal_error
 
@@ -60,9 +64,10 @@ class Flusher:
         # Also the after-fork reset: a lock held by a parent thread at fork time would never
         # be released in the child, and the parent's thread object describes a thread that
         # does not exist there.
-        self._lock = threading.Lock()  # serialises starting the thread
+        self._lock = threading.Lock()  # serialises starting the thread; guards _requests
         self._event = threading.Event()  # set: a monitor has a full buffer
         self._thread: threading.Thread | None = None
+        self._requests: dict[int, Any] = {}  # id -> object whose flush() is due (deduplicated)
         self.cycles = 0  # flush cycles run (read by tests and benchmarks)
 
     def register(self, monitor: Flushable) -> None:
@@ -90,6 +95,13 @@ class Flusher:
         if not event.is_set():  # set() takes a lock: skip it when nothing would change
             event.set()
 
+    def request(self, buffer: Any) -> None:
+        """Ask for ``buffer.flush()`` on the flusher's thread soon (a histogram's buffered
+        values); asking again before it ran changes nothing."""
+        with self._lock:
+            self._requests[id(buffer)] = buffer
+        self.wake()
+
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread and wait up to ``timeout`` seconds for it (interpreter exit)."""
         self._stopped = True
@@ -106,6 +118,13 @@ class Flusher:
             if self._stopped:
                 break
             self.cycles += 1
+            with self._lock:
+                requests, self._requests = list(self._requests.values()), {}
+            for buffer in requests:
+                try:
+                    buffer.flush()
+                except Exception as exc:  # noqa: BLE001 - the flusher must never die
+                    report_internal_error("instruments.flusher", exc)
             for monitor in list(self._monitors):
                 try:
                     monitor.flush_in_background(pause)

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._flusher import flusher
 from .snapshot import HistogramSample, LabelSet, Sample
 
 __all__ = ["BoundedCounter", "CallRecorder", "CallSnapshot", "Histogram", "LabelledHistograms", "OVERFLOW"]
@@ -26,15 +27,21 @@ OVERFLOW = "__other__"
 
 
 FLUSH_ROWS = 4096
-"""Buffered batch values are binned once this many are pending (and at every snapshot)."""
+"""Buffered batch values are binned by the background flusher once this many are pending
+(and at every snapshot)."""
+
+MAX_PENDING_ROWS = 16 * FLUSH_ROWS
+"""Past this many pending values (the flusher is far behind) the call that adds more bins
+them itself, so memory stays bounded (128 KiB per histogram) and counts stay exact."""
 
 
 class Histogram:
     """Fixed-bucket histogram with Prometheus ``le`` semantics (``v <= bound``).
 
     Single values are binned at once with ``bisect``. Arrays are copied into a pending buffer
-    and binned together, one numpy pass per :data:`FLUSH_ROWS` values or per snapshot, so a
-    service sending small batches does not pay numpy's fixed per-call cost on every request.
+    and binned together by the background flusher, one numpy pass per :data:`FLUSH_ROWS`
+    values (or at a snapshot), so a service sending small batches does not pay numpy's fixed
+    per-call cost on every request, and no request bins the others' values.
     """
 
     __slots__ = ("_bounds_array", "_counts", "_lock", "_pending", "_pending_rows", "_sum",
@@ -63,9 +70,11 @@ class Histogram:
         with self._lock:
             self._pending.append(copy)
             self._pending_rows += copy.size
-            full = self._pending_rows >= FLUSH_ROWS
-        if full:
+            pending = self._pending_rows
+        if pending >= MAX_PENDING_ROWS:
             self.flush()
+        elif pending >= FLUSH_ROWS:
+            flusher.request(self)  # off the request path: no call bins other calls' values
 
     def flush(self) -> None:
         """Bin every pending value in one vectorised pass."""
@@ -247,7 +256,9 @@ class CallRecorder:
             rows = (tuple(self._rows_counts), float(self._rows_sum))
             nbytes = (tuple(self._bytes_counts), float(self._bytes_sum))
         return CallSnapshot(
-            ok=ok, errors=errors, in_flight=in_flight,
+            # A call that began in a parent process and ended in its forked child leaves the
+            # child's fresh count one below zero: a gauge of calls cannot be negative.
+            ok=ok, errors=errors, in_flight=max(0, in_flight),
             latency=HistogramSample(labels, self.latency_bounds, *latency),
             rows=HistogramSample(labels, self.rows_bounds, *rows),
             input_bytes=HistogramSample(labels, self.bytes_bounds, *nbytes))
