@@ -19,7 +19,8 @@ import pytest
 
 import mlprobe
 from mlprobe import _flusher
-from mlprobe._features import FeatureMonitor, flusher_pace
+from mlprobe._features import FeatureMonitor
+from mlprobe._flusher import flusher_pace
 from mlprobe.testing import sample_value
 
 ROW = {"age": 40.0, "plan": "pro"}

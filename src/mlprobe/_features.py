@@ -34,10 +34,11 @@ import numpy as np
 
 from ._drift import DatasetWindow
 from ._feature_input import to_columns
-from ._flusher import flusher, pause as give_way
-from ._ingest import Encoded, ingest_steps
+from ._flusher import COLLECT_BUDGET_S, STEP_BUDGET_S, flusher, flusher_pace
+from ._flusher import pause as give_way
+from ._ingest import Encoded, ingest_steps, run_steps
 from ._profile import ReferenceProfile
-from ._row_codec import RowCodec, category_codes
+from ._row_codec import RowCodec, category_codes, classify_input
 from .errors import ConfigurationError
 
 __all__ = ["BATCH_ROWS", "DEFAULT_BUFFER_BYTES", "FeatureMonitor"]
@@ -47,40 +48,6 @@ BATCH_ROWS = 64
 
 DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
 """Default bound of one monitor's buffer of encoded rows (8 MiB)."""
-
-STEP_BUDGET_S = 40e-6
-"""Longest stretch of ingestion steps the background flusher runs between two pauses while
-it keeps up (see :func:`flusher_pace`)."""
-
-COLLECT_BUDGET_S = 1e-3
-"""Stretch of ingestion steps between pauses when a collect (a scrape, a status call)
-ingests what is buffered, or waits for the flusher to finish: a scrape may take a little
-longer, a request is held up by at most about this much."""
-
-MAX_STEP_BUDGET_S = 1e-3
-"""The stretch it allows itself when the buffer is nearly full (see :func:`flusher_pace`)."""
-
-CYCLE_ROWS = 4096
-"""Single rows the background flusher ingests per cycle while it keeps up (it bounds the
-length of each step); four times as many when it falls behind."""
-
-
-def flusher_pace(fill: float) -> tuple[float, int]:
-    """``(step budget in seconds, rows per cycle)`` for a buffer ``fill`` (0 to 1) full.
-
-    When request threads keep the interpreter busy all the time, the flusher gets the GIL
-    back only once per switch interval (5 ms), so its throughput is what it does per
-    stretch. Short stretches (40 µs) keep up with any realistic request rate and delay a
-    request by at most that much. Past an eighth of the buffer it is falling behind: the
-    stretch grows linearly with the fill up to 1 ms and the cycles grow fourfold (per-row
-    cost falls with cycle size), so that a sustained overload costs some tail latency first
-    and drops rows (counted) only when even that does not keep up.
-    """
-    if fill <= 0.125:
-        return STEP_BUDGET_S, CYCLE_ROWS
-    share = min(1.0, (fill - 0.125) / 0.875)
-    return STEP_BUDGET_S + share * (MAX_STEP_BUDGET_S - STEP_BUDGET_S), 4 * CYCLE_ROWS
-
 
 def _no_pause() -> None:
     """Pause function of a flush that runs straight through (a scrape, a status call)."""
@@ -221,7 +188,7 @@ class FeatureMonitor:
         codec = self._codec
         violations: Counter[str] = Counter()
         try:
-            shape, rows = _classify(batch)
+            shape, rows = classify_input(batch)
         except Exception:  # noqa: BLE001 - an input that lies about itself (__class__, __len__)
             violations["wrong_type"] += 1
             self._enqueue(None, 0, violations)
@@ -332,26 +299,10 @@ class FeatureMonitor:
 
     def _ingest(self, data: Encoded, pause: Callable[[], None],
                 budget: float = STEP_BUDGET_S) -> None:
-        # Finite values near the double range (1e308) overflow sums and squares: the window's
-        # moments become infinite, as the arithmetic says, instead of numpy warning (under
-        # ``-W error`` a warning is an exception that would lose the whole flush).
-        # np.errstate is thread-local (a context variable), so this changes no other thread.
-        steps = ingest_steps(self._template, self._codec, data)
-        clock = time.perf_counter
-        with np.errstate(over="ignore", invalid="ignore"):
-            try:
-                held_since = clock()
-                while True:
-                    next(steps)
-                    # Steps are 5-30 µs; pause once they add up to the budget, so a
-                    # waiting request thread is held up by at most about that much. A
-                    # collect waiting for this flush makes it hurry (longer stretches).
-                    elapsed = clock() - held_since
-                    if elapsed >= budget and (not self._hurry or elapsed >= COLLECT_BUDGET_S):
-                        pause()
-                        held_since = clock()
-            except StopIteration as done:
-                delta: DatasetWindow = done.value
+        # A collect waiting for this flush (it sets _hurry) makes it use longer stretches.
+        delta = run_steps(ingest_steps(self._template, self._codec, data), pause, budget,
+                          lambda: self._hurry)
+        # (errstate: merging windows that hold values near 1e308 overflows; see run_steps)
         with self._ingest_lock, np.errstate(over="ignore", invalid="ignore"):
             index = int(self._clock() // self.bucket_seconds)
             if self._ring and self._ring[-1][0] == index:
@@ -412,28 +363,3 @@ def _count_value(counter: itertools.count[int]) -> int:
     # repr is "count(N)" on every supported Python; reading it does not advance the counter
     return int(repr(counter)[6:-1])
 
-
-_COLUMN_TYPES = (list, tuple, np.ndarray)
-
-
-def _classify(batch: Any) -> tuple[str, int]:
-    """``(shape, rows)``: shape is ``"row"`` (one dict row), ``"rows"`` (a list of dict rows),
-    ``"positional row"`` (one list, tuple or 1-D array of values) or ``"table"``. May raise on
-    a hostile object (the caller counts it)."""
-    kind = type(batch)
-    if kind is dict:
-        first = next(iter(batch.values()), None)
-        if batch and all(isinstance(v, _COLUMN_TYPES) for v in batch.values()):
-            return "table", len(first)  # type: ignore[arg-type]
-        return "row", 1
-    if kind is list or kind is tuple:
-        if not batch:
-            return "table", 0
-        if all(type(row) is dict for row in batch):
-            return "rows", len(batch)
-        if isinstance(batch[0], (dict, *_COLUMN_TYPES)):
-            return "table", len(batch)
-        return "positional row", 1
-    if kind is np.ndarray:
-        return ("positional row", 1) if batch.ndim == 1 else ("table", int(batch.shape[0]))
-    return "table", 1

@@ -36,13 +36,46 @@ from typing import Any, Protocol
 
 from ._guard import report_internal_error
 
-__all__ = ["Flusher", "flusher", "pause"]
+__all__ = ["COLLECT_BUDGET_S", "STEP_BUDGET_S", "Flusher", "flusher", "flusher_pace", "pause"]
 
 FLUSH_INTERVAL_S = 0.5
 """Longest time a buffered row waits for the flusher (a full buffer wakes it sooner)."""
 
 PAUSE_S = 0.0001
-"""Sleep between two steps: long enough for a waiting thread to take the GIL."""
+"""Sleep between two stretches of steps: long enough for a waiting thread to take the GIL."""
+
+STEP_BUDGET_S = 40e-6
+"""Longest stretch of ingestion steps the background flusher runs between two pauses while
+it keeps up (see :func:`flusher_pace`)."""
+
+COLLECT_BUDGET_S = 1e-3
+"""Stretch of ingestion steps between pauses when a collect (a scrape, a status call)
+ingests what is buffered, or waits for the flusher to finish: a scrape may take a little
+longer, a request is held up by at most about this much."""
+
+MAX_STEP_BUDGET_S = 1e-3
+"""The stretch it allows itself when the buffer is nearly full (see :func:`flusher_pace`)."""
+
+CYCLE_ROWS = 4096
+"""Single rows the background flusher ingests per cycle while it keeps up (it bounds the
+length of each step); four times as many when it falls behind."""
+
+
+def flusher_pace(fill: float) -> tuple[float, int]:
+    """``(step budget in seconds, rows per cycle)`` for a buffer ``fill`` (0 to 1) full.
+
+    When request threads keep the interpreter busy all the time, the flusher gets the GIL
+    back only once per switch interval (5 ms), so its throughput is what it does per
+    stretch. Short stretches (40 µs) keep up with any realistic request rate and delay a
+    request by at most that much. Past an eighth of the buffer it is falling behind: the
+    stretch grows linearly with the fill up to 1 ms and the cycles grow fourfold (per-row
+    cost falls with cycle size), so that a sustained overload costs some tail latency first
+    and drops rows (counted) only when even that does not keep up.
+    """
+    if fill <= 0.125:
+        return STEP_BUDGET_S, CYCLE_ROWS
+    share = min(1.0, (fill - 0.125) / 0.875)
+    return STEP_BUDGET_S + share * (MAX_STEP_BUDGET_S - STEP_BUDGET_S), 4 * CYCLE_ROWS
 
 
 class Flushable(Protocol):

@@ -13,16 +13,18 @@ for NaN and infinities at its two ends, and folded in with :meth:`FeatureWindow.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import numpy as np
 
+from ._flusher import COLLECT_BUDGET_S
 from ._row_codec import INVALID, MISSING, RowCodec, category_codes
 from ._window import DatasetWindow, FeatureWindow
 
-__all__ = ["Encoded", "ingest_steps"]
+__all__ = ["Encoded", "ingest_steps", "run_steps"]
 
 JOIN_PARTS = 512
 """Buffered row objects joined per step (10-30 µs)."""
@@ -80,6 +82,31 @@ def ingest_steps(template: DatasetWindow, codec: RowCodec, data: Encoded
             yield
             _add_predictions(delta.prediction, codec, data.predictions)
     return delta
+
+
+def run_steps(steps: Generator[None, None, DatasetWindow], pause: Callable[[], None],
+              budget: float, hurried: Callable[[], bool]) -> DatasetWindow:
+    """Run ``steps`` to the end, calling ``pause()`` once they have held the interpreter for
+    ``budget`` seconds in a row (``COLLECT_BUDGET_S`` while ``hurried()``); return the window.
+
+    Steps are 5-30 µs, so a request thread waiting for the GIL is held up by about the
+    budget at most. Finite values near the double range (1e308) overflow sums and squares:
+    the window's moments then become infinite, as the arithmetic says, without numpy's
+    warning (under ``-W error`` that warning is an exception that would lose the flush).
+    ``np.errstate`` is thread-local (a context variable): no other thread is affected.
+    """
+    clock = time.perf_counter
+    with np.errstate(over="ignore", invalid="ignore"):
+        held_since = clock()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            elapsed = clock() - held_since
+            if elapsed >= budget and (not hurried() or elapsed >= COLLECT_BUDGET_S):
+                pause()
+                held_since = clock()
 
 
 def _join_steps(parts: list[bytes]) -> Generator[None, None, bytes]:

@@ -33,7 +33,7 @@ from ._profile import ReferenceProfile
 from .stats._categorical import level_key
 from .stats._coerce import is_missing
 
-__all__ = ["RowCodec", "UNSEEN", "MISSING", "INVALID"]
+__all__ = ["INVALID", "MISSING", "UNSEEN", "RowCodec", "category_codes", "classify_input"]
 
 UNSEEN, MISSING, INVALID = 0, 1, 2
 """Offsets past a feature's vocabulary size: its unseen, missing and invalid codes."""
@@ -333,3 +333,29 @@ def category_codes(column: Any, rows: int, index: dict[str, int], size: int) -> 
                     found = coder(value)
                 codes[i] = found
     return np.array(codes, dtype=np.uint32)
+
+
+_COLUMN_TYPES = (list, tuple, np.ndarray)
+
+
+def classify_input(batch: Any) -> tuple[str, int]:
+    """``(shape, rows)``: shape is ``"row"`` (one dict row), ``"rows"`` (a list of dict rows),
+    ``"positional row"`` (one list, tuple or 1-D array of values) or ``"table"``. May raise on
+    a hostile object (the caller counts it)."""
+    kind = type(batch)
+    if kind is dict:
+        first = next(iter(batch.values()), None)
+        if batch and all(isinstance(v, _COLUMN_TYPES) for v in batch.values()):
+            return "table", len(first)  # type: ignore[arg-type]
+        return "row", 1
+    if kind is list or kind is tuple:
+        if not batch:
+            return "table", 0
+        if all(type(row) is dict for row in batch):
+            return "rows", len(batch)
+        if isinstance(batch[0], (dict, *_COLUMN_TYPES)):
+            return "table", len(batch)
+        return "positional row", 1
+    if kind is np.ndarray:
+        return ("positional row", 1) if batch.ndim == 1 else ("table", int(batch.shape[0]))
+    return "table", 1
