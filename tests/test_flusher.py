@@ -210,3 +210,17 @@ def test_a_starved_flusher_leaves_histograms_bounded_and_exact(monkeypatch):
         hist.observe_array(np.full(1000, 0.25))
         assert hist._pending_rows < MAX_PENDING_ROWS
     assert hist.snapshot(()).bucket_counts == (2 * MAX_PENDING_ROWS // 1000 * 1000, 0)
+
+
+def test_a_snapshot_never_misses_values_a_background_flush_has_taken():
+    """While the flusher bins a histogram's buffer, a snapshot waits for that flush: every
+    value recorded before the snapshot is in it (the flush used to swap the buffer out and
+    add the counts later, so a concurrent snapshot could miss them)."""
+    from mlprobe._instruments import Histogram
+
+    hist = Histogram([0.5])
+    recorded = 0
+    for _ in range(300):
+        hist.observe_array(np.full(100, 0.25))  # every 41 calls, a background flush
+        recorded += 100
+        assert hist.snapshot(()).count == recorded

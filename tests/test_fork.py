@@ -121,6 +121,7 @@ class Service:
             "error types": calls.error_types._lock,
             "score histograms": self.state.scores._lock,
             "score histogram": score._lock,
+            "score histogram flush": score._flush_lock,
             "predicted classes": self.state.classes._lock,
             "feature pending": self.monitor._pending_lock,
             "feature flush": self.monitor._flush_lock,
@@ -257,10 +258,11 @@ def hold(lock: Any) -> Callable[[], None]:
     return let_go
 
 
-LOCK_NAMES = ("guard", "exporter attach", "registry", "default registry", "call recorder", "error types",
-              "score histograms", "score histogram", "predicted classes", "feature pending",
-              "feature flush", "feature ingest", "http series", "http route cap",
-              "http status cap", "http error cap", "flusher", "flusher event")
+LOCK_NAMES = ("guard", "exporter attach", "registry", "default registry", "call recorder",
+              "error types", "score histograms", "score histogram", "score histogram flush",
+              "predicted classes", "feature pending", "feature flush", "feature ingest",
+              "http series", "http route cap", "http status cap", "http error cap", "flusher",
+              "flusher event")
 
 
 @pytest.mark.parametrize("name", LOCK_NAMES)

@@ -44,8 +44,8 @@ class Histogram:
     per-call cost on every request, and no request bins the others' values.
     """
 
-    __slots__ = ("_bounds_array", "_counts", "_lock", "_pending", "_pending_rows", "_sum",
-                 "bounds")
+    __slots__ = ("_bounds_array", "_counts", "_flush_lock", "_lock", "_pending",
+                 "_pending_rows", "_sum", "bounds")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(bounds)
@@ -54,7 +54,11 @@ class Histogram:
         self._sum = 0.0
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held only for increments and the pending swap
+        # Held across a whole flush (swap, bin, add): a snapshot flushes first, so it waits
+        # for a flush another thread is in the middle of, and never misses the values that
+        # flush has taken but not yet added. Recording never takes it.
+        self._flush_lock = threading.Lock()
 
     def observe(self, value: float) -> None:
         """Record one finite value (callers drop NaN and infinities)."""
@@ -78,6 +82,10 @@ class Histogram:
 
     def flush(self) -> None:
         """Bin every pending value in one vectorised pass."""
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             if not self._pending:
                 return
