@@ -212,15 +212,38 @@ def test_a_starved_flusher_leaves_histograms_bounded_and_exact(monkeypatch):
     assert hist.snapshot(()).bucket_counts == (2 * MAX_PENDING_ROWS // 1000 * 1000, 0)
 
 
-def test_a_snapshot_never_misses_values_a_background_flush_has_taken():
-    """While the flusher bins a histogram's buffer, a snapshot waits for that flush: every
-    value recorded before the snapshot is in it (the flush used to swap the buffer out and
-    add the counts later, so a concurrent snapshot could miss them)."""
-    from mlprobe._instruments import Histogram
+def test_a_snapshot_never_misses_values_a_background_flush_has_taken(monkeypatch):
+    """While another thread is in the middle of binning a histogram's buffer, a snapshot waits
+    for that flush and counts every value (the flush used to swap the buffer out and add the
+    counts later, so a concurrent snapshot missed them)."""
+    import numpy
+    from mlprobe import _instruments
 
-    hist = Histogram([0.5])
-    recorded = 0
-    for _ in range(300):
-        hist.observe_array(np.full(100, 0.25))  # every 41 calls, a background flush
-        recorded += 100
-        assert hist.snapshot(()).count == recorded
+    entered, release = threading.Event(), threading.Event()
+
+    class PausingNumpy:
+        """numpy, except that searchsorted (inside a flush) waits until released."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(numpy, name)
+
+        def searchsorted(self, *args: Any, **kwargs: Any) -> Any:
+            entered.set()
+            release.wait(10)
+            return numpy.searchsorted(*args, **kwargs)
+
+    hist = _instruments.Histogram([0.5])
+    hist.observe_array(np.full(100, 0.25))
+    monkeypatch.setattr(_instruments, "np", PausingNumpy())
+    flushing = threading.Thread(target=hist.flush)
+    flushing.start()
+    assert entered.wait(10)  # the flush has taken the 100 values and is binning them
+    counts: list[int] = []
+    snapshot = threading.Thread(target=lambda: counts.append(hist.snapshot(()).count))
+    snapshot.start()
+    snapshot.join(0.2)
+    assert snapshot.is_alive(), f"the snapshot did not wait for the flush: {counts}"
+    release.set()
+    flushing.join(10)
+    snapshot.join(10)
+    assert counts == [100]
