@@ -45,7 +45,7 @@ class Histogram:
     """
 
     __slots__ = ("_bounds_array", "_counts", "_flush_lock", "_lock", "_pending",
-                 "_pending_rows", "_sum", "bounds")
+                 "_pending_rows", "_requested", "_sum", "bounds")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(bounds)
@@ -54,6 +54,7 @@ class Histogram:
         self._sum = 0.0
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
+        self._requested = False  # the flusher has been asked to flush this buffer
         self._lock = threading.Lock()  # held only for increments and the pending swap
         # Held across a whole flush (swap, bin, add): a snapshot flushes first, so it waits
         # for a flush another thread is in the middle of, and never misses the values that
@@ -75,9 +76,13 @@ class Histogram:
             self._pending.append(copy)
             self._pending_rows += copy.size
             pending = self._pending_rows
+            # Ask the flusher once per full buffer, not on every call until it comes.
+            ask = pending >= FLUSH_ROWS and not self._requested
+            if ask:
+                self._requested = True
         if pending >= MAX_PENDING_ROWS:
             self.flush()
-        elif pending >= FLUSH_ROWS:
+        elif ask:
             flusher.request(self)  # off the request path: no call bins other calls' values
 
     def flush(self) -> None:
@@ -87,6 +92,7 @@ class Histogram:
 
     def _flush(self) -> None:
         with self._lock:
+            self._requested = False
             if not self._pending:
                 return
             pending, self._pending, self._pending_rows = self._pending, [], 0
