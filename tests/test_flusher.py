@@ -86,6 +86,21 @@ def test_rows_below_the_threshold_are_ingested_within_the_interval(profile):
     assert time.monotonic() - start < 3 * _flusher.FLUSH_INTERVAL_S + 1
 
 
+@pytest.mark.parametrize("scores", [0.5, np.array([0.5, 0.25])], ids=["scalar", "array"])
+def test_predictions_alone_start_and_wake_the_flusher(profile, scores):
+    """A model whose inputs are not monitored (inputs=False) buffers only its predictions:
+    they too start the flusher and reach the window without a collect."""
+    monitor = FeatureMonitor(profile, flush_rows=64)
+    for _ in range(100):
+        monitor.observe_predictions(scores)
+
+    def in_window() -> int:
+        with monitor._ingest_lock:
+            return sum(bucket.prediction.count for _, bucket in monitor._ring)
+
+    assert wait_until(lambda: in_window() == 100 * np.size(scores))
+
+
 def test_a_collect_sees_every_row_recorded_before_it(profile):
     """Four threads record rows while the flusher runs; each collect counts at least every row
     whose call had returned before the collect began, and the final count is exact."""

@@ -115,6 +115,7 @@ class FeatureMonitor:
         # The row count at which the request path looks up (starts the flusher, wakes it,
         # or drops): 0 after a (re)start, so the first row starts the flusher lazily.
         self._wake_at = 0
+        self._scores_wake_at = 0  # the same for buffered single scores
         self._ring: deque[tuple[int, DatasetWindow]] = deque()
         self._expired = self._template.copy()  # everything that has left the rolling window
 
@@ -164,10 +165,9 @@ class FeatureMonitor:
             return
         if type(scores) is float and self._codec.prediction_index is None:
             queued = self._scores
-            if len(queued) >= self.max_rows:
-                next(self._dropped_predictions)
-                flusher.wake()
-                return
+            n = len(queued)
+            if n >= self._scores_wake_at and not self._on_scores_threshold(n):
+                return  # the buffer is full: dropped and counted
             queued.append(scores)
             return
         if self._codec.prediction_index is not None:
@@ -182,6 +182,26 @@ class FeatureMonitor:
                 return
             self._predictions.append(values)
             self._prediction_values += values.size
+            full = self._prediction_values >= self.flush_rows
+        if full:
+            flusher.wake()
+        else:
+            flusher.ensure_running()
+
+    def _on_scores_threshold(self, n: int) -> bool:
+        """:meth:`_on_threshold` for buffered single scores (a model whose inputs are not
+        monitored still needs the flusher to run)."""
+        if n >= self.max_rows:
+            next(self._dropped_predictions)
+            flusher.wake()
+            return False
+        if n >= self.flush_rows:
+            flusher.wake()
+            self._scores_wake_at = self.max_rows
+        else:
+            flusher.ensure_running()
+            self._scores_wake_at = self.flush_rows
+        return True
 
     def _observe_general(self, batch: Any) -> None:
         """Every input but a clean dict row: encode now (or ingest a large batch now)."""
@@ -262,7 +282,7 @@ class FeatureMonitor:
         if not self._flush_lock.acquire(blocking=False):
             return  # a scrape is flushing this monitor: it does the work
         try:
-            self._wake_at = self.flush_rows
+            self._wake_at = self._scores_wake_at = self.flush_rows
             # Cycles of at most CYCLE_ROWS single rows (short steps), over the rows buffered
             # now: rows arriving meanwhile wait for the next wake-up, so that a collect
             # waiting for the lock (it sets _hurry) is never starved by a steady stream.
