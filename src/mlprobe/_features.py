@@ -24,6 +24,7 @@ O(features x bins x sub-buckets) plus the bounded buffer, independent of traffic
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -48,6 +49,8 @@ BATCH_ROWS = 64
 
 DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
 """Default bound of one monitor's buffer of encoded rows (8 MiB)."""
+
+_ROW_OVERHEAD = sys.getsizeof(b"") + 8  # a bytes object's header, and its slot in a list
 
 def _no_pause() -> None:
     """Pause function of a flush that runs straight through (a scrape, a status call)."""
@@ -84,8 +87,11 @@ class FeatureMonitor:
             raise ConfigurationError(f"max_buffer_bytes must be a positive int (bytes), got "
                                      f"{max_buffer_bytes!r}")
         # Rows (and, separately, buffered predictions) the buffer may hold: at least one
-        # flush's worth, so a small bound cannot stop the flusher from ever being woken.
-        self.max_rows = max(self.flush_rows, max_buffer_bytes // self._codec.row_bytes)
+        # flush's worth, so a small bound cannot stop the flusher from ever being woken. A
+        # buffered single row costs its encoded bytes plus a bytes object's header and a
+        # list slot, and the bound counts all of it.
+        self.max_rows = max(self.flush_rows,
+                            max_buffer_bytes // (self._codec.row_bytes + _ROW_OVERHEAD))
         self._template = DatasetWindow(profile, sketch=True)
         self.reset()
         flusher.register(self)
