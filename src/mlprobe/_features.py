@@ -238,12 +238,13 @@ class FeatureMonitor:
             self._enqueue(None, 0, violations)
             return
         violations.update(found)
+        if n >= BATCH_ROWS:  # the caller's own rows, ingested now: categories are tallied
+            numbers = codec.encode_numeric(columns, n, violations)
+            self._ingest(Encoded(numbers=numbers.T, code_counts=codec.count_categories(
+                columns, n), violations=violations), _no_pause)
+            return
         numbers, codes = codec.encode_columns(columns, n, violations)
-        if n >= BATCH_ROWS:
-            self._ingest(Encoded(numbers=numbers.T, codes=codes.T, violations=violations),
-                         _no_pause)
-        else:
-            self._enqueue(codec.to_bytes(numbers, codes) if n else None, n, violations)
+        self._enqueue(codec.to_bytes(numbers, codes) if n else None, n, violations)
 
     def _enqueue(self, data: bytes | None, rows: int, violations: Counter[str]) -> None:
         if data is None:

@@ -36,14 +36,17 @@ class Encoded:
     (``(rows, categorical)`` uint32) arrays; plus the schema violations counted while
     encoding and the buffered predictions."""
 
-    __slots__ = ("codes", "numbers", "parts", "predictions", "violations")
+    __slots__ = ("code_counts", "codes", "numbers", "parts", "predictions", "violations")
 
     def __init__(self, *, parts: list[bytes] | None = None, numbers: np.ndarray | None = None,
-                 codes: np.ndarray | None = None, violations: Counter[str] | None = None,
+                 codes: np.ndarray | None = None,
+                 code_counts: list[np.ndarray] | None = None,
+                 violations: Counter[str] | None = None,
                  predictions: Sequence[Any] = ()) -> None:
         self.parts = parts
         self.numbers = numbers
         self.codes = codes
+        self.code_counts = code_counts  # instead of codes: per feature, the count per code
         self.violations = violations if violations is not None else Counter()
         self.predictions = predictions
 
@@ -56,13 +59,13 @@ def ingest_steps(template: DatasetWindow, codec: RowCodec, data: Encoded
         joined = yield from _join_steps(data.parts)
         numbers, codes = codec.from_bytes(joined)
     else:
-        assert data.numbers is not None and data.codes is not None
+        assert data.numbers is not None
         numbers, codes = data.numbers, data.codes
     delta = DatasetWindow.__new__(DatasetWindow)
     delta.features = {}
     delta.prediction = None
     delta.schema_violations = Counter(data.violations)
-    delta.rows = max(numbers.shape[0], codes.shape[0])
+    delta.rows = numbers.shape[0]  # (rows, numeric), even with no numeric feature
     features = delta.features
     for i, name in enumerate(codec.numeric):
         window = features[name] = template.features[name].copy()
@@ -71,7 +74,9 @@ def ingest_steps(template: DatasetWindow, codec: RowCodec, data: Encoded
     for j, (name, size) in enumerate(zip(codec.categorical, codec.sizes)):
         window = features[name] = template.features[name].copy()
         if delta.rows:
-            invalid = _add_codes(window, codes[:, j], size)
+            counts = (data.code_counts[j] if data.code_counts is not None
+                      else np.bincount(codes[:, j], minlength=size + INVALID + 1))
+            invalid = _add_code_counts(window, counts, size)
             if invalid:
                 delta.schema_violations["wrong_type"] += invalid
         yield
@@ -146,9 +151,8 @@ def _numeric_steps(window: FeatureWindow, column: np.ndarray) -> Generator[None,
         sketch.update_sorted(values)
 
 
-def _add_codes(window: FeatureWindow, codes: np.ndarray, size: int) -> int:
-    """Count codes into a categorical window; return how many were invalid."""
-    counts = np.bincount(codes, minlength=size + INVALID + 1)
+def _add_code_counts(window: FeatureWindow, counts: np.ndarray, size: int) -> int:
+    """Add counts per code to a categorical window; return how many were invalid."""
     assert window.categories is not None
     window.categories.counts += counts[:size + 1]  # levels, then unseen (__other__)
     window.missing += int(counts[size + MISSING])
@@ -168,4 +172,4 @@ def _add_predictions(window: FeatureWindow, codec: RowCodec, predictions: Sequen
     index, size = codec.prediction_index
     if values.dtype != np.uint32:  # the monitor buffers codes; anything else is encoded here
         values = category_codes(values, values.size, index, size)
-    _add_codes(window, values, size)
+    _add_code_counts(window, np.bincount(values, minlength=size + INVALID + 1), size)

@@ -14,7 +14,10 @@ update counts as missing and invalid. Values that are not numbers at all are als
 Categorical codes of a feature with ``V`` reference levels: ``0 .. V-1`` a level,
 ``V`` unseen (``__other__``), ``V+1`` missing (None, NaN, blank string), ``V+2`` invalid
 (a value whose ``__hash__``, ``__eq__`` or ``__str__`` raises). Matching follows
-:func:`~mlprobe.stats.level_key`: ``3``, ``3.0`` and ``"3"`` are one level.
+:func:`~mlprobe.stats.level_key`: ``3``, ``3.0`` and ``"3"`` are one level, an unhashable
+value counts by its text, and ``True`` is the level ``"True"`` (Python's equality would put
+it with ``1``, as a ``Counter`` over the raw values does offline: mixing booleans with the
+integers 0 and 1 in one categorical feature counts them differently there).
 
 Every function here turns one hostile value into one invalid value; none raises on input.
 """
@@ -23,17 +26,20 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 from ._profile import ReferenceProfile
 from .stats._categorical import level_key
-from .stats._coerce import is_missing
+from .stats._coerce import PANDAS_MIN_ROWS, is_missing
 
-__all__ = ["INVALID", "MISSING", "UNSEEN", "RowCodec", "category_codes", "classify_input"]
+__all__ = ["INVALID", "MISSING", "UNSEEN", "RowCodec", "category_codes", "category_counts",
+           "classify_input"]
 
 UNSEEN, MISSING, INVALID = 0, 1, 2
 """Offsets past a feature's vocabulary size: its unseen, missing and invalid codes."""
@@ -89,6 +95,8 @@ def _coder(index: dict[str, int], size: int) -> Callable[[Any], int]:
     def code(value: Any) -> int:
         try:
             found = get(value)
+        except TypeError:  # unhashable (a list, a dict): by its text, as level_key does
+            return _slow_code(value, index, size)
         except Exception:  # noqa: BLE001 - hostile __hash__ or __eq__
             return size + INVALID
         return found if found is not None else _slow_code(value, index, size)
@@ -227,11 +235,7 @@ class RowCodec:
     @staticmethod
     def code(value: Any, index: dict[str, int], size: int) -> int:
         """The categorical code of one value (see the module docstring); never raises."""
-        try:
-            code = index.get(value)
-        except Exception:  # noqa: BLE001 - hostile __hash__ or __eq__
-            return size + INVALID
-        return code if code is not None else _slow_code(value, index, size)
+        return _coder(index, size)(value)
 
     # -- whole columns (batches) ------------------------------------------------------------
 
@@ -239,17 +243,31 @@ class RowCodec:
                        ) -> tuple[np.ndarray, np.ndarray]:
         """Encode aligned columns: a ``(numeric, rows)`` float64 block and ``(categorical,
         rows)`` uint32 codes, both C-ordered and owned."""
-        numbers = np.empty((len(self.numeric), rows), dtype=np.float64)
+        numbers = self.encode_numeric(columns, rows, violations)
         codes = np.empty((len(self.categorical), rows), dtype=np.uint32)
-        if not rows:
-            return numbers, codes
-        for i, name in enumerate(self.numeric):
-            numbers[i], wrong = numeric_column(columns[name], rows)
-            if wrong:
-                violations["wrong_type"] += wrong
-        for j, (name, index, size) in enumerate(zip(self.categorical, self.indexes, self.sizes)):
-            codes[j] = category_codes(columns[name], rows, index, size)
+        if rows:
+            for j, (name, index, size) in enumerate(zip(self.categorical, self.indexes,
+                                                        self.sizes)):
+                codes[j] = category_codes(columns[name], rows, index, size)
         return numbers, codes
+
+    def encode_numeric(self, columns: dict[str, Any], rows: int, violations: Counter[str]
+                       ) -> np.ndarray:
+        """The ``(numeric, rows)`` float64 block of aligned columns (C-ordered, owned)."""
+        numbers = np.empty((len(self.numeric), rows), dtype=np.float64)
+        if rows:
+            for i, name in enumerate(self.numeric):
+                numbers[i], wrong = numeric_column(columns[name], rows)
+                if wrong:
+                    violations["wrong_type"] += wrong
+        return numbers
+
+    def count_categories(self, columns: dict[str, Any], rows: int) -> list[np.ndarray]:
+        """Per categorical feature, the count of each code (what a batch ingested at once
+        needs: tallying distinct values is cheaper than coding every row)."""
+        return [category_counts(columns[name], rows, index, size) if rows else
+                np.zeros(size + INVALID + 1, dtype=np.int64)
+                for name, index, size in zip(self.categorical, self.indexes, self.sizes)]
 
     def to_bytes(self, numbers: np.ndarray, codes: np.ndarray) -> bytes:
         """Rows of an encoded ``(numeric, rows)`` block and ``(categorical, rows)`` codes as
@@ -297,9 +315,11 @@ def numeric_column(column: Any, rows: int) -> tuple[np.ndarray, int]:
 def category_codes(column: Any, rows: int, index: dict[str, int], size: int) -> np.ndarray:
     """Encode one categorical column to uint32 codes; never raises.
 
-    Numeric and string arrays are encoded per distinct value (``np.unique``); lists and object
-    arrays look every value up in C first and resolve the misses once per distinct
-    ``(type, value)``, so that ``1``, ``1.0`` and ``True`` keep their own level keys.
+    Numeric and string arrays are encoded per distinct value (``np.unique``); long object
+    arrays with ``pandas.factorize`` when pandas is already loaded (as ``tally_categorical``
+    does; it groups values equal in Python, such as ``1`` and ``True``, under the first one);
+    anything else is looked up value by value in C, and the misses are resolved once per
+    distinct ``(type, value)``.
     """
     coder = _coder(index, size)
     try:
@@ -310,29 +330,76 @@ def category_codes(column: Any, rows: int, index: dict[str, int], size: int) -> 
             uniques, inverse = np.unique(flat, return_inverse=True)
             table = np.array([coder(v) for v in uniques.tolist()], dtype=np.uint32)
             return table[inverse.reshape(-1)]
+        pandas = sys.modules.get("pandas")
+        if (pandas is not None and isinstance(column, np.ndarray) and column.ndim == 1
+                and column.size == rows and rows >= PANDAS_MIN_ROWS):
+            codes = _codes_with_pandas(pandas, column, coder, size)
+            if codes is not None:
+                return codes
         items = column.tolist() if isinstance(column, np.ndarray) else list(column)
     except Exception:  # noqa: BLE001 - an array-like that cannot be read: all invalid
         return np.full(rows, size + INVALID, dtype=np.uint32)
     if len(items) != rows:
         return np.full(rows, size + INVALID, dtype=np.uint32)
-    try:
-        codes = list(map(index.get, items))  # the common case in C: known levels
+    unresolved = size + INVALID + 1  # not a code: "look this one up the slow way"
+    try:  # the common case in C: known levels (a miss gives ``unresolved``)
+        codes = np.fromiter(map(index.get, items, repeat(unresolved)), dtype=np.uint32,
+                            count=rows)
     except Exception:  # noqa: BLE001 - one value's __hash__/__eq__ raised: go one by one
-        codes = [None] * rows
-    if None in codes:  # identity checks only: no user __eq__ runs here
+        codes = np.full(rows, unresolved, dtype=np.uint32)
+    misses = np.flatnonzero(codes == unresolved).tolist()
+    if misses:
         memo: dict[tuple[type, Any], int] = {}
-        for i, code in enumerate(codes):
-            if code is None:
-                value = items[i]
-                try:
-                    key = (type(value), value)
-                    found = memo.get(key)
-                    if found is None:
-                        found = memo[key] = coder(value)
-                except Exception:  # noqa: BLE001 - unhashable or hostile: on its own
-                    found = coder(value)
-                codes[i] = found
-    return np.array(codes, dtype=np.uint32)
+        for i in misses:
+            value = items[i]
+            try:
+                key = (type(value), value)
+                found = memo.get(key)
+                if found is None:
+                    found = memo[key] = coder(value)
+            except Exception:  # noqa: BLE001 - unhashable or hostile: on its own
+                found = coder(value)
+            codes[i] = found
+    return codes
+
+
+def category_counts(column: Any, rows: int, index: dict[str, int], size: int) -> np.ndarray:
+    """How many values of a categorical column take each code (``size + 3`` counts); never
+    raises. The values are tallied in C (``collections.Counter``, or ``pandas.factorize`` for
+    long arrays when pandas is loaded) and each distinct value is coded once."""
+    counts = np.zeros(size + INVALID + 1, dtype=np.int64)
+    pandas = sys.modules.get("pandas")
+    if (pandas is not None and isinstance(column, np.ndarray) and column.dtype.kind == "O"
+            and column.ndim == 1 and column.size == rows and rows >= PANDAS_MIN_ROWS):
+        codes = _codes_with_pandas(pandas, column, _coder(index, size), size)
+        if codes is not None:
+            return np.bincount(codes, minlength=counts.size).astype(np.int64)
+    if isinstance(column, np.ndarray) and column.dtype.kind != "O":
+        return np.bincount(category_codes(column, rows, index, size), minlength=counts.size)
+    try:
+        items = column.tolist() if isinstance(column, np.ndarray) else list(column)
+        tally = Counter(items) if len(items) == rows else None
+    except Exception:  # noqa: BLE001 - unhashable or hostile values: code them one by one
+        tally = None
+    if tally is None:
+        return np.bincount(category_codes(column, rows, index, size), minlength=counts.size)
+    coder = _coder(index, size)
+    for value, n in tally.items():
+        counts[coder(value)] += n
+    return counts
+
+
+def _codes_with_pandas(pandas: Any, column: np.ndarray, coder: Callable[[Any], int],
+                       size: int) -> np.ndarray | None:
+    """Codes from ``pandas.factorize``; None if it cannot (unhashable values, old pandas)."""
+    try:
+        codes, uniques = pandas.factorize(column)
+    except Exception:  # noqa: BLE001 - fall back to the lookup in C
+        return None
+    # factorize gives -1 to None, NaN and pandas NA: the table's last entry, "missing"
+    table = np.array([coder(u) for u in np.asarray(uniques, dtype=object).tolist()]
+                     + [size + MISSING], dtype=np.uint32)
+    return table[codes]
 
 
 _COLUMN_TYPES = (list, tuple, np.ndarray)
