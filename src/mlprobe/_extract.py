@@ -31,14 +31,10 @@ def input_size(batch: Any) -> tuple[int | None, int | None]:
     ``shape`` or ``memory_usage`` that raises or returns nonsense) has no known size.
     """
     try:
-        rows, nbytes = _input_size(batch)
+        # (negative sizes from an object that lies are dropped by the recorder)
+        return _input_size(batch)
     except Exception:  # noqa: BLE001 - a hostile input object: sizes unknown, nothing raised
         return None, None
-    return _count(rows), _count(nbytes)
-
-
-def _count(value: Any) -> int | None:
-    return value if type(value) is int and value >= 0 else None
 
 
 def _input_size(batch: Any) -> tuple[int | None, int | None]:
