@@ -150,7 +150,8 @@ def reachable_locks(roots: list[Any]) -> Iterator[tuple[str, str, Any]]:
             yield kind, path, obj
             continue
         if isinstance(obj, (threading.Condition, threading.Event)):
-            inner = obj._lock if isinstance(obj, threading.Condition) else obj._cond  # type: ignore[attr-defined]
+            condition = isinstance(obj, threading.Condition)
+            inner = obj._lock if condition else obj._cond  # type: ignore[attr-defined]
             stack.append((kind, path + ".<inner>", inner))
             continue
         if isinstance(obj, dict):

@@ -10,8 +10,8 @@ import pytest
 
 import mlprobe
 from mlprobe._features import FeatureMonitor
-from mlprobe._row_codec import INVALID, MISSING, UNSEEN, RowCodec, category_codes, \
-    category_counts
+from mlprobe._row_codec import RowCodec
+from mlprobe._value_codes import INVALID, MISSING, UNSEEN, category_codes, category_counts
 from mlprobe._window import DatasetWindow
 
 LEVELS = ["basic", "pro", "team"]
@@ -51,7 +51,7 @@ def test_buffered_rows_count_what_the_offline_update_counts(profile):
     """3,000 dirty single rows (None, inf, strings, ints, unseen and blank categories, int
     codes as ints, floats and strings) buffered and flushed give the same counts, bins and
     moments as DatasetWindow.update on the same rows as columns (the offline path). (Booleans
-    mixed with 0/1 are left out: the offline Counter groups True with 1, see _row_codec.)"""
+    mixed with 0/1 are left out: the offline Counter groups True with 1, see _value_codes.)"""
     rows = dirty_rows(3000, 1)
     monitor = FeatureMonitor(profile)
     for row in rows:

@@ -39,7 +39,8 @@ from ._flusher import COLLECT_BUDGET_S, STEP_BUDGET_S, flusher, flusher_pace
 from ._flusher import pause as give_way
 from ._ingest import Encoded, ingest_steps, run_steps
 from ._profile import ReferenceProfile
-from ._row_codec import RowCodec, category_codes, classify_input
+from ._row_codec import RowCodec
+from ._value_codes import category_codes, classify_input
 from .errors import ConfigurationError
 
 __all__ = ["BATCH_ROWS", "DEFAULT_BUFFER_BYTES", "FeatureMonitor"]

@@ -7,7 +7,7 @@ flusher pauses at each yield, so a request thread waits for at most one step, ne
 whole flush; a scrape runs it straight through. The numbers are exactly those of
 :meth:`FeatureWindow.update` on the raw values: each numeric column is sorted once, checked
 for NaN and infinities at its two ends, and folded in with :meth:`FeatureWindow.add_sorted`
-(its sliced form, on the encodings of :mod:`mlprobe._row_codec`).
+(its sliced form, on the encodings of :mod:`mlprobe._value_codes`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from ._flusher import COLLECT_BUDGET_S
-from ._row_codec import INVALID, MISSING, RowCodec, category_codes
+from ._row_codec import RowCodec
+from ._value_codes import INVALID, MISSING, category_codes
 from ._window import DatasetWindow, FeatureWindow
 
 __all__ = ["Encoded", "ingest_steps", "run_steps"]
