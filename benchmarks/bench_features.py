@@ -2,19 +2,24 @@
 
 Side by side in one process: the amortised per-row cost of the feature monitor alone and of
 ``probe.observe`` for single dict rows of 20 numeric + 5 categorical features (buffered,
-flushed every 4,096 rows), against a
+ingested off the request path), against a
 plain-Python per-row bisect counter (the cheapest hand-written alternative); a 10,000-row batch
 against a 100,000-row reference; collect time for 100 features; resident memory over 1,000,000
-single-row calls. Run: ``python benchmarks/bench_features.py [--quick] [--dataframe]``.
+single-row calls. ``--baseline DIR`` runs another version's code side by side (a package
+``mlprobe_base`` in DIR, built as bench_tail_latency.py describes). Run:
+``python benchmarks/bench_features.py [--quick] [--dataframe] [--baseline DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import importlib
 import resource
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -56,11 +61,38 @@ class BisectCounter:
             self.cats[key] = self.cats.get(key, 0) + 1
 
 
-def per_row_ns(fn, data: list[dict]) -> float:
+def per_row_ns(fn, data: list[dict], finish=None) -> float:
+    """Wall time per row of calling ``fn`` on every row, then ``finish()`` (the flush of what
+    is still buffered, so every row's work is counted whichever thread does it)."""
     start = time.perf_counter()
     for row in data:
         fn(row)
+    if finish is not None:
+        finish()
     return (time.perf_counter() - start) / len(data) * 1e9
+
+
+def single_row_variants(module, profile, label: str) -> dict:
+    """``{name: (per-row function, finish)}`` for one mlprobe package (this one or a
+    baseline copy), each on a fresh probe."""
+    alone = module.Probe("alone", registry=module.Registry(), reference=profile)
+    probe = module.Probe("single", registry=module.Registry(), reference=profile)
+    tracked = module.Probe("tracked", registry=module.Registry(), reference=profile)
+
+    @tracked.track
+    def predict(row):
+        return 0.5
+
+    def flush(p):
+        return p._state.features.window
+
+    return {
+        # the per-row feature statistics only, without the rows-per-call histogram
+        f"{label} feature monitor alone": (alone._state.features.observe, flush(alone)),
+        f"{label} probe.observe (buffered)": (lambda r, p=probe: p.observe(inputs=r),
+                                              flush(probe)),
+        f"{label} @probe.track, all metrics": (predict, flush(tracked)),
+    }
 
 
 def main() -> None:
@@ -69,37 +101,54 @@ def main() -> None:
     parser.add_argument("--dataframe", action="store_true",
                         help="send the batch as a pandas DataFrame (pandas is then loaded, "
                              "which also switches categorical tallies to pandas.factorize)")
+    parser.add_argument("--baseline", type=Path,
+                        help="a directory holding a package mlprobe_base (another version's "
+                             "src/mlprobe) to run side by side; see bench_tail_latency.py")
     args = parser.parse_args()
     rounds = 3 if args.quick else 7
     profile = make_profile(20, 5, 100_000)
     data = rows(20_480)
+    baseline = None
+    if args.baseline is not None:
+        sys.path.insert(0, str(args.baseline))
+        baseline = importlib.import_module("mlprobe_base")
+        base_profile = baseline.ReferenceProfile.from_dict(profile.to_dict())
 
-    print("== single-row calls, 20 numeric + 5 categorical features (ns per row, amortised)")
-    results: dict[str, list[float]] = {"plain-Python bisect counter": [],
-                                       "mlprobe feature monitor alone": [],
-                                       "mlprobe probe.observe (buffered)": [],
-                                       "mlprobe @probe.track, all metrics": []}
+    print("== single-row calls, 20 numeric + 5 categorical features (ns per row, amortised: "
+          "the calls, then the flush of what is still buffered)")
+    results: dict[str, list[float]] = {"plain-Python bisect counter": []}
     for _ in range(rounds):
         counter = BisectCounter(profile)
         results["plain-Python bisect counter"].append(per_row_ns(counter.observe, data))
-        monitor = mlprobe.Probe("alone", registry=mlprobe.Registry(), reference=profile)
-        # the per-row feature statistics only, without the rows-per-call histogram
-        results["mlprobe feature monitor alone"].append(
-            per_row_ns(monitor._state.features.observe, data))
-        probe = mlprobe.Probe("single", registry=mlprobe.Registry(), reference=profile)
-        results["mlprobe probe.observe (buffered)"].append(
-            per_row_ns(lambda r, p=probe: p.observe(inputs=r), data))
-        tracked = mlprobe.Probe("tracked", registry=mlprobe.Registry(), reference=profile)
-
-        @tracked.track
-        def predict(row):
-            return 0.5
-
-        results["mlprobe @probe.track, all metrics"].append(per_row_ns(predict, data))
+        variants = single_row_variants(mlprobe, profile, "mlprobe")
+        if baseline is not None:
+            variants.update(single_row_variants(baseline, base_profile, "baseline"))
+        for name, (fn, finish) in variants.items():
+            results.setdefault(name, []).append(per_row_ns(fn, data, finish))
     base = statistics.median(results["plain-Python bisect counter"])
     for name, values in results.items():
         med = statistics.median(values)
         print(f"  {name:40} median {med:8.0f}  min {min(values):8.0f}  ratio {med / base:5.2f}")
+
+    print("== the same tracked call: what the calling thread pays (ns per row); the flusher is "
+          "held off during the calls and its work is timed apart")
+    paid: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        probe = mlprobe.Probe("paid", registry=mlprobe.Registry(), reference=profile)
+        predict = probe.track(lambda row: 0.5)
+        monitor = probe._state.features
+        with monitor._flush_lock:  # the flusher skips a monitor whose lock is taken
+            paid.setdefault("mlprobe: the calls", []).append(per_row_ns(predict, data))
+        t0 = time.perf_counter()
+        monitor.flush()
+        paid.setdefault("mlprobe: the flush, off the request path", []).append(
+            (time.perf_counter() - t0) / len(data) * 1e9)
+        if baseline is not None:
+            old = baseline.Probe("paid", registry=baseline.Registry(), reference=base_profile)
+            paid.setdefault("baseline: the calls (inline flush every 4,096)", []).append(
+                per_row_ns(old.track(lambda row: 0.5), data))
+    for name, values in paid.items():
+        print(f"  {name:48} median {statistics.median(values):8.0f}  min {min(values):8.0f}")
 
     print("== 10,000-row batch vs 100,000-row reference, 25 features (ms)")
     batch = {f"num_{i:02d}": RNG.normal(i + 0.3, 1 + i / 10, 10_000) for i in range(20)}
@@ -110,19 +159,24 @@ def main() -> None:
 
         batch = pd.DataFrame(batch)
     print(f"  batch as {'a DataFrame' if args.dataframe else 'a dict of numpy columns'}")
-    ingest, evaluate = [], []
+    packages = [("mlprobe", mlprobe, profile)]
+    if baseline is not None:
+        packages.append(("baseline", baseline, base_profile))
+    timings: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n, _, _ in packages}
     for _ in range(rounds):
-        probe = mlprobe.Probe("batch", registry=mlprobe.Registry(), reference=profile)
-        t0 = time.perf_counter()
-        probe.observe(inputs=batch)
-        t1 = time.perf_counter()
-        probe.drift_status()
-        t2 = time.perf_counter()
-        ingest.append((t1 - t0) * 1e3)
-        evaluate.append((t2 - t1) * 1e3)
-    print(f"  ingest median {statistics.median(ingest):.2f} ms; every statistic (drift_status) "
-          f"median {statistics.median(evaluate):.2f} ms; total "
-          f"{statistics.median(ingest) + statistics.median(evaluate):.2f} ms")
+        for name, module, prof in packages:
+            probe = module.Probe("batch", registry=module.Registry(), reference=prof)
+            t0 = time.perf_counter()
+            probe.observe(inputs=batch)
+            t1 = time.perf_counter()
+            probe.drift_status()
+            t2 = time.perf_counter()
+            timings[name][0].append((t1 - t0) * 1e3)
+            timings[name][1].append((t2 - t1) * 1e3)
+    for name, (ingest, evaluate) in timings.items():
+        print(f"  {name:8} ingest median {statistics.median(ingest):.2f} ms; every statistic "
+              f"(drift_status) median {statistics.median(evaluate):.2f} ms; total "
+              f"{statistics.median(ingest) + statistics.median(evaluate):.2f} ms")
 
     print("== collect time, 100 features (ms)")
     profile100 = make_profile(80, 20, 20_000)

@@ -182,6 +182,8 @@ def test_bad_input_is_counted_and_never_raised(profile, registry):
     violations = samples_by(registry, "mlprobe_schema_violations", "kind")
     assert violations["wrong_type"] == 1  # "old" (inf is a number: invalid, not a wrong type)
     assert violations["unreadable_input"] == 1  # "not rows"
+    income = probe._state.features.totals().features["income"]
+    assert income.invalid == 1  # the inf
     assert violations["unexpected_feature"] == 1
     assert violations["wrong_width"] == 1 + 4
     assert violations["missing_feature"] == 1 + 1
@@ -254,17 +256,51 @@ def test_reference_must_be_a_profile(registry):
         mlprobe.Probe("bad2", registry=registry, window_seconds=0)
 
 
-def test_pending_buffers_stay_bounded_without_scrapes(profile):
-    """Without any scrape, buffered rows and predictions never exceed flush_rows entries."""
-    monitor = FeatureMonitor(profile, flush_rows=100)
-    for _ in range(1000):
-        monitor.observe_predictions(0.5)
-        monitor.observe({"age": 40.0, "income": 1.0, "plan": "pro"})
-        assert len(monitor._pending_predictions) <= 100
-        assert len(monitor._packed) <= 100 and len(monitor._labels) <= 100
+def test_buffer_is_bounded_and_drops_are_counted_when_nothing_flushes(profile, registry):
+    """With the flusher held off, the buffer stops at its bound: rows and predictions past it
+    are dropped and exported as mlprobe_feature_dropped_rows_total, never waited for."""
+    probe = mlprobe.Probe("bounded", registry=registry, reference=profile)
+    monitor = probe._state.features
+    monitor.flush_rows, monitor.max_rows = 50, 100  # max_buffer_bytes=100 * row_bytes
+    with monitor._flush_lock:  # the flusher skips a monitor whose lock is taken
+        for _ in range(1000):
+            monitor.observe_predictions(0.5)
+            monitor.observe({"age": 40.0, "income": 1.0, "plan": "pro"})
+            assert len(monitor._scores) <= 100
+            assert len(monitor._rows) + monitor._block_rows <= 100
+        for _ in range(10):  # blocks (small batches) share the bound
+            monitor.observe([{"age": 40.0, "income": 1.0, "plan": "pro"}] * 5)
+    assert monitor.dropped_rows == 900 + 900 + 50
     totals = monitor.totals()
-    assert totals.rows == 1000
-    assert totals.prediction.count == 1000
+    assert totals.rows == 100
+    assert totals.prediction.count == 100
+    assert sample_value(registry, "mlprobe_feature_dropped_rows", {"model": "bounded"}) == 1850
+
+
+def test_buffer_retains_no_caller_object(profile):
+    """Buffered rows are encoded bytes: nothing the caller passed (a category value, an extra
+    field) is kept alive by the buffer."""
+    import gc
+    import weakref
+
+    class Level(str):
+        pass
+
+    class Payload:
+        pass
+
+    monitor = FeatureMonitor(profile)
+    level, payload = Level("pro"), Payload()
+    refs = [weakref.ref(level), weakref.ref(payload)]
+    with monitor._flush_lock:
+        monitor.observe({"age": 40.0, "income": 1.0, "plan": level})  # the packed path
+        monitor.observe({"age": None, "income": 1.0, "plan": level, "x": payload})  # general
+        monitor.observe([{"age": 1.0, "income": 1.0, "plan": level, "x": payload}] * 3)
+        del level, payload
+        gc.collect()
+        assert [r() for r in refs] == [None, None]
+        assert len(monitor._rows) == 1 and monitor._block_rows == 4
+    assert monitor.totals().features["plan"].categories.counts[1] == 5  # "pro"
 
 
 def test_concurrent_rows_are_all_counted(profile):
@@ -306,11 +342,11 @@ def test_packed_rows_accept_numeric_types_and_route_the_rest_to_counting(profile
     numbers = [40, True, np.float32(41.5), np.int64(42), Decimal("43.25"), 44.0]
     for value in numbers:
         monitor.observe({"age": value, "income": 1.0, "plan": "pro"})
-    assert len(monitor._packed) == len(numbers)  # all took the packed path
+    assert len(monitor._rows) == len(numbers)  # all took the packed path
     monitor.observe({"age": None, "income": 1.0, "plan": "pro"})
     monitor.observe({"age": "forty", "income": 1.0, "plan": "pro"})
     monitor.observe({"age": 10**400, "income": 1.0, "plan": "pro"})
-    assert len(monitor._packed) == len(numbers)  # none of these did
+    assert len(monitor._rows) == len(numbers)  # none of these did
     age = monitor.window().features["age"]
     assert age.count == len(numbers)
     assert age.moments.mean == pytest.approx(np.mean([40, 1, 41.5, 42, 43.25, 44.0]))

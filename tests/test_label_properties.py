@@ -133,7 +133,8 @@ def test_classes_errors_outputs_models_and_routes_export_as_label_values(values)
 
 BASE_DOCUMENT = mlprobe.ReferenceProfile.from_data(
     {"plan": ["basic", "pro"] * 50}, categorical=["plan"]).to_dict()
-_LEVELS = st.lists(LABEL_TEXT.filter(lambda v: level_key(v) != "__other__"),
+# Levels a profile can hold: not the reserved overflow name, not blank (a missing value).
+_LEVELS = st.lists(LABEL_TEXT.filter(lambda v: level_key(v) != "__other__" and v.strip()),
                    min_size=1, max_size=5, unique_by=level_key)
 
 

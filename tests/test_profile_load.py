@@ -90,6 +90,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[Doc], None], str]] = {
     "duplicate feature names": (_set("features.1.name", "a"), "uniquely named"),
     "duplicate levels": (_levels(["x", "x"]), "unique"),
     "levels equal after level_key": (_levels(["x", "y", "x"]), "unique"),
+    "a blank level (blank values are missing)": (_levels(["x", "  "]), "blank"),
     "reserved __other__ level": (_levels(["x", "__other__"]), "__other__"),
     "level not a string": (_levels(["x", 3]), "levels[1]"),
     "level too long": (_levels(["x" * 5000]), "levels[0]"),

@@ -139,7 +139,7 @@ def valid_documents(draw: Any) -> dict[str, Any]:
     cat = next(f for f in doc["features"] if f["name"] == "c")
     levels = draw(st.lists(st.text(st.characters(exclude_categories=("Cs",)), max_size=12),
                            min_size=0, max_size=8, unique=True))
-    levels = [v for v in levels if v != "__other__"]
+    levels = [v for v in levels if v != "__other__" and v.strip()]  # blank is missing
     cat["levels"] = levels
     cat["counts"] = [draw(st.integers(0, 50)) for _ in levels] + [draw(st.integers(0, 50))]
     cat["count"] = sum(cat["counts"])

@@ -92,6 +92,9 @@ _SPECS = (
     MetricSpec("mlprobe_dataset_drift_share", "gauge", "1", MODEL_LABELS,
                "Share of evaluated features whose drift status is warning or critical "
                "(importance-weighted when the profile has importances)."),
+    MetricSpec("mlprobe_feature_dropped_rows", "counter", "{row}", MODEL_LABELS,
+               "Input rows and predictions left out of the feature statistics because the "
+               "monitor's bounded buffer was full (the background flusher fell behind)."),
     MetricSpec("mlprobe_schema_violations", "counter", "{violation}", MODEL_LABELS + ("kind",),
                "Inputs that did not fit the reference schema, by kind."),
     MetricSpec("mlprobe_internal_errors", "counter", "{error}", (),

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from ._config import env_flag
 from ._guard import report_internal_error
 from .errors import ConfigurationError
+from .stats._labels import label_value
 
 __all__ = ["build_decorator"]
 
@@ -144,7 +145,10 @@ def _make_finisher(state: _State, index: int | None, name: str | None, want_inpu
             else:
                 batch = _MISSING
             if batch is not _MISSING:
-                rows, nbytes = see_inputs(batch, input_extractor)
+                try:
+                    rows, nbytes = see_inputs(batch, input_extractor)
+                except Exception as err:  # noqa: BLE001 - the call itself is still recorded
+                    report_internal_error("track.inputs", err)
         # Sizes go in with the outcome: one lock round trip for the whole call.
         state.calls.exit_ok(duration, rows, nbytes)
         if want_outputs and result is not _MISSING:
@@ -154,8 +158,15 @@ def _make_finisher(state: _State, index: int | None, name: str | None, want_inpu
 
 
 def _finish_error(calls: Any, start: float, exc: BaseException) -> None:
+    duration = perf_counter() - start
     try:
-        calls.exit_error(perf_counter() - start, type(exc).__qualname__)
+        name = type(exc).__qualname__
+        if type(name) is not str:  # a str subclass (kept as plain text), or anything at all
+            name = label_value(name) if isinstance(name, str) else "__other__"
+    except Exception:  # noqa: BLE001 - a metaclass whose __qualname__ raises
+        name = "__other__"
+    try:
+        calls.exit_error(duration, name)
     except Exception as err:  # noqa: BLE001
         report_internal_error("track.exit", err)
 

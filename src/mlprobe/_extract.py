@@ -27,8 +27,17 @@ def input_size(batch: Any) -> tuple[int | None, int | None]:
     Bytes are the size of the input's data buffers where the object knows it cheaply (numpy
     ``nbytes``, pandas ``memory_usage`` without ``deep``, the length of bytes or str payloads).
     Python containers of Python objects have no cheap honest size, so their bytes are not
-    recorded (``None``) rather than guessed.
+    recorded (``None``) rather than guessed. An input that lies about itself (a ``__len__``,
+    ``shape`` or ``memory_usage`` that raises or returns nonsense) has no known size.
     """
+    try:
+        # (negative sizes from an object that lies are dropped by the recorder)
+        return _input_size(batch)
+    except Exception:  # noqa: BLE001 - a hostile input object: sizes unknown, nothing raised
+        return None, None
+
+
+def _input_size(batch: Any) -> tuple[int | None, int | None]:
     kind = type(batch)
     if kind is np.ndarray:
         return (int(batch.shape[0]) if batch.ndim else 1), int(batch.nbytes)
@@ -89,13 +98,22 @@ def output_values(result: Any, max_outputs: int) -> OutputValues:
     Floats are scores; integers, booleans and strings are class labels. A 2-D float array of
     shape ``(n, k)`` with ``k > 1`` is read as per-class probabilities: column ``j`` is output
     ``"j"`` (the first ``max_outputs`` columns) and its row-wise argmax is the predicted class.
-    A mapping is read as named outputs (``{"churn": scores, ...}``).
+    A mapping is read as named outputs (``{"churn": scores, ...}``). A list of scores with
+    some missing or odd entries keeps its numbers. Never raises: a result that cannot be read
+    at all (a hostile ``__array__``, ``__len__`` or mapping) records nothing.
     """
+    try:
+        return _output_values(result, max_outputs)
+    except Exception:  # noqa: BLE001 - a hostile result object: nothing to record
+        return _NOTHING
+
+
+def _output_values(result: Any, max_outputs: int) -> OutputValues:
     kind = type(result)
     if kind is float or isinstance(result, np.floating):
         return OutputValues({"score": float(result)}, None)
     if kind is str or kind is bool or kind is int or isinstance(result, (np.integer, np.bool_)):
-        return OutputValues({}, (_label(result),))
+        return OutputValues({}, (_safe_label(result),))
     if kind is np.ndarray:
         return _from_array(result, max_outputs)
     if kind is list or kind is tuple:
@@ -105,7 +123,7 @@ def output_values(result: Any, max_outputs: int) -> OutputValues:
             return output_values(result[0], max_outputs)
         try:
             array = np.asarray(result)
-        except (ValueError, TypeError):  # ragged or exotic: nothing we can read
+        except Exception:  # noqa: BLE001 - ragged or exotic: nothing we can read
             return _NOTHING
         return _from_array(array, max_outputs)
     if isinstance(result, Mapping):
@@ -113,7 +131,10 @@ def output_values(result: Any, max_outputs: int) -> OutputValues:
         for name, value in list(result.items())[:max_outputs]:
             part = output_values(value, max_outputs)
             if "score" in part.scores:
-                scores[str(name)] = part.scores["score"]
+                try:
+                    scores[str(name)] = part.scores["score"]
+                except Exception:  # noqa: BLE001 - a name whose str() raises: that output only
+                    continue
         return OutputValues(scores, None)
     if _is_pandas(result):
         return _from_array(result.to_numpy(), max_outputs)
@@ -143,8 +164,13 @@ def _from_array(array: np.ndarray, max_outputs: int) -> OutputValues:
     if dtype_kind in "US":
         return OutputValues({}, array.ravel())
     if dtype_kind == "O":
-        labels = [v for v in array.ravel().tolist()
-                  if type(v) is str or type(v) is int or type(v) is bool]
+        items = array.ravel().tolist()
+        if any(type(v) is float for v in items):
+            # scores with some missing or odd entries ([0.2, None, 0.9]): keep the numbers,
+            # so one bad entry costs that entry, not the batch
+            numbers = [v for v in items if type(v) is float or type(v) is int]
+            return OutputValues({"score": np.array(numbers, dtype=np.float64)}, None)
+        labels = [v for v in items if type(v) is str or type(v) is int or type(v) is bool]
         return OutputValues({}, labels)
     return _NOTHING
 
@@ -155,17 +181,29 @@ def _label(value: Any) -> str:
     return str(value)
 
 
+UNREADABLE_CLASS = "__other__"
+"""Label of a class whose label cannot be made (its ``str`` raises, an int too long to print):
+counted with the overflow classes, one value each."""
+
+
+def _safe_label(value: Any) -> str:
+    try:
+        return _label(value)
+    except Exception:  # noqa: BLE001 - one unreadable class costs that class only
+        return UNREADABLE_CLASS
+
+
 def class_counts(classes: Any) -> list[tuple[str, int]]:
     """Count class labels, one Python step per distinct label rather than per row."""
     if isinstance(classes, np.ndarray):
         if classes.size == 0:
             return []
         values, counts = np.unique(classes, return_counts=True)
-        return [(_label(v), int(n)) for v, n in zip(values.tolist(), counts.tolist())]
+        return [(_safe_label(v), int(n)) for v, n in zip(values.tolist(), counts.tolist())]
     if len(classes) == 1:
-        return [(_label(classes[0]), 1)]
+        return [(_safe_label(classes[0]), 1)]
     tally: dict[str, int] = {}
     for value in classes:
-        key = _label(value)
+        key = _safe_label(value)
         tally[key] = tally.get(key, 0) + 1
     return list(tally.items())

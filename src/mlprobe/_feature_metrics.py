@@ -126,6 +126,7 @@ def _counters(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
     builder.add("mlprobe_feature_missing", missing)
     builder.add("mlprobe_feature_out_of_range", out_of_range)
     builder.add("mlprobe_feature_unseen_category", unseen)
+    builder.add("mlprobe_feature_dropped_rows", [Sample(base, float(monitor.dropped_rows))])
     builder.add("mlprobe_schema_violations", [
         Sample(base + (("kind", kind),), float(n))
         for kind, n in sorted(totals.schema_violations.items())])

@@ -1,24 +1,30 @@
 """FeatureMonitor: rolling per-feature statistics of live inputs against a reference profile.
 
-Request path: a dict row with exactly the reference's keys (the common single-row call) is
-read with two C-level ``itemgetter`` calls, its numeric values packed into 8-byte doubles
-with ``struct`` while they are still in the CPU cache, and both parts appended to lists
-without a lock. Any other input is appended to a pending list (a shallow copy); batches of
-``BATCH_ROWS`` rows or more are ingested at once. Pending rows are ingested in one
-vectorised pass per ``flush_rows`` rows, or when a scrape or a status call needs them:
-packed rows become a ``(features, rows)`` matrix with no per-value Python work.
+Request path: an input is encoded at once into fixed-width rows (:mod:`mlprobe._row_codec`):
+numeric values as doubles, categorical values as their vocabulary code. The buffer therefore
+holds bytes the monitor owns, never the caller's objects, and its size is known exactly. A
+dict row with exactly the reference's keys (the common single-row call) is packed by one
+generated function and appended to a list without a lock. Inputs of ``BATCH_ROWS`` rows or
+more are ingested at once by the calling request (its own rows, amortised over them).
+
+Flush: buffered rows are ingested off the request path by the background flusher
+(:mod:`mlprobe._flusher`), in short steps, when ``flush_rows`` rows are waiting or at the
+latest every ``FLUSH_INTERVAL_S``; a scrape or a status call ingests whatever is left first,
+so it sees every row recorded before it started. When the flusher cannot keep up, the buffer
+stops at ``max_buffer_bytes`` and further rows are dropped and counted, never waited for.
 
 State is a ring of time sub-buckets (``window_seconds / sub_buckets`` each) of mergeable
 summaries per feature: bin counts on the reference's fine edges, moments, a quantile sketch,
 category counts on the reference vocabulary, and missing / invalid / out-of-range counts.
 The rolling window is the merge of the live sub-buckets. Cumulative counts (for Prometheus
 counters, which a fleet sums with PromQL) are kept beside the ring. Memory is
-O(features x bins x sub-buckets), independent of traffic.
+O(features x bins x sub-buckets) plus the bounded buffer, independent of traffic.
 """
 
 from __future__ import annotations
 
-import struct
+import itertools
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -27,29 +33,29 @@ from typing import Any
 
 import numpy as np
 
-from ._feature_input import to_columns, tuple_getter
+from ._feature_input import to_columns
+from ._flusher import COLLECT_BUDGET_S, STEP_BUDGET_S, flusher, flusher_pace
+from ._flusher import pause as give_way
+from ._ingest import Encoded, ingest_steps, run_steps
 from ._profile import ReferenceProfile
-from ._window import DatasetWindow, update_numeric_block
+from ._row_codec import RowCodec
+from ._value_codes import category_codes, classify_input
+from ._window import DatasetWindow
+from .errors import ConfigurationError
 
-__all__ = ["FeatureMonitor"]
+__all__ = ["BATCH_ROWS", "DEFAULT_BUFFER_BYTES", "FeatureMonitor"]
 
 BATCH_ROWS = 64
-"""Inputs with at least this many rows are ingested at once instead of buffered."""
+"""Inputs with at least this many rows are ingested by their own call instead of buffered."""
+
+DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
+"""Default bound of one monitor's buffer of encoded rows (8 MiB)."""
+
+_ROW_OVERHEAD = sys.getsizeof(b"") + 8  # a bytes object's header, and its slot in a list
 
 
-def _ingest_columns(window: DatasetWindow, columns: dict[str, Any], rows: int) -> None:
-    """Fold aligned columns into a window (the same folding the CLI uses)."""
-    window.add_columns(columns, rows)
-
-
-def _take_all(items: list[Any]) -> list[Any]:
-    # Appenders never take a lock: they only append to this same list object, and a slice
-    # and a slice deletion are each atomic, so rows appended meanwhile stay for the next
-    # flush. Callers hold the flush lock, so two flushes never take the same rows.
-    n = len(items)
-    taken = items[:n]
-    del items[:n]
-    return taken
+def _no_pause() -> None:
+    """Pause function of a flush that runs straight through (a scrape, a status call)."""
 
 
 class FeatureMonitor:
@@ -59,12 +65,14 @@ class FeatureMonitor:
         profile: the reference profile; it fixes features, bins and vocabularies.
         window_seconds: length of the rolling window.
         sub_buckets: how many time buckets make the window (its time resolution).
-        flush_rows: pending single rows are ingested once this many have arrived.
+        flush_rows: buffered rows that wake the background flusher.
+        max_buffer_bytes: bound of the buffered rows; past it rows are dropped and counted.
         clock: monotonic time source (tests pass a fake).
     """
 
     def __init__(self, profile: ReferenceProfile, *, window_seconds: float = 600.0,
                  sub_buckets: int = 10, flush_rows: int = 4096,
+                 max_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.profile = profile
         self.names = tuple(profile.features)
@@ -73,134 +81,268 @@ class FeatureMonitor:
         self.bucket_seconds = self.window_seconds / self.sub_buckets
         self.flush_rows = int(flush_rows)
         self._clock = clock
-        features = profile.features
-        self._width = len(features)
-        self._numeric_names = tuple(n for n, f in features.items() if f.kind == "numeric")
-        self._categorical_names = tuple(n for n, f in features.items() if f.kind != "numeric")
-        self._numeric_getter = tuple_getter(self._numeric_names)
-        self._categorical_getter = tuple_getter(self._categorical_names)
-        self._pack = struct.Struct(f"<{len(self._numeric_names)}d").pack
+        self._codec = RowCodec(profile)
+        self._pack_row = self._codec.pack_row
+        self._width = len(self.names)
+        if isinstance(max_buffer_bytes, bool) or not isinstance(max_buffer_bytes, int) \
+                or max_buffer_bytes <= 0:
+            raise ConfigurationError(f"max_buffer_bytes must be a positive int (bytes), got "
+                                     f"{max_buffer_bytes!r}")
+        # Rows (and, separately, buffered predictions) the buffer may hold: at least one
+        # flush's worth, so a small bound cannot stop the flusher from ever being woken. A
+        # buffered single row costs its encoded bytes plus a bytes object's header and a
+        # list slot, and the bound counts all of it.
+        self.max_rows = max(self.flush_rows,
+                            max_buffer_bytes // (self._codec.row_bytes + _ROW_OVERHEAD))
         self._template = DatasetWindow(profile, sketch=True)
         self.reset()
+        flusher.register(self)
 
     def reset(self) -> None:
         """Forget everything (also used in a forked child)."""
-        self._pending: list[Any] = []
-        self._pending_rows = 0
-        self._pending_predictions: list[Any] = []
-        # Fast-path rows: packed numeric values, and the categorical values of every row one
-        # after the other (a flat list holds no per-row objects for the garbage collector to
-        # scan). Never swapped for new lists (see _take_all), so appends need no lock.
-        self._packed: list[bytes] = []
-        self._labels: list[Any] = []
-        self._pending_lock = threading.Lock()  # held only to append or swap the pending list
-        self._flush_lock = threading.Lock()  # one flush at a time
-        self._ingest_lock = threading.Lock()  # serialises ingestion and window reads
+        # Single encoded rows, appended without a lock (list.append is atomic under the GIL);
+        # taken by slicing, never swapped for a new list, so no append can be lost.
+        self._rows: list[bytes] = []
+        # Buffered scores of single calls (numeric predictions), the same way.
+        self._scores: list[float] = []
+        # Everything else under _pending_lock: blocks of encoded rows (small batches, odd
+        # rows), prediction arrays, and schema violations counted while encoding.
+        self._pending_lock = threading.Lock()
+        self._blocks: list[bytes] = []
+        self._block_rows = 0
+        self._predictions: list[Any] = []
+        self._prediction_values = 0
+        self._violations: Counter[str] = Counter()
+        self._dropped_blocked = 0  # rows of blocks and predictions dropped (under the lock)
+        self._flush_lock = threading.Lock()  # one flush at a time (the flusher, or a collect)
+        self._ingest_lock = threading.Lock()  # serialises changes to the ring and reads of it
+        self._hurry = False  # a collect waits for the flusher: longer stretches (see _ingest)
+        # next() on an itertools.count is one C call: atomic, so drops need no lock.
+        self._dropped = itertools.count()
+        self._dropped_predictions = itertools.count()
+        # The row count at which the request path looks up (starts the flusher, wakes it,
+        # or drops): 0 after a (re)start, so the first row starts the flusher lazily.
+        self._wake_at = 0
+        self._scores_wake_at = 0  # the same for buffered single scores
         self._ring: deque[tuple[int, DatasetWindow]] = deque()
-        self._expired = self._empty()  # everything that has left the rolling window
-
-    def _empty(self) -> DatasetWindow:
-        return self._template.copy()
+        self._expired = self._template.copy()  # everything that has left the rolling window
 
     # -- request path --------------------------------------------------------------------
 
-    def observe_predictions(self, scores: Any) -> None:
-        """Queue predicted scores (or classes): an array, a list or a scalar."""
-        if self.profile.prediction is None:
-            return
-        if isinstance(scores, np.ndarray):
-            scores = scores.copy()
-        size = len(scores) if isinstance(scores, (np.ndarray, list, tuple)) else 1
-        # Predictions count toward the flush too, so a model whose inputs are not monitored
-        # (inputs=False) still keeps a bounded buffer between scrapes.
-        self._enqueue("_pending_predictions", scores, size)
-
     def observe(self, batch: Any) -> bool:
-        """Queue an input batch (or a single row) for ingestion; never raises on bad input.
+        """Buffer an input batch (or a single row) for ingestion; never raises on bad input.
 
         Returns True when the input was one dict row with exactly the reference's keys and
-        plain numbers in its numeric features (so the caller knows it is one row).
+        clean values (so the caller knows it is one row).
         """
         if type(batch) is dict and len(batch) == self._width:
             try:
-                # Missing keys raise KeyError; a value that is not a plain number (None, a
-                # string, a column of a dict of columns) makes struct raise. Both go the
-                # general way below, which counts them by kind.
-                packed = self._pack(*self._numeric_getter(batch))
-                labels = self._categorical_getter(batch)
-            except (KeyError, TypeError, OverflowError, struct.error):
+                packed = self._pack_row(batch)
+            except Exception:  # noqa: BLE001 - not the common case: the general way below
                 pass
             else:
-                # With numeric features, a dict of columns has already failed the packing.
-                if self._numeric_names or not labels or not isinstance(labels[0], _COLUMN_TYPES):
-                    self._labels.extend(labels)  # one C call: atomic, like the append
-                    queued = self._packed
-                    queued.append(packed)
-                    if len(queued) >= self.flush_rows:
-                        self.flush()
-                    return True
-        rows = _row_count(batch)
-        if rows >= BATCH_ROWS:
-            self._ingest([batch])
-            return False
-        self._enqueue("_pending", _shallow_copy(batch), max(rows, 1))
+                queued = self._rows
+                n = len(queued)
+                if n >= self._wake_at and not self._on_threshold(n):
+                    return True  # the buffer is full: dropped and counted
+                queued.append(packed)
+                return True
+        self._observe_general(batch)
         return False
 
-    def _enqueue(self, pending: str, item: Any, rows: int) -> None:
-        # The list is looked up *under* the lock: flush() swaps the lists, and an item
-        # appended to a list already taken by a flush would be lost. The flush itself runs
-        # outside the lock.
-        with self._pending_lock:
-            getattr(self, pending).append(item)
-            self._pending_rows += rows
-            full = self._pending_rows >= self.flush_rows
-        if full:
-            self.flush()
+    def _on_threshold(self, n: int) -> bool:
+        """The request path's rare branch: start or wake the flusher, or drop when full.
 
-    # -- ingestion (vectorised) ----------------------------------------------------------
+        Returns False when the row must be dropped (it has been counted).
+        """
+        if n + self._block_rows >= self.max_rows:
+            next(self._dropped)
+            flusher.wake()
+            return False
+        if n + self._block_rows >= self.flush_rows:
+            flusher.wake()
+            self._wake_at = self.max_rows - self._block_rows  # look up again only when full
+        else:
+            flusher.ensure_running()
+            self._wake_at = self.flush_rows
+        return True
+
+    def observe_predictions(self, scores: Any) -> None:
+        """Buffer predicted scores (or classes): an array, a list or a scalar."""
+        if self.profile.prediction is None:
+            return
+        if type(scores) is float and self._codec.prediction_index is None:
+            queued = self._scores
+            n = len(queued)
+            if n >= self._scores_wake_at and not self._on_scores_threshold(n):
+                return  # the buffer is full: dropped and counted
+            queued.append(scores)
+            return
+        if self._codec.prediction_index is not None:
+            index, size = self._codec.prediction_index
+            items = scores if isinstance(scores, (list, tuple, np.ndarray)) else [scores]
+            values = category_codes(items, len(items), index, size)
+        else:
+            values = np.array(scores, dtype=np.float64).reshape(-1)  # a copy we own
+        with self._pending_lock:
+            if self._prediction_values + values.size > self.max_rows:
+                self._dropped_blocked += values.size
+                return
+            self._predictions.append(values)
+            self._prediction_values += values.size
+            full = self._prediction_values >= self.flush_rows
+        if full:
+            flusher.wake()
+        else:
+            flusher.ensure_running()
+
+    def _on_scores_threshold(self, n: int) -> bool:
+        """:meth:`_on_threshold` for buffered single scores (a model whose inputs are not
+        monitored still needs the flusher to run)."""
+        if n >= self.max_rows:
+            next(self._dropped_predictions)
+            flusher.wake()
+            return False
+        if n >= self.flush_rows:
+            flusher.wake()
+            self._scores_wake_at = self.max_rows
+        else:
+            flusher.ensure_running()
+            self._scores_wake_at = self.flush_rows
+        return True
+
+    def _observe_general(self, batch: Any) -> None:
+        """Every input but a clean dict row: encode now (or ingest a large batch now)."""
+        codec = self._codec
+        violations: Counter[str] = Counter()
+        try:
+            shape, rows = classify_input(batch)
+        except Exception:  # noqa: BLE001 - an input that lies about itself (__class__, __len__)
+            self._enqueue_unreadable(violations)
+            return
+        if shape == "row":
+            self._enqueue(codec.encode_row(batch, violations), 1, violations)
+            return
+        if shape == "rows" and rows < BATCH_ROWS:
+            parts = [codec.encode_row(row, violations) for row in batch]
+            self._enqueue(b"".join(p for p in parts if p is not None),
+                          sum(p is not None for p in parts), violations)
+            return
+        if shape == "positional row":
+            self._enqueue(codec.encode_sequence_row(batch, violations), 1, violations)
+            return
+        found: Counter[str] = Counter()
+        try:
+            columns, n = to_columns(batch, self.names, found)
+        except Exception:  # noqa: BLE001 - a frame whose to_numpy raises, a lying __len__...
+            self._enqueue_unreadable(violations)
+            return
+        violations.update(found)
+        if n >= BATCH_ROWS:  # the caller's own rows, ingested now: categories are tallied
+            numbers = codec.encode_numeric(columns, n, violations)
+            self._ingest(Encoded(numbers=numbers.T, code_counts=codec.count_categories(
+                columns, n), violations=violations), _no_pause)
+            return
+        numbers, codes = codec.encode_columns(columns, n, violations)
+        self._enqueue(codec.to_bytes(numbers, codes) if n else None, n, violations)
+
+    def _enqueue_unreadable(self, violations: Counter[str]) -> None:
+        # An input that cannot be read at all counts as one row with every feature missing,
+        # as _feature_input counts unreadable inputs on every other path.
+        violations["unreadable_input"] += 1
+        self._enqueue(self._codec.missing_row(), 1, violations)
+
+    def _enqueue(self, data: bytes | None, rows: int, violations: Counter[str]) -> None:
+        if data is None:
+            rows = 0
+        with self._pending_lock:
+            if violations:
+                self._violations.update(violations)
+            if not rows:
+                return
+            total = len(self._rows) + self._block_rows
+            if total + rows > self.max_rows:
+                self._dropped_blocked += rows
+                full = True
+            else:
+                self._blocks.append(data)  # type: ignore[arg-type]
+                self._block_rows += rows
+                total += rows
+                full = total >= self.flush_rows
+                # Single rows look up again before the combined buffer can pass its bound.
+                self._wake_at = min(self._wake_at, max(0, self.max_rows - self._block_rows))
+        if full:
+            flusher.wake()
+        else:
+            flusher.ensure_running()
+
+    # -- ingestion -----------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Ingest every pending input."""
-        with self._flush_lock:
-            packed, labels = _take_all(self._packed), _take_all(self._labels)
-            with self._pending_lock:
-                pending, self._pending, self._pending_rows = self._pending, [], 0
-                predictions, self._pending_predictions = self._pending_predictions, []
-            if pending or predictions or packed or labels:
-                self._ingest(pending, predictions, packed, labels)
+        """Ingest every buffered input now, on the calling thread (in stretches of
+        ``COLLECT_BUDGET_S`` with pauses between, like the flusher's)."""
+        self._hurry = True  # the flusher, if it is mid-flush, hurries up (see _ingest)
+        try:
+            with self._flush_lock:
+                data = self._take()
+                if data is not None:
+                    self._ingest(data, give_way, COLLECT_BUDGET_S)
+        finally:
+            self._hurry = False
 
-    def _ingest(self, inputs: list[Any], predictions: list[Any] = (),  # type: ignore[assignment]
-                packed: list[bytes] = (),  # type: ignore[assignment]
-                labels: list[tuple[Any, ...]] = ()) -> None:  # type: ignore[assignment]
-        delta = self._empty()
-        if packed or labels:
-            self._ingest_fast_rows(delta, packed, labels)
-        for columns, rows in _group_columns(inputs, self.names, delta.schema_violations):
-            _ingest_columns(delta, columns, rows)
-        if predictions and delta.prediction is not None:
-            parts = [np.asarray(p).reshape(-1) for p in predictions]
-            delta.prediction.update(np.concatenate(parts) if len(parts) > 1 else parts[0])
-        with self._ingest_lock:
+    def flush_in_background(self, pause: Callable[[], None]) -> None:
+        """The flusher's entry point: ingest what is buffered, pausing between steps."""
+        if not self._flush_lock.acquire(blocking=False):
+            return  # a scrape is flushing this monitor: it does the work
+        try:
+            self._wake_at = self._scores_wake_at = self.flush_rows
+            # Cycles of at most CYCLE_ROWS single rows (short steps), over the rows buffered
+            # now: rows arriving meanwhile wait for the next wake-up, so that a collect
+            # waiting for the lock (it sets _hurry) is never starved by a steady stream.
+            backlog = len(self._rows)
+            while True:
+                budget, cycle_rows = flusher_pace(
+                    (len(self._rows) + self._block_rows) / self.max_rows)
+                data = self._take(cycle_rows)
+                if data is None:
+                    return
+                self._ingest(data, pause, budget)
+                backlog -= cycle_rows
+                if backlog <= 0 or self._hurry:
+                    return
+                pause()
+        finally:
+            self._flush_lock.release()
+
+    def _take(self, limit: int | None = None) -> Encoded | None:
+        """Take what is buffered: every block, and at most ``limit`` single rows (the caller
+        holds the flush lock)."""
+        rows = _take_all(self._rows, limit)
+        scores = _take_all(self._scores)
+        with self._pending_lock:
+            blocks, self._blocks, self._block_rows = self._blocks, [], 0
+            predictions, self._predictions, self._prediction_values = self._predictions, [], 0
+            violations, self._violations = self._violations, Counter()
+        if scores:
+            predictions.append(np.array(scores, dtype=np.float64))
+        if not (rows or blocks or predictions or violations):
+            return None
+        return Encoded(parts=rows + blocks if blocks else rows, violations=violations,
+                       predictions=predictions)
+
+    def _ingest(self, data: Encoded, pause: Callable[[], None],
+                budget: float = STEP_BUDGET_S) -> None:
+        # A collect waiting for this flush (it sets _hurry) makes it use longer stretches.
+        delta = run_steps(ingest_steps(self._template, self._codec, data), pause, budget,
+                          lambda: self._hurry)
+        # (errstate: merging windows that hold values near 1e308 overflows; see run_steps)
+        with self._ingest_lock, np.errstate(over="ignore", invalid="ignore"):
             index = int(self._clock() // self.bucket_seconds)
             if self._ring and self._ring[-1][0] == index:
                 self._ring[-1][1].merge(delta)
             else:  # the first ingest of a sub-bucket becomes the sub-bucket: no merge
                 self._ring.append((index, delta))
                 self._expire(index)
-
-    def _ingest_fast_rows(self, delta: DatasetWindow, packed: list[bytes],
-                          labels: list[Any]) -> None:
-        # The two lists may differ by a row appended between the two takes; that row's
-        # other half is counted in the next flush, so every value is counted exactly once.
-        delta.rows += len(packed)
-        if self._numeric_names and packed:
-            block = np.frombuffer(b"".join(packed), dtype="<f8").reshape(len(packed), -1)
-            update_numeric_block([delta.features[n] for n in self._numeric_names], block.T)
-        width = len(self._categorical_names)
-        for j, name in enumerate(self._categorical_names):
-            column = labels[j::width]  # the j-th categorical value of every row
-            if column:
-                delta.features[name].update(column)
 
     def _expire(self, now_index: int) -> None:
         # A sub-bucket leaving the window is folded into ``_expired`` once, so totals cost
@@ -209,6 +351,12 @@ class FeatureMonitor:
             self._expired.merge(self._ring.popleft()[1])
 
     # -- collect path --------------------------------------------------------------------
+
+    @property
+    def dropped_rows(self) -> int:
+        """Input rows and predictions dropped because the buffer was full, since start."""
+        return (_count_value(self._dropped) + _count_value(self._dropped_predictions)
+                + self._dropped_blocked)
 
     def window(self) -> DatasetWindow:
         """The rolling window: the merge of the live sub-buckets (pending rows included)."""
@@ -219,84 +367,32 @@ class FeatureMonitor:
         return self.window_and_totals()[1]
 
     def window_and_totals(self) -> tuple[DatasetWindow, DatasetWindow]:
-        """Both views from one pass over the ring: (rolling window, totals since start)."""
+        """Both views from one pass over the ring: (rolling window, totals since start).
+
+        Every row buffered before the call is ingested first (see :meth:`flush`).
+        """
         self.flush()
-        window, totals = self._empty(), self._empty()
-        with self._ingest_lock:
+        window, totals = self._template.copy(), self._template.copy()
+        with self._ingest_lock, np.errstate(over="ignore", invalid="ignore"):  # see _ingest
             self._expire(int(self._clock() // self.bucket_seconds))
             for _, bucket in self._ring:
                 window.merge(bucket)  # merge adds into ``window``; buckets stay unchanged
             totals.merge(self._expired)
-        totals.merge(window)
+            totals.merge(window)
         return window, totals
 
 
-_COLUMN_TYPES = (list, tuple, np.ndarray)
+def _take_all(items: list[Any], limit: int | None = None) -> list[Any]:
+    # Appenders never take a lock: they only append to this same list object, and a slice
+    # and a slice deletion are each atomic, so rows appended meanwhile stay for the next
+    # flush. Callers hold the flush lock, so two flushes never take the same rows.
+    n = len(items) if limit is None else min(limit, len(items))
+    taken = items[:n]
+    del items[:n]
+    return taken
 
 
-def _row_count(batch: Any) -> int:
-    kind = type(batch)
-    if kind is np.ndarray:
-        return int(batch.shape[0]) if batch.ndim == 2 else 1
-    if kind is list or kind is tuple:
-        return len(batch) if batch and isinstance(batch[0], (dict, list, tuple,
-                                                              np.ndarray)) else 1
-    if kind is dict:
-        first = next(iter(batch.values()), None)
-        return len(first) if isinstance(first, (list, tuple, np.ndarray)) else 1
-    shape = getattr(batch, "shape", None)
-    return int(shape[0]) if isinstance(shape, tuple) and shape else 1
+def _count_value(counter: itertools.count[int]) -> int:
+    # repr is "count(N)" on every supported Python; reading it does not advance the counter
+    return int(repr(counter)[6:-1])
 
-
-def _shallow_copy(batch: Any) -> Any:
-    # The caller may mutate its row after predict returns; a shallow copy of a small input
-    # is cheap and keeps the buffered values as they were at call time.
-    kind = type(batch)
-    if kind is dict:
-        return dict(batch)
-    if kind is list:
-        return [dict(r) if type(r) is dict else r for r in batch]
-    if kind is np.ndarray:
-        return batch.copy()
-    return batch
-
-
-def _group_columns(inputs: list[Any], names: tuple[str, ...], violations: Counter[str]
-                   ) -> list[tuple[dict[str, Any], int]]:
-    """Turn pending inputs into column batches: runs of single dict rows become one table."""
-    out = []
-    run: list[Any] = []
-    run_kind = ""
-    for item in inputs:
-        kind = _single_row_kind(item)
-        if kind and (kind == run_kind or not run):
-            run.append(item)
-            run_kind = kind
-            continue
-        if run:
-            out.append(to_columns(run, names, violations))
-            run, run_kind = [], ""
-        if kind:
-            run, run_kind = [item], kind
-        else:
-            out.append(to_columns(item, names, violations))
-    if run:
-        out.append(to_columns(run, names, violations))
-    return [(c, n) for c, n in out if n]
-
-
-def _single_row_kind(item: Any) -> str:
-    """``"dict"`` or ``"seq"`` for one row that can join a run of rows, else ``""``."""
-    kind = type(item)
-    if kind is dict:
-        return "" if _is_columnar(item) else "dict"
-    if kind is np.ndarray:
-        return "seq" if item.ndim == 1 else ""
-    if (kind is list or kind is tuple) and item and not isinstance(
-            item[0], (dict, list, tuple, np.ndarray)):
-        return "seq"
-    return ""
-
-
-def _is_columnar(row: dict[str, Any]) -> bool:
-    return bool(row) and all(isinstance(v, (list, tuple, np.ndarray)) for v in row.values())

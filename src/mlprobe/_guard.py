@@ -10,6 +10,7 @@ counted (exported as ``mlprobe_internal_errors_total``), logged at most once per
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,20 @@ _lock = threading.Lock()
 _count = 0
 _last_logged: dict[str, float] = {}
 _MAX_SITES = 256  # bounds _last_logged whatever the site strings are
+
+
+def _reset_after_fork() -> None:
+    # A forked worker starts from zero, and with a fresh lock: another thread of the parent
+    # may have held the old one at the moment of the fork, and that thread does not exist in
+    # the child to release it (every later internal error would then block forever).
+    global _lock, _count, _last_logged
+    _lock = threading.Lock()
+    _count = 0
+    _last_logged = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def internal_error_count() -> int:

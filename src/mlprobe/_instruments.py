@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._flusher import flusher
 from .snapshot import HistogramSample, LabelSet, Sample
 from .stats._labels import label_value
 
@@ -27,19 +28,25 @@ OVERFLOW = "__other__"
 
 
 FLUSH_ROWS = 4096
-"""Buffered batch values are binned once this many are pending (and at every snapshot)."""
+"""Buffered batch values are binned by the background flusher once this many are pending
+(and at every snapshot)."""
+
+MAX_PENDING_ROWS = 16 * FLUSH_ROWS
+"""Past this many pending values (the flusher is far behind) the call that adds more bins
+them itself, so memory stays bounded (128 KiB per histogram) and counts stay exact."""
 
 
 class Histogram:
     """Fixed-bucket histogram with Prometheus ``le`` semantics (``v <= bound``).
 
     Single values are binned at once with ``bisect``. Arrays are copied into a pending buffer
-    and binned together, one numpy pass per :data:`FLUSH_ROWS` values or per snapshot, so a
-    service sending small batches does not pay numpy's fixed per-call cost on every request.
+    and binned together by the background flusher, one numpy pass per :data:`FLUSH_ROWS`
+    values (or at a snapshot), so a service sending small batches does not pay numpy's fixed
+    per-call cost on every request, and no request bins the others' values.
     """
 
-    __slots__ = ("_bounds_array", "_counts", "_lock", "_pending", "_pending_rows", "_sum",
-                 "bounds")
+    __slots__ = ("_bounds_array", "_counts", "_flush_lock", "_lock", "_pending",
+                 "_pending_rows", "_requested", "_sum", "bounds")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(bounds)
@@ -48,7 +55,12 @@ class Histogram:
         self._sum = 0.0
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
-        self._lock = threading.Lock()
+        self._requested = False  # the flusher has been asked to flush this buffer
+        self._lock = threading.Lock()  # held only for increments and the pending swap
+        # Held across a whole flush (swap, bin, add): a snapshot flushes first, so it waits
+        # for a flush another thread is in the middle of, and never misses the values that
+        # flush has taken but not yet added. Recording never takes it.
+        self._flush_lock = threading.Lock()
 
     def observe(self, value: float) -> None:
         """Record one finite value (callers drop NaN and infinities)."""
@@ -64,13 +76,24 @@ class Histogram:
         with self._lock:
             self._pending.append(copy)
             self._pending_rows += copy.size
-            full = self._pending_rows >= FLUSH_ROWS
-        if full:
+            pending = self._pending_rows
+            # Ask the flusher once per full buffer, not on every call until it comes.
+            ask = pending >= FLUSH_ROWS and not self._requested
+            if ask:
+                self._requested = True
+        if pending >= MAX_PENDING_ROWS:
             self.flush()
+        elif ask:
+            flusher.request(self)  # off the request path: no call bins other calls' values
 
     def flush(self) -> None:
         """Bin every pending value in one vectorised pass."""
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
+            self._requested = False
             if not self._pending:
                 return
             pending, self._pending, self._pending_rows = self._pending, [], 0
@@ -80,7 +103,8 @@ class Histogram:
             return
         index = np.searchsorted(self._bounds_array, values, side="left")
         per_bucket = np.bincount(index, minlength=len(self._counts)).tolist()
-        total = float(values.sum())
+        with np.errstate(over="ignore", invalid="ignore"):  # huge scores: inf (or NaN) sums
+            total = float(values.sum())
         with self._lock:
             counts = self._counts
             for i, n in enumerate(per_bucket):
@@ -261,7 +285,9 @@ class CallRecorder:
             rows = (tuple(self._rows_counts), float(self._rows_sum))
             nbytes = (tuple(self._bytes_counts), float(self._bytes_sum))
         return CallSnapshot(
-            ok=ok, errors=errors, in_flight=in_flight,
+            # A call that began in a parent process and ended in its forked child leaves the
+            # child's fresh count one below zero: a gauge of calls cannot be negative.
+            ok=ok, errors=errors, in_flight=max(0, in_flight),
             latency=HistogramSample(labels, self.latency_bounds, *latency),
             rows=HistogramSample(labels, self.rows_bounds, *rows),
             input_bytes=HistogramSample(labels, self.bytes_bounds, *nbytes))

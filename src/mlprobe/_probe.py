@@ -96,8 +96,12 @@ class _ProbeState:
         builder.add("mlprobe_prediction_score", self.scores.samples(base, "output"))
         builder.add("mlprobe_predicted_class", self.classes.samples(base, "class"))
         if self.features is not None:
-            collect_feature_metrics(builder, base, self.features, self.drift_spec,
-                                    sensitive=self.config.sensitive)
+            # Statistics of windows holding values near the double range are infinite or
+            # NaN (and exported only where finite); numpy must not warn about them (see
+            # FeatureMonitor._ingest). np.errstate is thread-local.
+            with np.errstate(all="ignore"):
+                collect_feature_metrics(builder, base, self.features, self.drift_spec,
+                                        sensitive=self.config.sensitive)
 
     def drift_status(self) -> dict[str, Any]:
         """The JSON-ready drift and data-quality document of the rolling window."""
@@ -105,7 +109,8 @@ class _ProbeState:
             return {"model": self.labels[0][1], "model_version": self.labels[1][1],
                     "status": "no_reference",
                     "detail": "create the Probe with reference=ReferenceProfile to get drift"}
-        report = drift_report(self.features, self.drift_spec).to_dict()
+        with np.errstate(all="ignore"):  # see collect_into
+            report = drift_report(self.features, self.drift_spec).to_dict()
         for name in self.config.sensitive:  # its entry holds no raw value; say why
             report["features"][name]["sensitive"] = True
         return {"model": self.labels[0][1], "model_version": self.labels[1][1],
@@ -163,7 +168,9 @@ class _ProbeState:
             if scores is not None:
                 features.observe_predictions(scores)
         elif values.classes is not None:
-            features.observe_predictions([str(c) for c in values.classes])
+            # Raw classes: the monitor encodes them to codes value by value (level keys), so a
+            # class whose str() fails costs that one value, not the call's predictions.
+            features.observe_predictions(values.classes)
 
 
 def _sensitive(reference: ReferenceProfile | None,

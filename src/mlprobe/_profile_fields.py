@@ -168,6 +168,10 @@ class FeatureReader:
             raise bad(f"{where}.other", f'"{OTHER}"', d.get("other"))
         if OTHER in levels:
             raise bad(f"{where}.levels", f"free of the reserved level {OTHER!r}")
+        if any(not level.strip() for level in levels):
+            # A blank value is a missing value everywhere (live and offline): such a level
+            # could never be counted, and would shadow the missing code when encoding.
+            raise bad(f"{where}.levels", "free of blank levels (a blank value is missing)")
         counts = as_list(d.get("counts"), f"{where}.counts", cap + 1)
         if len(counts) != len(levels) + 1:
             raise bad(f"{where}.counts", "one entry per level plus one for __other__")

@@ -158,10 +158,15 @@ class Registry:
 
     def _reset_after_fork(self) -> None:
         # A forked worker must not report its parent's counts as its own: that double counts
-        # when a fleet is summed. Locks held by other threads at fork time are replaced too.
+        # when a fleet is summed. Locks held by other threads at fork time are replaced too
+        # (every source's reset() makes new ones). One source failing to reset must not leave
+        # the others with their parent's state.
         self._lock = threading.Lock()
         for source in self._sources.values():
-            source.reset()
+            try:
+                source.reset()
+            except Exception as exc:  # noqa: BLE001 - an at-fork hook must not raise
+                _guard.report_internal_error("registry.fork_reset", exc)
 
 
 _live_registries: weakref.WeakSet[Registry] = weakref.WeakSet()

@@ -225,6 +225,17 @@ _collectors: weakref.WeakKeyDictionary[Any, MlprobeCollector] = weakref.WeakKeyD
 _attach_lock = threading.Lock()
 
 
+def _new_lock_after_fork() -> None:
+    # A thread of the parent may hold the lock at the moment of a fork; in the child nobody
+    # would release it. The attachments themselves stay true in the child.
+    global _attach_lock
+    _attach_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 def register(registry: Registry | None = None,
              prometheus_registry: CollectorRegistry | None = None) -> MlprobeCollector | None:
     """Expose ``registry`` (default: mlprobe's) through ``prometheus_registry`` (default: REGISTRY).

@@ -106,7 +106,16 @@ class CategoryCounts:
         """
         items = values.tolist() if isinstance(values, np.ndarray) else list(values)
         if items:
-            self.update_counts(Counter(items))
+            try:
+                tally = Counter(items)
+            except Exception:  # noqa: BLE001 - an unhashable or hostile value: one by one
+                tally = Counter()
+                for item in items:
+                    try:
+                        tally[item] += 1
+                    except Exception:  # noqa: BLE001 - counted as unseen, one value
+                        tally[self.other] += 1
+            self.update_counts(tally)
 
     def update_counts(self, tally: Mapping[Any, int]) -> None:
         """Add pre-tallied counts (``{value: count}``), e.g. a ``collections.Counter``.
@@ -121,10 +130,14 @@ class CategoryCounts:
         idx = []
         cnt = []
         for key, n in tally.items():
-            # Plain short ASCII strings are their own key (the common case, two O(1) checks).
-            k = (key if type(key) is str and key.isascii() and len(key) <= MAX_LABEL_CHARS
-                 else level_key(key))
-            idx.append(index.get(k, unknown))
+            try:
+                # Plain short ASCII strings are their own key (the common case, two O(1)
+                # checks); anything else goes through level_key.
+                k = (key if type(key) is str and key.isascii() and len(key) <= MAX_LABEL_CHARS
+                     else level_key(key))
+                idx.append(index.get(k, unknown))
+            except Exception:  # noqa: BLE001 - a __str__/__hash__ that raises: unseen
+                idx.append(unknown)
             cnt.append(n)
         np.add.at(self.counts, np.asarray(idx, dtype=np.intp), np.asarray(cnt, dtype=np.int64))
 

@@ -40,8 +40,31 @@ def is_missing(value: object) -> bool:
     return type(value).__name__ in ("NAType", "NaTType")
 
 
+def _is_text(value: object) -> bool:
+    try:
+        return isinstance(value, (str, bytes))
+    except Exception:  # noqa: BLE001 - a hostile __class__: not text
+        return False
+
+
+def _length_or_one(column: object) -> int:
+    try:
+        n = len(column)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - no length, or a lying __len__
+        return 1
+    return n if isinstance(n, int) and n >= 0 else 1
+
+
 def _parse_one(value: object, parse_strings: bool) -> tuple[float, int]:
-    # Returns (value, kind) with kind 0 = ok, 1 = missing, 2 = invalid.
+    # Returns (value, kind) with kind 0 = ok, 1 = missing, 2 = invalid; never raises, so one
+    # hostile value (a __float__, __eq__ or __class__ that raises) costs that value only.
+    try:
+        return _parse_one_unguarded(value, parse_strings)
+    except Exception:  # noqa: BLE001
+        return math.nan, 2
+
+
+def _parse_one_unguarded(value: object, parse_strings: bool) -> tuple[float, int]:
     if is_missing(value):
         return math.nan, 1
     if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
@@ -80,7 +103,10 @@ def coerce_numeric(column: Any, *, parse_strings: bool = False) -> NumericColumn
     Returns:
         ``NumericColumn(values, missing, invalid)``; never raises on bad entries.
     """
-    a = column if isinstance(column, np.ndarray) else np.asarray(column, dtype=object)
+    try:
+        a = column if isinstance(column, np.ndarray) else np.asarray(column, dtype=object)
+    except Exception:  # noqa: BLE001 - an array-like that cannot be read: all of it invalid
+        return NumericColumn(np.zeros(0), 0, _length_or_one(column))
     if a.ndim != 1:
         a = a.reshape(-1)
     kind = a.dtype.kind
@@ -92,11 +118,11 @@ def coerce_numeric(column: Any, *, parse_strings: bool = False) -> NumericColumn
         nan = np.isnan(f)
         n_nan = int(nan.sum())
         return NumericColumn(f[finite], n_nan, int(f.size - n_nan - finite.sum()))
-    if kind == "O" and not any(isinstance(v, (str, bytes)) for v in a[:64].tolist()):
+    if kind == "O" and not any(_is_text(v) for v in a[:64].tolist()):
         try:
             f = a.astype(np.float64)
-        except (TypeError, ValueError, OverflowError):
-            pass
+        except Exception:  # noqa: BLE001 - a value that is not a number (or whose __float__
+            pass  # raises): inspect them one by one below
         else:
             # None and NaN both became NaN here: both are missing.
             finite = np.isfinite(f)
@@ -144,21 +170,42 @@ def tally_categorical(column: Any) -> tuple[dict[Any, int], int]:
         values = items if items is not None else array.tolist()  # type: ignore[union-attr]
         try:
             tally = Counter(values)
-        except TypeError:  # an unhashable value: count every value by its string form
-            tally = Counter(v if _hashable(v) else str(v) for v in values)
+        except Exception:  # noqa: BLE001 - an unhashable or hostile value: one by one
+            tally = _tally_one_by_one(values)
     # Only the empty string counts as missing among strings: "None" or "NA" can be real
     # levels of a categorical feature (unlike in a numeric one).
-    for key in [k for k in tally if is_missing(k) or (isinstance(k, str) and not k.strip())]:
+    for key in [k for k in tally if _is_missing_level(k)]:
         missing += tally.pop(key)
     return tally, missing
 
 
-def _hashable(value: object) -> bool:
+INVALID_LEVEL = "__other__"
+"""Tally key of values that cannot be counted as themselves (their ``__hash__``, ``__eq__``
+or ``__str__`` raises): the overflow level, so they count as unseen, one value each."""
+
+
+def _tally_one_by_one(values: list[Any]) -> Counter[Any]:
+    """Tally values one at a time: an unhashable value counts under its ``str``, and a value
+    that cannot be counted at all under :data:`INVALID_LEVEL`; never raises."""
+    tally: Counter[Any] = Counter()
+    for value in values:
+        try:
+            tally[value] += 1
+        except TypeError:  # unhashable (a list, a dict): by its string form
+            try:
+                tally[str(value)] += 1
+            except Exception:  # noqa: BLE001
+                tally[INVALID_LEVEL] += 1
+        except Exception:  # noqa: BLE001 - a __hash__ or __eq__ that raises
+            tally[INVALID_LEVEL] += 1
+    return tally
+
+
+def _is_missing_level(key: object) -> bool:
     try:
-        hash(value)
-    except TypeError:
+        return is_missing(key) or (isinstance(key, str) and not key.strip())
+    except Exception:  # noqa: BLE001 - a hostile value is not missing (it is counted)
         return False
-    return True
 
 
 def _tally_with_pandas(pandas: Any, array: np.ndarray) -> tuple[dict[Any, int] | None, int]:

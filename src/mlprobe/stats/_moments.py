@@ -51,7 +51,7 @@ class Moments:
             return
         b_mean = float(v.mean())
         d = v - b_mean
-        b_m2 = float(np.dot(d, d))
+        b_m2 = float(np.einsum("i,i->", d, d))  # not np.dot: see _window._sum_sq_dev
         self.add_summary(n, b_mean, b_m2, float(v.min()), float(v.max()))
 
     def add_summary(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:

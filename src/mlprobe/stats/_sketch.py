@@ -240,7 +240,9 @@ class QuantileSketch:
         # Bucket k holds the magnitudes whose bits lie in [k << shift, (k + 1) << shift).
         k = np.arange(store.offset, store.offset + store.counts.size + 1, dtype=np.int64)
         bounds = (k << self._shift).view(np.float64)
-        return (bounds[:-1] + bounds[1:]) / 2.0
+        # Halved before adding: (a + b) / 2 overflows (with a RuntimeWarning) for the buckets
+        # near the largest double; a / 2 + b / 2 is exact here (powers of two apart).
+        return bounds[:-1] / 2.0 + bounds[1:] / 2.0
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
