@@ -9,6 +9,26 @@ histograms, :class:`SummarySample` for summaries.
 Names are the Prometheus base names of the metric catalogue (``mlprobe._catalog``, the
 README's metric table; ``mlprobe_predictions`` for the counter exposed as
 ``mlprobe_predictions_total``); ``unit`` is the UCUM unit, as OpenTelemetry would name it.
+
+Start times
+-----------
+Every sample carries ``start_time_unix_nano``: the wall-clock time (nanoseconds since the Unix
+epoch, from ``time.time_ns()``) at which the *stream* it belongs to started counting from zero.
+The registry records one start time per source (a probe, the HTTP metrics of an ASGI app) when
+the source is created, and a new one when the source is reset in a child process after
+``fork``; it stamps every sample the source reports with it. A source may stamp its own samples
+instead; the registry keeps a start time that is already set. ``mlprobe_internal_errors`` counts
+since mlprobe was imported, so its samples carry that time.
+
+What it means for readers:
+
+- counters and histograms only grow between two samples with the same start time. A sample
+  whose start time differs from the previous one's (or whose value went down) belongs to a new
+  stream: the counts restarted from zero at that time. That is how an exporter computes deltas
+  and detects resets, and what an OTLP cumulative point's ``start_time_unix_nano`` is;
+- gauges and summaries carry it too, as the time since which the series exists (OTLP ignores it
+  for gauges);
+- ``0`` means unknown: a sample built outside a registry, e.g. in a test.
 """
 
 from __future__ import annotations
@@ -28,10 +48,11 @@ MetricKind = Literal["counter", "gauge", "histogram", "summary"]
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One counter or gauge value for one label set."""
+    """One counter or gauge value for one label set (start time: see the module docstring)."""
 
     labels: LabelSet
     value: float
+    start_time_unix_nano: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +68,7 @@ class HistogramSample:
     bounds: tuple[float, ...]
     bucket_counts: tuple[int, ...]
     sum: float
+    start_time_unix_nano: int = 0
 
     @property
     def count(self) -> int:
@@ -79,6 +101,7 @@ class SummarySample:
     quantiles: tuple[tuple[float, float], ...]
     count: int
     sum: float
+    start_time_unix_nano: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +123,4 @@ class MetricFamily:
 def exposed_name(name: str, kind: MetricKind) -> str:
     """The Prometheus name of a metric family: counters gain ``_total``."""
     return name + "_total" if kind == "counter" else name
+
