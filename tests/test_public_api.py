@@ -31,8 +31,8 @@ PUBLIC = {
         "wasserstein_from_counts",
     ],
     "mlprobe.snapshot": [
-        "HistogramSample", "LabelSet", "MetricFamily", "MetricKind", "Sample", "SummarySample",
-        "exposed_name",
+        "HistogramSample", "LabelSet", "MetricFamily", "MetricKind", "MetricSpec", "Sample",
+        "SummarySample", "exposed_name", "metric_spec", "metric_specs",
     ],
     "mlprobe.asgi": [
         "CLIENT_DISCONNECTED", "DEFAULT_EXCLUDE_PATHS", "OTHER_METHOD", "ProbeMiddleware",

@@ -1,14 +1,16 @@
-"""Immutable, read-side views of what mlprobe has recorded.
+"""Immutable, read-side views of what mlprobe has recorded: what an exporter reads.
 
 ``Registry.collect()`` returns a list of :class:`MetricFamily`; an exporter translates them
-(``mlprobe.exporters.prometheus`` into prometheus_client ``*MetricFamily`` objects; it is the
-only exporter so far). Nothing here is touched on the request path. A family's kind says which
-sample type it holds: :class:`Sample` for counters and gauges, :class:`HistogramSample` for
-histograms, :class:`SummarySample` for summaries.
+(``mlprobe.exporters.prometheus`` into prometheus_client families, ``mlprobe.exporters.otel``
+into OpenTelemetry ``MetricsData``). Nothing here is touched on the request path. A family's
+kind says which sample type it holds: :class:`Sample` for counters and gauges,
+:class:`HistogramSample` for histograms, :class:`SummarySample` for summaries.
 
-Names are the Prometheus base names of the metric catalogue (``mlprobe._catalog``, the
-README's metric table; ``mlprobe_predictions`` for the counter exposed as
-``mlprobe_predictions_total``); ``unit`` is the UCUM unit, as OpenTelemetry would name it.
+Names are the Prometheus base names of the metric catalogue (the README's metric table;
+``mlprobe_predictions`` for the counter exposed as ``mlprobe_predictions_total``); ``unit`` is
+the UCUM unit, as OpenTelemetry names it. :func:`metric_spec` gives the rest of a family's
+catalogue entry: its OpenTelemetry name and attribute keys, chosen so that the usual
+OTel-to-Prometheus conversion gives back the Prometheus name and label names exactly.
 
 Start times
 -----------
@@ -34,16 +36,16 @@ What it means for readers:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Union
 
-__all__ = ["HistogramSample", "LabelSet", "MetricFamily", "MetricKind", "Sample", "SummarySample",
-           "exposed_name"]
+from ._catalog import CATALOG, MetricKind, MetricSpec, exposed_name
+
+__all__ = ["HistogramSample", "LabelSet", "MetricFamily", "MetricKind", "MetricSpec", "Sample",
+           "SummarySample", "exposed_name", "metric_spec", "metric_specs"]
 
 LabelSet = tuple[tuple[str, str], ...]
 """Label pairs in a fixed order, e.g. ``(("model", "churn"), ("model_version", "3"))``."""
 
-MetricKind = Literal["counter", "gauge", "histogram", "summary"]
-"""The kind of a :class:`MetricFamily`, which says the type of its samples."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +121,23 @@ class MetricFamily:
         """The name as Prometheus shows it (counters gain ``_total``)."""
         return exposed_name(self.name, self.kind)
 
+    @property
+    def spec(self) -> MetricSpec:
+        """This family's catalogue entry (OpenTelemetry name, attribute keys, ...)."""
+        return CATALOG[self.name]
 
-def exposed_name(name: str, kind: MetricKind) -> str:
-    """The Prometheus name of a metric family: counters gain ``_total``."""
-    return name + "_total" if kind == "counter" else name
+
+def metric_spec(name: str) -> MetricSpec:
+    """The catalogue entry of metric ``name`` (a Prometheus base name, e.g. a family's name):
+    its kind, unit, labels, description, OpenTelemetry name and attribute keys.
+
+    Raises:
+        KeyError: ``name`` is not one of mlprobe's metrics.
+    """
+    return CATALOG[name]
+
+
+def metric_specs() -> tuple[MetricSpec, ...]:
+    """Every metric mlprobe can export, in name order (the README's metric table)."""
+    return tuple(CATALOG[name] for name in sorted(CATALOG))
 
