@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 
 import pytest
@@ -122,3 +123,138 @@ def test_a_forked_child_reports_new_start_times(registry):
     os.waitpid(pid, 0)
     assert answer == b"1"
     assert _starts(registry, "forked") == {parent_start}
+
+
+# -- single-flight collect ---------------------------------------------------------------------
+
+class _GatedSource:
+    """A source that counts its collects and holds the first one until released."""
+
+    def __init__(self) -> None:
+        self.computations = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def collect_into(self, builder: FamilyBuilder) -> None:
+        """Count the computation, signal it, and wait for the test to release it."""
+        self.computations += 1
+        self.entered.set()
+        assert self.release.wait(10)
+        builder.add("mlprobe_schema_violations",
+                    [Sample((("model", "g"), ("model_version", ""), ("kind", "x")),
+                            float(self.computations))])
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+
+def _wait_for_followers(registry: mlprobe.Registry, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while registry._flight is None or registry._flight.followers < n:
+        assert time.monotonic() < deadline, "followers never joined the collect"
+        time.sleep(0.001)
+
+
+def test_concurrent_collects_share_one_computation(registry):
+    """Callers arriving while a collect runs wait for it and get its result: the sources (and
+    so drift) are computed once for all of them."""
+    source = registry.get_or_create("gated", _GatedSource)
+    results: list[list] = []
+    threads = [threading.Thread(target=lambda: results.append(registry.collect()))
+               for _ in range(5)]
+    threads[0].start()
+    assert source.entered.wait(10)
+    for t in threads[1:]:
+        t.start()
+    _wait_for_followers(registry, 4)
+    source.release.set()
+    for t in threads:
+        t.join(10)
+    assert source.computations == 1
+    assert len(results) == 5 and all(r == results[0] for r in results)
+    assert registry.collect() is not results[0]  # a later call computes afresh
+    assert source.computations == 2
+
+
+def test_a_failed_collect_poisons_neither_its_waiters_nor_later_collects(registry, monkeypatch):
+    """When the shared collect raises, the leader gets the exception, each waiter computes its
+    own result, and the next collect works."""
+    source = registry.get_or_create("gated", _GatedSource)
+    real = registry._collect_now
+    calls = {"n": 0}
+
+    def first_fails():
+        calls["n"] += 1
+        result = real()
+        if calls["n"] == 1:
+            raise RuntimeError("collect failed")
+        return result
+
+    monkeypatch.setattr(registry, "_collect_now", first_fails)
+    errors: list[BaseException] = []
+    results: list[list] = []
+
+    def lead():
+        try:
+            registry.collect()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    assert source.entered.wait(10)
+    follower = threading.Thread(target=lambda: results.append(registry.collect()))
+    follower.start()
+    _wait_for_followers(registry, 1)
+    source.release.set()
+    leader.join(10)
+    follower.join(10)
+    assert [str(e) for e in errors] == ["collect failed"]
+    assert len(results) == 1 and any(f.name == "mlprobe_schema_violations" for f in results[0])
+    assert registry._flight is None
+    assert any(f.name == "mlprobe_schema_violations" for f in registry.collect())
+
+
+class _ReentrantSource:
+    """A source that reads its own registry while it reports."""
+
+    def __init__(self, registry: mlprobe.Registry) -> None:
+        self.registry = registry
+        self.inner: list = []
+        self.depth = 0
+
+    def collect_into(self, builder: FamilyBuilder) -> None:
+        """Collect the registry from inside its collect (once: the inner call does not)."""
+        self.depth += 1
+        try:
+            if self.depth == 1:
+                self.inner.append(self.registry.collect())
+        finally:
+            self.depth -= 1
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+
+def test_a_collect_from_inside_a_collect_does_not_deadlock(registry):
+    """A source that calls collect() on its own registry gets a result instead of waiting
+    for the collect it is part of."""
+    source = registry.get_or_create("reentrant", lambda: _ReentrantSource(registry))
+    worker = threading.Thread(target=registry.collect, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "collect deadlocked on itself"
+    assert any(f.name == "mlprobe_internal_errors" for f in source.inner[0])
+
+
+def test_a_fork_child_does_not_wait_for_a_collect_of_its_parent(registry):
+    """After fork, a collect that was in flight in the parent (its thread is gone in the
+    child) is forgotten, so the child's first collect does not hang."""
+    from mlprobe._registry import _Flight
+
+    registry._flight = _Flight(thread=-1)
+    registry._reset_after_fork()
+    worker = threading.Thread(target=registry.collect, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive()

@@ -124,6 +124,9 @@ class Registry:
         self._lock = threading.Lock()
         # Emptied, under the lock, by whichever call adds the first source.
         self._first_source_callbacks: tuple[Callable[[Registry], object], ...] = ()
+        # The collect in progress, if any (see collect()); read and replaced under its lock.
+        self._flight: _Flight | None = None
+        self._flight_lock = threading.Lock()
         _live_registries.add(self)
 
     def get_or_create(self, key: object, factory: Callable[[], S]) -> S:
@@ -168,7 +171,42 @@ class Registry:
             _guard.report_internal_error("registry.on_first_source", exc)
 
     def collect(self) -> list[MetricFamily]:
-        """Snapshot every source into metric families (runs on the scraper's thread)."""
+        """Snapshot every source into metric families (runs on the reader's thread).
+
+        Single-flight: callers that arrive while a collect is running (a scrape and an OTLP
+        push in the same instant) wait for it and share its result, so the window merge and
+        drift are computed once. A caller gets a result computed after it asked or at most
+        one collect earlier. If that shared collect fails, each waiting caller computes its
+        own; nothing of a failed collect is kept. A collect started from inside a collect on
+        the same thread (a source that reads its own registry) computes on its own instead of
+        waiting for itself.
+        """
+        me = threading.get_ident()
+        with self._flight_lock:
+            flight = self._flight
+            if flight is None:
+                flight = self._flight = _Flight(me)
+                leading = True
+            else:
+                leading = False
+                flight.followers += 1
+        if not leading:
+            if flight.thread == me:  # re-entered from a source: waiting would deadlock
+                return self._collect_now()
+            flight.done.wait()
+            result = flight.result
+            return self._collect_now() if result is None else list(result)
+        try:
+            result = self._collect_now()
+            flight.result = result
+        finally:
+            # Cleared before waiters wake, so the next caller starts a fresh collect.
+            with self._flight_lock:
+                self._flight = None
+            flight.done.set()
+        return list(result)
+
+    def _collect_now(self) -> list[MetricFamily]:
         builder = FamilyBuilder()
         sources, started = self._sources, self._started
         for key, source in list(sources.items()):
@@ -190,10 +228,25 @@ class Registry:
         # A forked worker must not report its parent's counts as its own: that double counts
         # when a fleet is summed. Locks held by other threads at fork time are replaced too.
         self._lock = threading.Lock()
+        # A collect in flight in the parent has no thread here: nobody would finish it.
+        self._flight = None
+        self._flight_lock = threading.Lock()
         now = time.time_ns()
         for source in self._sources.values():
             source.reset()
         self._started = dict.fromkeys(self._sources, now)
+
+
+class _Flight:
+    """One collect in progress: its leader thread, and its result once done (None: failed)."""
+
+    __slots__ = ("done", "followers", "result", "thread")
+
+    def __init__(self, thread: int) -> None:
+        self.thread = thread
+        self.done = threading.Event()
+        self.result: list[MetricFamily] | None = None
+        self.followers = 0  # callers waiting for it (read by tests)
 
 
 _live_registries: weakref.WeakSet[Registry] = weakref.WeakSet()
