@@ -39,12 +39,18 @@ from dataclasses import dataclass
 from typing import Union
 
 from ._catalog import CATALOG, MetricKind, MetricSpec, exposed_name
+from .stats._labels import MAX_LABEL_CHARS, label_value
 
-__all__ = ["HistogramSample", "LabelSet", "MetricFamily", "MetricKind", "MetricSpec", "Sample",
-           "SummarySample", "exposed_name", "metric_spec", "metric_specs"]
+__all__ = ["HistogramSample", "LabelSet", "MAX_LABEL_CHARS", "MetricFamily", "MetricKind",
+           "MetricSpec", "Sample", "SummarySample", "exposed_name", "label_value", "metric_spec",
+           "metric_specs"]
 
 LabelSet = tuple[tuple[str, str], ...]
-"""Label pairs in a fixed order, e.g. ``(("model", "churn"), ("model_version", "3"))``."""
+"""Label pairs in a fixed order, e.g. ``(("model", "churn"), ("model_version", "3"))``.
+
+Every value is a label value by :func:`label_value`'s rule (valid UTF-8, at most
+:data:`MAX_LABEL_CHARS` characters), applied where the value was created; an exporter may
+apply it once more as a last resort (it is idempotent)."""
 
 
 
