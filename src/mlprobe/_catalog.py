@@ -93,6 +93,20 @@ class MetricSpec:
         """The Prometheus name as exposed (counters gain ``_total``)."""
         return exposed_name(self.name, self.kind)
 
+    def otel_attributes(self, labels: tuple[tuple[str, str], ...]) -> dict[str, str | int]:
+        """The OpenTelemetry attributes of a sample's labels (see the module docstring): keys
+        renamed, empty values left out, :data:`INT_ATTRIBUTES` as integers when numeric."""
+        out: dict[str, str | int] = {}
+        for label, value in labels:
+            if not value:
+                continue
+            key = ATTRIBUTE_KEYS.get(label, label)
+            if key in INT_ATTRIBUTES and value.isascii() and value.isdigit():
+                out[key] = int(value)
+            else:
+                out[key] = value
+        return out
+
     @property
     def otel_type(self) -> str:
         """How OpenTelemetry carries it: ``sum`` (monotonic), ``updown_sum``, ``gauge``,
@@ -190,6 +204,10 @@ _SPECS = (
     _m("mlprobe_internal_errors", "counter", "{error}", (), "mlprobe.internal.errors",
        "Failures inside mlprobe (recording, or its part of a scrape) that were "
        "swallowed so the model and the application's metrics were unaffected."),
+    _m("mlprobe_export_failures", "counter", "{export}", ("exporter",),
+       "mlprobe.export.failures",
+       "Pushes of mlprobe's metrics that failed (collector down, slow or refusing), by "
+       "exporter; each is retried with backoff."),
     # HTTP server metrics (mlprobe.asgi): the OTel HTTP semantic conventions' names and
     # attributes (time to first byte is mlprobe's own); error_type is semconv's error.type
     # ("" when the request succeeded).
