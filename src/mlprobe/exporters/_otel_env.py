@@ -12,8 +12,9 @@ Read here:
 - ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL``, else ``OTEL_EXPORTER_OTLP_PROTOCOL``: ``grpc`` or
   ``http/protobuf`` (the default; ``http/json`` has no Python exporter);
 - ``OTEL_EXPORTER_OTLP[_METRICS]_COMPRESSION`` and ``_TIMEOUT`` are only *checked*: valid values
-  are left to the OTLP exporter, which reads them itself; an invalid one, which would make the
-  gRPC exporter raise, warns and is replaced by the default;
+  are left to the OTLP exporter, which reads them itself (the Python SDK reads the timeout in
+  seconds); an invalid one, which would make the gRPC exporter raise, warns and is replaced
+  by the default (no compression; 10 s, at most the push timeout);
 - ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``, through the SDK's
   ``Resource.create`` (it logs and skips a malformed pair).
 
@@ -112,9 +113,13 @@ def _is_number(raw: str) -> bool:
 
 
 def otlp_exporter(proto: str, *, endpoint: str | None, headers: Mapping[str, str] | None,
-                  compression: str | None, timeout: float | None) -> Any:
+                  compression: str | None, push_timeout: float) -> Any:
     """Build the SDK's OTLP metric exporter for ``proto`` (its optional extra must be
     installed); unset arguments are left to the exporter's own variables (module docstring).
+
+    Its request timeout (retries included) is ``OTEL_EXPORTER_OTLP[_METRICS]_TIMEOUT`` when
+    set, else the SDK's 10 s capped at ``push_timeout``: the HTTP exporter ignores the timeout
+    an export call passes, so this is what bounds one push.
 
     Raises:
         ConfigurationError: the extra is not installed, or the exporter refuses a setting.
@@ -127,10 +132,13 @@ def otlp_exporter(proto: str, *, endpoint: str | None, headers: Mapping[str, str
     elif not _checked_env(("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
                            "OTEL_EXPORTER_OTLP_COMPRESSION"), {"gzip", "none"}.__contains__):
         compression = "none"
-    if timeout is None and not (
+    timeout: float | None = None
+    configured = any((os.environ.get(env) or "").strip() for env in (
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"))
+    if not configured or not (
             _checked_env(("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",), _is_number)
             and _checked_env(("OTEL_EXPORTER_OTLP_TIMEOUT",), _is_number)):
-        timeout = 10.0
+        timeout = min(10.0, push_timeout)
     extra, package = _EXTRAS[proto]
     try:
         if proto == "grpc":

@@ -126,7 +126,7 @@ def push(exporter: MetricExporter | None = None, *, registry: Registry | None = 
 
         def rebuild() -> MetricExporter:
             return _otel_env.otlp_exporter(proto, endpoint=endpoint, headers=headers,
-                                           compression=compression, timeout=None)
+                                           compression=compression, push_timeout=timeout_s)
 
         exporter = rebuild()
         label = "otlp_grpc" if proto == "grpc" else "otlp_http"
