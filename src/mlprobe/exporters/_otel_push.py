@@ -218,8 +218,11 @@ class PushExporter:
     def force_flush(self, timeout: float | None = None) -> bool:
         """Push now, on the calling thread; True if the export succeeded (or nothing to do).
 
-        Skipped (True) when ``exports_here`` says this process does not export.
+        Skipped (True) when ``exports_here`` says this process does not export; False after
+        :meth:`shutdown`.
         """
+        if self._shut_down:
+            return False
         if not self._asks_to_export():
             return True
         return self._push(self.timeout if timeout is None else timeout)
