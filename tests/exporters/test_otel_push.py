@@ -41,6 +41,12 @@ def make_pusher() -> Iterator[Make]:
         pusher.shutdown(timeout=2.0)
 
 
+def _never() -> bool:
+    """exports_here for pushers built only to inspect their OTLP exporter (nothing is sent
+    to whatever listens on the default endpoint)."""
+    return False
+
+
 def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -194,7 +200,7 @@ class TestConfiguration:
         assert pusher.interval == 60.0
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")
         with pytest.warns(RuntimeWarning, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
-            pusher = make_pusher(registry=registry, interval=3600)
+            pusher = make_pusher(registry=registry, interval=3600, exports_here=_never)
         assert pusher.name == "otlp_http"
 
     @pytest.mark.parametrize("proto", ["grpc", "http/protobuf"])
@@ -205,7 +211,7 @@ class TestConfiguration:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd-ish")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "ten")
         with pytest.warns(RuntimeWarning) as warned:
-            pusher = make_pusher(registry=registry, interval=3600)
+            pusher = make_pusher(registry=registry, interval=3600, exports_here=_never)
         assert {str(w.message).split("=")[0] for w in warned} == {
             "OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_TIMEOUT"}
         assert pusher.name == ("otlp_grpc" if proto == "grpc" else "otlp_http")
@@ -216,7 +222,7 @@ class TestConfiguration:
         variable wins over the general one."""
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc")
-        pusher = make_pusher(registry=registry, interval=3600)
+        pusher = make_pusher(registry=registry, interval=3600, exports_here=_never)
         assert type(pusher.exporter).__module__.endswith("grpc.metric_exporter")
 
     @pytest.mark.parametrize("kwargs, message", [
