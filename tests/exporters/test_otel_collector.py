@@ -179,7 +179,7 @@ def test_the_collector_stopped_mid_run_and_restarted(rotel):
             worst = max(worst, time.perf_counter() - started)
             calls += 1
             time.sleep(0.01)
-        assert worst < 0.05
+        assert worst < 0.5  # a call waiting for the failing push would take ~1 s
         collector_proc.start()
         sink.wait_for(lambda r: _has_final(r, "mlprobe_predictions_total", float(calls),
                                            model="restart", outcome="ok"), timeout=30)

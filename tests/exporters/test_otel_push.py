@@ -109,7 +109,9 @@ def test_a_hanging_collector_does_not_slow_the_request_path(registry, make_pushe
         started = time.perf_counter()
         predict([1.0])
         worst = max(worst, time.perf_counter() - started)
-    assert worst < 0.05
+    # A lock shared with the export would hold a call until the gate opens (30 s); scheduling
+    # noise on a busy machine stays far below the bound.
+    assert worst < 0.5
     assert sample_value(registry, "mlprobe_predictions", {"outcome": "ok"}) == 2000
     exporter.gate.set()
 
