@@ -30,7 +30,8 @@ def pytest_report_header() -> list[str]:
     from importlib.metadata import version
 
     return [f"mlprobe {mlprobe.__version__}; numpy {numpy.__version__}; "
-            f"prometheus-client {version('prometheus-client')}"]
+            f"prometheus-client {version('prometheus-client')}; "
+            f"opentelemetry-sdk {version('opentelemetry-sdk')}"]
 
 
 @pytest.fixture(autouse=True)
@@ -47,9 +48,9 @@ def internal_errors_fail(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Remove MLPROBE_* variables so the host environment cannot change a test."""
+    """Remove MLPROBE_* and OTEL_* variables so the host environment cannot change a test."""
     for key in list(os.environ):
-        if key.startswith("MLPROBE_"):
+        if key.startswith(("MLPROBE_", "OTEL_")):
             monkeypatch.delenv(key)
 
 

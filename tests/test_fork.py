@@ -116,6 +116,7 @@ class Service:
             "guard": _guard._lock,
             "exporter attach": prom_export._attach_lock,
             "registry": self.registry._lock,
+            "registry collect": self.registry._flight_lock,
             "default registry": mlprobe.default_registry._lock,
             "call recorder": calls._lock,
             "error types": calls.error_types._lock,
@@ -259,7 +260,7 @@ def hold(lock: Any) -> Callable[[], None]:
     return let_go
 
 
-LOCK_NAMES = ("guard", "exporter attach", "registry", "default registry", "call recorder",
+LOCK_NAMES = ("guard", "exporter attach", "registry", "registry collect", "default registry", "call recorder",
               "error types", "score histograms", "score histogram", "score histogram flush",
               "predicted classes", "feature pending", "feature flush", "feature ingest",
               "http series", "http route cap", "http status cap", "http error cap", "flusher",

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
+import pkgutil
 import sys
 from types import ModuleType
 
@@ -31,15 +33,21 @@ PUBLIC = {
         "wasserstein_from_counts",
     ],
     "mlprobe.snapshot": [
-        "HistogramSample", "LabelSet", "MetricFamily", "MetricKind", "Sample", "SummarySample",
-        "exposed_name",
+        "HistogramSample", "LabelSet", "MAX_LABEL_CHARS", "MetricFamily", "MetricKind",
+        "MetricSpec", "Sample", "SummarySample", "exposed_name", "label_value", "metric_spec",
+        "metric_specs",
     ],
+    "mlprobe.registry": ["FamilyBuilder", "Registry", "Source", "default_registry"],
     "mlprobe.asgi": [
         "CLIENT_DISCONNECTED", "DEFAULT_EXCLUDE_PATHS", "OTHER_METHOD", "ProbeMiddleware",
         "UNMATCHED_ROUTE",
     ],
     "mlprobe.testing": ["raise_internal_errors", "sample_value"],
-    "mlprobe.errors": ["ConfigurationError", "ExporterError", "MlprobeError", "ProfileError"],
+    "mlprobe.errors": [
+        "ConfigurationError", "ExporterError", "MlprobeError", "ProfileError",
+        "internal_error_count", "report_internal_error",
+    ],
+    "mlprobe.exporters.otel": ["PushExporter", "bridge", "metrics_data", "push"],
     "mlprobe.exporters.prometheus": [
         "Exposition", "MlprobeCollector", "encoder_for", "exposition", "register",
         "start_http_server", "to_prometheus",
@@ -97,3 +105,28 @@ def _attribute_docstring(module: ModuleType, name: str, depth: int = 0) -> str |
             if depth < 3 and origin is not sys.modules.get(module.__name__):
                 return _attribute_docstring(origin, name, depth + 1)
     return None
+
+
+EXPORTERS = sorted(f"mlprobe.exporters.{m.name}" for m in pkgutil.iter_modules(
+    importlib.import_module("mlprobe.exporters").__path__))
+
+
+@pytest.mark.parametrize("module_name", EXPORTERS)
+def test_exporters_import_nothing_private_of_mlprobe(module_name: str) -> None:
+    """An exporter reads only the public read side (mlprobe.registry, mlprobe.snapshot,
+    mlprobe.errors): every mlprobe module that a module of mlprobe.exporters imports is public
+    or one of the exporter package's own modules."""
+    module = importlib.import_module(module_name)
+    tree = ast.parse(inspect.getsource(module))
+    imported = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""),
+                                               module.__package__)
+            imported += [base] if node.module else [f"{base}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            imported += [a.name for a in node.names if a.name.startswith("mlprobe")]
+    private = [name for name in imported
+               if any(part.startswith("_") for part in name.split("."))
+               and not name.startswith("mlprobe.exporters.")]
+    assert imported and not private, private

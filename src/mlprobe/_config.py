@@ -1,4 +1,7 @@
-"""Defaults, validation helpers and the only place mlprobe reads environment variables.
+"""Defaults, validation helpers and the only place mlprobe's core reads environment variables.
+
+(The OpenTelemetry exporter reads the standard ``OTEL_*`` variables itself, in
+``mlprobe/exporters/_otel_env.py``: core never knows an exporter's settings.)
 
 Environment variables are fallbacks: an explicit argument always wins. An invalid value warns
 and falls back to the default instead of failing at import.

@@ -53,7 +53,12 @@ def internal_error_count() -> int:
 
 
 def report_internal_error(site: str, exc: BaseException) -> None:
-    """Count ``exc`` as an internal error at ``site`` and log it at a bounded rate."""
+    """Count ``exc`` as an internal error at ``site`` and log it at a bounded rate.
+
+    ``site`` names where it happened (``"myexporter.translate"``); it is logged, not exported.
+    Call it from an ``except Exception`` block that swallows a failure which must not reach
+    the application. In mlprobe's own tests it re-raises (see :mod:`mlprobe.testing`).
+    """
     global _count
     now = time.monotonic()
     with _lock:

@@ -6,11 +6,19 @@ Hierarchy::
      +-- ConfigurationError   (also a ValueError: a bad argument or environment value)
      +-- ProfileError         (also a ValueError: a reference profile that cannot be read or used)
      +-- ExporterError        (an exporter could not be set up)
+
+After construction mlprobe raises nothing into user code: a failure of its own is counted
+(``mlprobe_internal_errors_total``), logged at a bounded rate and dropped.
+:func:`report_internal_error` is that one swallow point, for exporters and custom sources too;
+:func:`internal_error_count` reads the count.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "ExporterError", "MlprobeError", "ProfileError"]
+from ._guard import internal_error_count, report_internal_error
+
+__all__ = ["ConfigurationError", "ExporterError", "MlprobeError", "ProfileError",
+           "internal_error_count", "report_internal_error"]
 
 
 class MlprobeError(Exception):

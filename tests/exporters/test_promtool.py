@@ -22,6 +22,7 @@ from expositions import (
 
 import mlprobe
 from mlprobe._catalog import CATALOG
+from mlprobe.exporters._otel_push import ExportFailures
 from mlprobe.testing import sample_value
 
 pytestmark = pytest.mark.real_prometheus
@@ -72,6 +73,7 @@ def test_promtool_accepts_everything_at_once_and_it_covers_the_catalogue():
     """All sources in one exposition lint clean, and every catalogue family appears in it."""
     probes, profiled, http = mlprobe.Registry(), mlprobe.Registry(), mlprobe.Registry()
     bare_probe(probes)
+    probes.get_or_create("export", lambda: ExportFailures("otlp_http")).add()
     profiled_probe(profiled)
     asgi_traffic(http)
     exposition = text(target_for(probes, profiled, http))

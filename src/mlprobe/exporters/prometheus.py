@@ -8,7 +8,7 @@ metrics in the same ``CollectorRegistry``: a source that fails loses its own sam
 :meth:`mlprobe.Registry.collect`), a family that cannot be translated is left out, and a
 failing ``Registry.collect`` leaves only ``mlprobe_internal_errors_total``. Each failure is
 counted in that counter, in the same scrape, and logged at a bounded rate. Every label value
-goes through :func:`mlprobe.stats._labels.label_value` once more here, so no value can make
+goes through :func:`mlprobe.snapshot.label_value` once more here, so no value can make
 ``generate_latest()`` raise.
 
 Which prometheus_client registry serves an mlprobe registry is decided here only
@@ -16,7 +16,9 @@ Which prometheus_client registry serves an mlprobe registry is decided here only
 prometheus_client's ``REGISTRY`` for :data:`mlprobe.default_registry` (so the application's own
 metrics and the process collectors come along), else a private one holding just that registry.
 
-This module is a leaf: it reads :meth:`mlprobe.Registry.collect` snapshots and the catalogue.
+This module is a leaf that needs nothing private of mlprobe: it reads the public read side
+(:mod:`mlprobe.registry`, :mod:`mlprobe.snapshot` with the catalogue, and the error accounting
+of :mod:`mlprobe.errors`).
 Two modules of mlprobe import it, lazily: the composition root (``mlprobe/_wiring.py``, which
 attaches the default registry) and the middleware's ``metrics_path`` endpoint (which serves
 :func:`exposition`).
@@ -48,12 +50,18 @@ except ImportError as exc:  # pragma: no cover - prometheus-client is a declared
     raise ImportError("mlprobe.exporters.prometheus needs prometheus-client: "
                       "pip install prometheus-client") from exc
 
-from .. import _guard
-from .._catalog import spec
-from .._registry import Registry, default_registry
-from ..errors import ExporterError
-from ..snapshot import HistogramSample, LabelSet, MetricFamily, Sample, SummarySample
-from ..stats._labels import MAX_LABEL_CHARS, label_value
+from ..errors import ExporterError, internal_error_count, report_internal_error
+from ..registry import Registry, default_registry
+from ..snapshot import (
+    MAX_LABEL_CHARS,
+    HistogramSample,
+    LabelSet,
+    MetricFamily,
+    Sample,
+    SummarySample,
+    label_value,
+    metric_spec,
+)
 
 __all__ = ["Exposition", "MlprobeCollector", "encoder_for", "exposition", "register",
            "start_http_server", "to_prometheus"]
@@ -114,9 +122,9 @@ class MlprobeCollector:
                 try:
                     out.append(to_prometheus(family))
                 except Exception as exc:  # noqa: BLE001 - one family must not cost the scrape
-                    _guard.report_internal_error("prometheus.translate", exc)
+                    report_internal_error("prometheus.translate", exc)
         except Exception as exc:  # noqa: BLE001 - nor may anything else in here
-            _guard.report_internal_error("prometheus.collector", exc)
+            report_internal_error("prometheus.collector", exc)
             out = []
         out.append(_internal_errors_metric())
         return out
@@ -152,21 +160,21 @@ def _collect_registry(registry: Registry) -> list[MetricFamily]:
     try:
         return registry.collect()
     except Exception as exc:  # noqa: BLE001 - the app's metrics must still come out
-        _guard.report_internal_error("prometheus.collect", exc)
+        report_internal_error("prometheus.collect", exc)
         return []
 
 
 def _internal_errors_metric() -> Metric:
-    s = spec(INTERNAL_ERRORS)
+    s = metric_spec(INTERNAL_ERRORS)
     metric = Metric(INTERNAL_ERRORS, s.description, "counter")
-    metric.add_sample(INTERNAL_ERRORS + "_total", {}, float(_guard.internal_error_count()))
+    metric.add_sample(INTERNAL_ERRORS + "_total", {}, float(internal_error_count()))
     return metric
 
 
 def to_prometheus(family: MetricFamily) -> Metric:
     """Translate one snapshot family into a prometheus_client ``Metric``.
 
-    Every label value is made a label value once more (:func:`mlprobe.stats._labels.label_value`)
+    Every label value is made a label value once more (:func:`mlprobe.snapshot.label_value`)
     and every number a float, so the result cannot make an encoder raise.
 
     Raises:
@@ -352,7 +360,7 @@ def _wsgi_app(target: Any) -> Callable[..., Iterable[bytes]]:
         try:
             return inner(environ, start_response)  # fails before start_response, if at all
         except Exception as exc:  # noqa: BLE001 - e.g. an application collector that raises
-            _guard.report_internal_error("prometheus.http", exc)
+            report_internal_error("prometheus.http", exc)
             start_response("500 Internal Server Error",
                            [("Content-Type", "text/plain; charset=utf-8")])
             return [FAILURE_BODY]

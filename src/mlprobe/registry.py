@@ -1,0 +1,24 @@
+"""The registry as exporters and custom sources see it.
+
+An exporter reads a :class:`Registry` through :meth:`Registry.collect`, which returns
+:mod:`mlprobe.snapshot` families; :data:`default_registry` is the one probes use when none is
+given. A custom source (anything with ``collect_into(builder)`` and ``reset()``, the
+:class:`Source` protocol) is added with :meth:`Registry.get_or_create` and reports catalogue
+metrics into the :class:`FamilyBuilder` it is given.
+
+Together with :mod:`mlprobe.snapshot` (the families, samples and the metric catalogue) and
+the error accounting in :mod:`mlprobe.errors`, this is the public read side: what
+``mlprobe.exporters.prometheus`` and ``mlprobe.exporters.otel`` use, and all a third-party
+exporter needs.
+
+Example:
+    >>> from mlprobe.registry import default_registry
+    >>> for family in default_registry.collect():
+    ...     print(family.name, family.spec.otel_name, len(family.samples))
+"""
+
+from __future__ import annotations
+
+from ._registry import FamilyBuilder, Registry, Source, default_registry
+
+__all__ = ["FamilyBuilder", "Registry", "Source", "default_registry"]
