@@ -87,13 +87,53 @@ _SPECS = (
                "over the reference's, or no valid value at all; absent: insufficient data)."),
     MetricSpec("mlprobe_dataset_status", "gauge", "1", MODEL_LABELS + ("aspect",),
                "Dataset status, 0 ok, 1 warning, 2 critical, by aspect: drift (the drift "
-               "verdict), quality (worst feature quality) and overall (the worse of the two; "
-               "absent: insufficient data)."),
+               "verdict), quality (worst feature quality), model_quality (outcomes against the "
+               "reference quality) and overall (the worst of them; absent: insufficient "
+               "data)."),
     MetricSpec("mlprobe_dataset_drift_share", "gauge", "1", MODEL_LABELS,
                "Share of evaluated features whose drift status is warning or critical "
                "(importance-weighted when the profile has importances)."),
     MetricSpec("mlprobe_schema_violations", "counter", "{violation}", MODEL_LABELS + ("kind",),
                "Inputs that did not fit the reference schema, by kind."),
+    # Model quality from outcomes (Probe(quality=...); mlprobe._quality_metrics). Every label
+    # value is from a fixed list: results, states, metric names.
+    MetricSpec("mlprobe_outcomes", "counter", "{outcome}", MODEL_LABELS + ("result",),
+               "Outcomes (labels) recorded, per (prediction, label) pair, by result: matched "
+               "(joined by prediction id), paired (joined by the caller), late (its prediction "
+               "had expired), duplicate, unknown (no such prediction id), invalid (unreadable)."),
+    MetricSpec("mlprobe_prediction_ids", "counter", "{prediction}", MODEL_LABELS + ("state",),
+               "Predictions kept for their outcome, by event: stored, replaced (the same id "
+               "again), expired (left unmatched after the TTL), evicted (unmatched, to keep "
+               "the store within its bounds)."),
+    MetricSpec("mlprobe_prediction_store_entries", "gauge", "{prediction}", ("model",),
+               "Predictions waiting for their outcome (all versions of the model)."),
+    MetricSpec("mlprobe_prediction_store_bytes", "gauge", "By", ("model",),
+               "Estimated memory of the predictions waiting for their outcome."),
+    MetricSpec("mlprobe_outcome_delay_seconds", "histogram", "s", MODEL_LABELS,
+               "Time from a prediction to its outcome, per matched outcome."),
+    MetricSpec("mlprobe_outcome_stats", "counter", "1", MODEL_LABELS + ("metric",),
+               "Sums over every valid (prediction, label) pair since start, to add up across "
+               "replicas: count, correct, true/false positives/negatives (binary), log_loss, "
+               "absolute_error, squared_error, absolute_percentage_error, over_error and "
+               "under_error (regression; error = prediction - label)."),
+    MetricSpec("mlprobe_model_quality", "gauge", "1", MODEL_LABELS + ("metric",),
+               "Model quality over the rolling window of labelled pairs, by metric: accuracy, "
+               "precision, recall, f1 (binary), precision/recall/f1 macro and f1_micro "
+               "(multiclass), log_loss, roc_auc (from binned scores) with roc_auc_bound, ece; "
+               "mae, rmse, mape, bias (regression)."),
+    MetricSpec("mlprobe_model_quality_estimate", "gauge", "1", MODEL_LABELS + ("metric",),
+               "Label-free estimate of accuracy and roc_auc from the scores of every "
+               "prediction in the window (assumes calibrated scores and no concept drift)."),
+    MetricSpec("mlprobe_model_quality_reference", "gauge", "1", MODEL_LABELS + ("metric",),
+               "The model's quality on the reference data (from the profile), by metric."),
+    MetricSpec("mlprobe_model_quality_status", "gauge", "1", MODEL_LABELS + ("metric",),
+               "Status of each judged metric against its reference: 0 ok, 1 warning, 2 "
+               "critical (a 2% / 5% relative drop of accuracy by default; absent: "
+               "insufficient data)."),
+    MetricSpec("mlprobe_concept_drift_status", "gauge", "1", MODEL_LABELS,
+               "Concept-drift signal on the outcome stream: 1 when the loss (0/1 error, "
+               "absolute error) rose significantly within the history, else 0 (absent: "
+               "insufficient data)."),
     MetricSpec("mlprobe_internal_errors", "counter", "{error}", (),
                "Failures inside mlprobe (recording, or its part of a scrape) that were "
                "swallowed so the model and the application's metrics were unaffected."),
