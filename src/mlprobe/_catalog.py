@@ -134,6 +134,18 @@ _SPECS = (
                "Concept-drift signal on the outcome stream: 1 when the loss (0/1 error, "
                "absolute error) rose significantly within the history, else 0 (absent: "
                "insufficient data)."),
+    # A candidate model run as a shadow of the primary (mlprobe.Shadow): model_version is the
+    # candidate's; its calls, latency, errors and scores are the usual families.
+    MetricSpec("mlprobe_shadow_comparisons", "counter", "{prediction}",
+               MODEL_LABELS + ("primary_version", "result"),
+               "Candidate predictions compared with the primary's, by result: agree (same "
+               "class; regression: within the relative tolerance) or disagree."),
+    MetricSpec("mlprobe_shadow_dropped", "counter", "{call}", MODEL_LABELS + ("primary_version",),
+               "Primary calls not run on the candidate because its queue was full."),
+    MetricSpec("mlprobe_shadow_score_difference", "histogram", "1",
+               MODEL_LABELS + ("primary_version",),
+               "Absolute difference between the candidate's and the primary's score (or "
+               "value) per prediction."),
     MetricSpec("mlprobe_internal_errors", "counter", "{error}", (),
                "Failures inside mlprobe (recording, or its part of a scrape) that were "
                "swallowed so the model and the application's metrics were unaffected."),

@@ -37,6 +37,7 @@ from ._asgi_endpoints import DriftEndpoint, MetricsEndpoint
 from ._asgi_routes import RouteResolver
 from ._config import check_buckets, check_positive_int
 from ._guard import report_internal_error
+from ._prediction_ids import RequestIds, request_ids
 from ._http_metrics import (
     DEFAULT_DURATION_BUCKETS,
     DEFAULT_KNOWN_METHODS,
@@ -78,6 +79,7 @@ DISCONNECT_STATUS = 499
 # A scope key rather than a ContextVar: it is exactly per request, while a ContextVar would
 # leak into tasks the request spawns (a sub-request dispatched from a handler).
 _SCOPE_KEY = "mlprobe.asgi"
+_IDS_KEY = "mlprobe.prediction_ids"  # the request's prediction-id context is set up
 
 _METHOD_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 
@@ -109,6 +111,12 @@ class ProbeMiddleware:
             at this path (off by default; self-contained, refreshes itself; ``?format=json``
             gives its content as JSON). 404 while the probe has no reference profile.
         status_page_refresh: seconds between the page's refreshes (default 5).
+        prediction_id_header: a request header carrying the prediction id (e.g.
+            ``"x-prediction-id"``; off by default). A tracked call of a probe with
+            ``quality=`` made while serving the request stores its prediction under that id,
+            or under a new one when the request has none; either way the id is sent back in
+            the same response header, for the caller to bring the outcome with
+            (``probe.record_outcome(id, label)``). The response must start after the call.
         duration_buckets: upper bounds in seconds for duration and time to first byte
             (default: the semconv advice, 5 ms to 10 s).
         size_buckets: upper bounds in bytes for request and response body sizes.
@@ -135,6 +143,7 @@ class ProbeMiddleware:
         drift_path: str | None = None,
         status_page_path: str | None = None,
         status_page_refresh: float = 5.0,
+        prediction_id_header: str | None = None,
         duration_buckets: Iterable[float] | None = None,
         size_buckets: Iterable[float] | None = None,
         known_methods: Iterable[str] | None = None,
@@ -198,11 +207,23 @@ class ProbeMiddleware:
             special[_check_path("status_page_path", status_page_path)] = StatusPageEndpoint(
                 probe, float(status_page_refresh))
         self._special = special
+        self._id_header: bytes | None = None
+        if prediction_id_header is not None:
+            if not isinstance(prediction_id_header, str) or _METHOD_TOKEN.fullmatch(
+                    prediction_id_header) is None:
+                raise ConfigurationError("prediction_id_header must be an HTTP header name "
+                                         "(letters, digits and -), e.g. 'x-prediction-id'; "
+                                         f"got {prediction_id_header!r}")
+            self._id_header = prediction_id_header.lower().encode("ascii")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection (HTTP is recorded; everything else passes through)."""
         if scope["type"] != "http" or _SCOPE_KEY in scope:
             await self.app(scope, receive, send)
+            return
+        if self._id_header is not None and _IDS_KEY not in scope:
+            scope[_IDS_KEY] = True
+            await self._call_with_prediction_id(scope, receive, send, self._id_header)
             return
         scope[_SCOPE_KEY] = True
         path = scope["path"]
@@ -301,6 +322,33 @@ class ProbeMiddleware:
             # nothing was started, or cuts the connection.
             self._record(scope, entry_root, method, status, "incomplete_response",
                          disconnected, start, perf_counter(), first, received, sent)
+
+    async def _call_with_prediction_id(self, scope: Scope, receive: Receive, send: Send,
+                                       header: bytes) -> None:
+        """Serve one request with its prediction-id holder in the context (see
+        :mod:`mlprobe._prediction_ids`) and the id the tracked call used in the response."""
+        incoming = None
+        for key, value in scope.get("headers") or ():
+            if key.lower() == header:
+                incoming = bytes(value).decode("latin-1").strip() or None
+                break
+        holder = RequestIds(incoming)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start" and holder.assigned is not None:
+                try:
+                    value = holder.assigned.encode("latin-1")
+                except UnicodeEncodeError:  # an id given as an argument may be any text
+                    value = holder.assigned.encode("utf-8")
+                message = {**message, "headers": [*(message.get("headers") or ()),
+                                                  (header, value)]}
+            await send(message)
+
+        token = request_ids.set(holder)
+        try:
+            await self(scope, receive, send_with_id)
+        finally:
+            request_ids.reset(token)
 
     def _record(self, scope: Scope, entry_root: str, method: int, status: int, error: str,
                 disconnected: bool, start: float, end: float, first: float, received: int,
