@@ -99,8 +99,8 @@ def _call_kind(fn: Any) -> str:
     return "sync"
 
 
-def _locate_input(fn: Any, input_arg: int | str | None,
-                  bound: bool | None) -> tuple[int | None, str | None]:
+def _locate_input(fn: Any, input_arg: int | str | None, bound: bool | None,
+                  option: str = "input_arg") -> tuple[int | None, str | None]:
     """Return (position, name) of the model input among the call's arguments."""
     try:
         params = [p for p in inspect.signature(fn).parameters.values()
@@ -111,7 +111,7 @@ def _locate_input(fn: Any, input_arg: int | str | None,
     if isinstance(input_arg, str):
         names = [p.name for p in params]
         if names and input_arg not in names:
-            raise ConfigurationError(f"input_arg={input_arg!r} is not a parameter of "
+            raise ConfigurationError(f"{option}={input_arg!r} is not a parameter of "
                                      f"{getattr(fn, '__qualname__', fn)}; parameters: {names}")
         index = next((i for i, p in enumerate(positional) if p.name == input_arg), None)
         return index, input_arg
@@ -169,7 +169,7 @@ def _with_prediction_id(state: Any, finish: Finisher, fn: Any, bound: bool | Non
     extractor) is kept under the call's prediction id, then recorded as usual."""
     index = name = None
     if isinstance(prediction_id, (int, str)) and not isinstance(prediction_id, bool):
-        index, name = _locate_input(fn, prediction_id, bound)
+        index, name = _locate_input(fn, prediction_id, bound, "prediction_id")
     no_id = False if prediction_id is False else None  # None: the request's, or a new one
     observe = state.observe_outputs_with_id
 

@@ -72,7 +72,7 @@ class QualityMonitor:
         self._flush_lock = threading.Lock()
         self._window_lock = threading.Lock()  # ring, totals and history
         self._pending_pairs: list[tuple[int, str, Any, Any]] = []
-        self._pending_predictions: list[Any] = []
+        self._pending_predictions: list[tuple[int, Any]] = []
         self._ring: dict[int, QualityCounts] = {}
         self._expired = self._empty()
         self._history: dict[int, tuple[int, int, int]] = {}
@@ -98,8 +98,10 @@ class QualityMonitor:
         # No lock: an append is atomic, and flush() takes items with a slice and a slice
         # deletion (each atomic), never by swapping the list, so nothing appended meanwhile is
         # lost.
+        # The bucket is the time of the prediction, not of the flush: windows of several
+        # processes then hold the same predictions in the same buckets.
         pending = self._pending_predictions
-        pending.append(payload)
+        pending.append((int(self._clock() // self.bucket_seconds), payload))
         if len(pending) >= FLUSH_ITEMS:
             self.flush()
 
@@ -164,9 +166,12 @@ class QualityMonitor:
             valid, invalid = self._fold_pairs(delta, items)
             counted[result] += valid
             counted["invalid"] += invalid
-        if predictions:
-            delta = deltas.setdefault(self._index(), self._empty())
-            for batch in _batches(predictions):
+        by_index: dict[int, list[Any]] = {}
+        for index, payload in predictions:
+            by_index.setdefault(index, []).append(payload)
+        for index, payloads in by_index.items():
+            delta = deltas.setdefault(index, self._empty())
+            for batch in _batches(payloads):
                 delta.add_predictions(batch)
         with self._lock:
             for result, n in counted.items():

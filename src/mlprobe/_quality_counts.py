@@ -76,7 +76,7 @@ class QualityCounts:
         if isinstance(predicted, list):
             known = self.task.vocabulary if self.task.task == "binary" else None
             ok = [i for i, (a, p) in enumerate(zip(keys, predicted))
-                  if a is not None and p and (known is None or a in known)]
+                  if a is not None and p and (known is None or (a in known and p in known))]
             self.confusion.add([keys[i] for i in ok], [predicted[i] for i in ok])  # type: ignore
             return len(keys) - len(ok)
         if self.task.task == "binary":
