@@ -58,7 +58,7 @@ def test_matched_outcome_joins_payload_and_delay():
     assert s.resolve("a", 1, v1) == "matched"
     assert v1.joined == [(0.8, 1, 42.0)]
     assert s.entries == 0 and s.bytes == 0
-    assert v1.counts == {"stored": 1}
+    assert v1.counts == {}  # the caller counts what it stores
 
 
 def test_duplicate_late_and_unknown_are_counted_on_the_right_version():
@@ -79,7 +79,7 @@ def test_duplicate_late_and_unknown_are_counted_on_the_right_version():
     assert "unknown" not in v2.counts
     clock.t += 11
     s.sweep()
-    assert v1.counts == {"stored": 2, "duplicate": 1, "expired": 1, "late": 2}
+    assert v1.counts == {"duplicate": 1, "expired": 1, "late": 2}
     assert v2.counts == {"unknown": 1}
 
 
@@ -105,6 +105,7 @@ def test_outcome_before_prediction_joins_when_it_arrives():
     assert s.resolve("early", 1, v1) == "waiting"
     clock.t += 5
     s.put("early", v1, 0.9)
+    s.ingest()  # what the next join, sweep or collect does first
     assert v1.joined == [(0.9, 1, 0.0)]
     clock.t += 60
     s.sweep()
@@ -174,9 +175,11 @@ def test_same_id_twice_replaces_and_another_version_joins():
     v1, v2 = Recipient(), Recipient()
     s = store()
     s.put("a", v1, 0.2)
+    s.ingest()
     s.put("a", v1, 0.7)
     s.put("a", v2, 0.4)
-    assert v1.counts == {"stored": 2, "replaced": 1}
+    s.ingest()
+    assert v1.counts == {"replaced": 1}
     assert s.resolve("a", 1, v1) == "matched"
     assert [j[0] for j in v1.joined] == [0.7] and [j[0] for j in v2.joined] == [0.4]
     assert s.bytes == 0
@@ -250,6 +253,20 @@ def test_foreign_outcomes_join_where_their_prediction_is():
     receiver.sweep()
     assert via_r.counts == {"unknown": 1}  # only "y", nobody held it
     assert "unknown" not in via_h.counts
+
+
+def test_queued_predictions_are_in_the_store_before_any_join():
+    """Predictions queued on the request path (fewer than a batch) are seen by the next join,
+    and a full batch moves into the store by itself."""
+    from mlprobe._outcomes import PUT_BATCH
+
+    v1 = Recipient()
+    s = store()
+    s.put("a", v1, 0.3)
+    assert len(s._entries) == 0 and s.resolve("a", 0, v1) == "matched"
+    for i in range(PUT_BATCH):
+        s.put(str(i), v1, 0.5)
+    assert len(s._entries) == PUT_BATCH and not s._queued
 
 
 def test_reset_forgets_everything():

@@ -66,12 +66,11 @@ def replay(m: QualityMonitor, clock: Clock, events: list[tuple[Any, ...]]) -> No
         payload = m.task.payload(prediction)
         if kind == "prediction":
             if payload is not None and not isinstance(payload, list):
-                m.observe_prediction(payload)
+                m.observe_prediction(payload, clock.t, True)
         elif kind == "matched":
             m.add_outcome(payload, outcome, delay)
         else:
             m.add_pairs(payload, outcome)
-        m.count("stored")
 
 
 @given(st.sampled_from(["binary", "multiclass", "regression"]).flatmap(

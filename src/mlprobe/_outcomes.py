@@ -47,7 +47,11 @@ import numpy as np
 
 from ._quality_spec import QualitySpec
 
-__all__ = ["ENTRY_OVERHEAD", "PredictionStore", "TOMBSTONES_PER_ENTRY", "payload_bytes"]
+__all__ = ["ENTRY_OVERHEAD", "PUT_BATCH", "PredictionStore", "TOMBSTONES_PER_ENTRY",
+           "payload_bytes"]
+
+PUT_BATCH = 256
+"""Predictions queued on the request path before they are moved into the store together."""
 
 ENTRY_OVERHEAD = 360
 """Estimated bytes per stored prediction besides its id text and payload (the ordered-dict
@@ -112,11 +116,21 @@ class PredictionStore:
         self._tombstones: OrderedDict[str, tuple[str, Recipient]] = OrderedDict()
         # key -> (time, actual, recipient): outcomes waiting for their prediction
         self._unmatched: OrderedDict[str, tuple[float, Any, Recipient]] = OrderedDict()
-        self.bytes = 0
+        # predictions queued on the request path, not yet in the store: (key, recipient,
+        # payload, time)
+        self._queued: list[tuple[str, Recipient, Any, float]] = []
+        self._bytes = 0
+
+    @property
+    def bytes(self) -> int:
+        """Estimated memory of the waiting predictions."""
+        self.ingest()
+        return self._bytes
 
     @property
     def entries(self) -> int:
         """Predictions waiting."""
+        self.ingest()
         return len(self._entries)
 
     @property
@@ -126,42 +140,60 @@ class PredictionStore:
 
     # -- predictions (request path) ------------------------------------------------------------
 
-    def put(self, key: str, recipient: Recipient, payload: Any) -> None:
-        """Store a prediction under ``key`` (a second version's prediction joins the entry)."""
-        now = self._clock()
-        size = ENTRY_OVERHEAD + len(key) + payload_bytes(payload)
-        early = None
-        replaced = False
+    def put(self, key: str, recipient: Recipient, payload: Any, now: float | None = None
+            ) -> None:
+        """Queue a prediction for storage under ``key`` (request path: one list append).
+
+        Queued predictions enter the store in batches (:meth:`ingest`): when
+        :data:`PUT_BATCH` are queued, and before any outcome is joined, any sweep and any
+        read, so a join always sees every prediction made before it. A second version's
+        prediction under the same id joins the entry. The caller counts the prediction as
+        stored. ``now`` is the wall-clock time, when the caller has it already.
+        """
+        queue = self._queued  # no lock: an append is atomic; ingest() takes with a slice
+        queue.append((key, recipient, payload, self._clock() if now is None else now))
+        if len(queue) >= PUT_BATCH:
+            self.ingest()
+
+    def ingest(self) -> None:
+        """Move every queued prediction into the store (one lock round trip for the batch)."""
+        queue = self._queued
+        if not queue:
+            return
+        replaced: list[Recipient] = []
+        early = []
         with self._lock:
-            entries = self._entries
-            entry = entries.get(key)
-            if entry is None:
-                entries[key] = [now, size, recipient, payload, None]
-                self.bytes += size
-            elif entry[2] is recipient:  # the same id twice from one version: the last wins
-                self.bytes += size - entry[1]
-                entry[0], entry[1], entry[3], entry[4] = now, size, payload, None
-                replaced = True
-            else:  # another version (a shadow) predicted under the same id
-                more = [part for part in entry[4] or () if part[0] is not recipient]
-                entry[4] = [*more, (recipient, payload)]
-                entry[1] += size - ENTRY_OVERHEAD
-                self.bytes += size - ENTRY_OVERHEAD
-            if self._unmatched:
-                early = self._unmatched.pop(key, None)
-            dropped = self._evict(now) if self._needs_eviction(now) else ()
+            n = len(queue)
+            batch = queue[:n]
+            del queue[:n]
+            entries, unmatched = self._entries, self._unmatched
+            for key, recipient, payload, now in batch:
+                size = ENTRY_OVERHEAD + len(key) + (
+                    24 if type(payload) is float else payload_bytes(payload))
+                entry = entries.get(key)
+                if entry is None:
+                    entries[key] = [now, size, recipient, payload, None]
+                    self._bytes += size
+                elif entry[2] is recipient:  # the same id twice from one version: last wins
+                    self._bytes += size - entry[1]
+                    entry[0], entry[1], entry[3], entry[4] = now, size, payload, None
+                    replaced.append(recipient)
+                else:  # another version (a shadow) predicted under the same id
+                    more = [part for part in entry[4] or () if part[0] is not recipient]
+                    entry[4] = [*more, (recipient, payload)]
+                    entry[1] += size - ENTRY_OVERHEAD
+                    self._bytes += size - ENTRY_OVERHEAD
+                if unmatched:
+                    waiting = unmatched.pop(key, None)
+                    if waiting is not None:
+                        early.append((key, waiting))
+            dropped = self._evict(batch[-1][3])
         # Counted outside the store's lock: a recipient takes its own lock.
-        recipient.count("stored")
-        if replaced:
+        for recipient in replaced:
             recipient.count("replaced")
         self._count_dropped(dropped)
-        if early is not None:
-            self.resolve(key, early[1], early[2])
-
-    def _needs_eviction(self, now: float) -> bool:
-        entries = self._entries
-        return (len(entries) > self.max_entries or self.bytes > self.max_bytes
-                or next(iter(entries.values()))[0] < now - self.ttl)
+        for key, (_, actual, via) in early:
+            self.resolve(key, actual, via)
 
     def _evict(self, now: float) -> list[tuple[str, list[Any]]]:
         """Drop expired entries and the oldest past the bounds (caller holds the lock)."""
@@ -171,10 +203,10 @@ class PredictionStore:
         while entries:
             key, entry = next(iter(entries.items()))
             if entry[0] >= cutoff and len(entries) <= self.max_entries \
-                    and self.bytes <= self.max_bytes:
+                    and self._bytes <= self.max_bytes:
                 break
             entries.popitem(last=False)
-            self.bytes -= entry[1]
+            self._bytes -= entry[1]
             reason = "expired" if entry[0] < cutoff else "evicted"
             self._tombstone(key, reason, entry[2])
             dropped.append((reason, entry))
@@ -189,10 +221,15 @@ class PredictionStore:
 
     @staticmethod
     def _count_dropped(dropped: Sequence[tuple[str, list[Any]]]) -> None:
+        if not dropped:
+            return
+        tally: dict[tuple[int, str], list[Any]] = {}  # one count() per recipient and reason
         for reason, entry in dropped:
-            entry[2].count(reason)
-            for recipient, _ in entry[4] or ():
-                recipient.count(reason)
+            for recipient in (entry[2], *(part[0] for part in entry[4] or ())):
+                slot = tally.setdefault((id(recipient), reason), [recipient, 0])
+                slot[1] += 1
+        for (_, reason), (recipient, n) in tally.items():
+            recipient.count(reason, n)
 
     # -- outcomes ------------------------------------------------------------------------------
 
@@ -205,11 +242,12 @@ class PredictionStore:
         but ``matched`` and ``waiting`` is counted here, on the version of the prediction it
         concerns (on ``via``, the probe it was recorded through, when there is none).
         """
+        self.ingest()
         now = self._clock()
         with self._lock:
             entry = self._entries.pop(key, None)
             if entry is not None:
-                self.bytes -= entry[1]
+                self._bytes -= entry[1]
                 if entry[0] < now - self.ttl:  # expired, not yet swept
                     self._tombstone(key, "expired", entry[2])
                     dropped: list[tuple[str, list[Any]]] = [("expired", entry)]
@@ -247,6 +285,7 @@ class PredictionStore:
     def resolve_many(self, keys: Sequence[str], actuals: Sequence[Any],
                      via: Recipient) -> None:
         """:meth:`resolve` for a batch, taking the lock once for the whole join."""
+        self.ingest()
         now = self._clock()
         joined: dict[int, tuple[Recipient, list[tuple[Any, Any, float]]]] = {}
         counted: list[tuple[Recipient, str]] = []
@@ -257,7 +296,7 @@ class PredictionStore:
             for key, actual in zip(keys, actuals):
                 entry = entries.pop(key, None)
                 if entry is not None:
-                    self.bytes -= entry[1]
+                    self._bytes -= entry[1]
                     if entry[0] < cutoff:
                         self._tombstone(key, "expired", entry[2])
                         dropped.append(("expired", entry))
@@ -287,7 +326,8 @@ class PredictionStore:
 
     def sweep(self) -> None:
         """Expire old predictions and count outcomes that waited past the grace as unknown
-        (runs at collect time; the request path only checks the oldest entry)."""
+        (runs at collect time)."""
+        self.ingest()
         now = self._clock()
         unknown = []
         with self._lock:
@@ -316,6 +356,7 @@ class PredictionStore:
                      via: Recipient) -> list[str]:
         """Join outcomes another worker received against this store; return the keys of those
         this store held (and recorded). Keys it does not hold are left alone: not counted."""
+        self.ingest()
         claimed = []
         for key, actual in outcomes:
             with self._lock:

@@ -58,6 +58,10 @@ def current_prediction_id() -> str | None:
     return _current.get()
 
 
+set_id = _current.set
+"""Set the context variable only (the caller has updated the request's holder)."""
+
+
 def set_current(prediction_id: str) -> None:
     """Hand ``prediction_id`` back to the caller (context variable and request holder)."""
     _current.set(prediction_id)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ._guard import report_internal_error
 from ._outcomes import PredictionStore
-from ._prediction_ids import id_key, new_id, request_ids, set_current
+from ._prediction_ids import id_key, new_id, request_ids, set_current, set_id
 from ._profile import ReferenceProfile
 from ._quality import QualityMonitor
 from ._quality_spec import QualitySpec
@@ -88,29 +88,38 @@ def record_prediction(monitor: QualityMonitor, store: PredictionStore | None, re
     call, or a sequence with one id per predicted row. Without one, the request's id (the
     middleware's header) is used, else a new one. ``store`` is None when ids are off.
     """
-    payload = monitor.task.payload(result)
+    payload = result if type(result) is float and monitor.task.task != "multiclass" \
+        else monitor.task.payload(result)
     if payload is None:
         return
-    if type(payload) is float or isinstance(payload, np.ndarray):
-        monitor.observe_prediction(payload)
+    now = monitor._clock()
     if store is None or explicit is False:  # track(prediction_id=False): no id, no join
+        monitor.observe_prediction(payload, now)
         return
     if explicit is NO_ID or explicit is None:
         holder = request_ids.get()
-        key = holder.incoming if holder is not None and holder.incoming else new_id()
+        if holder is not None:
+            key = holder.incoming or new_id()
+            holder.assigned = key
+        else:
+            key = new_id()
+        set_id(key)
     elif isinstance(explicit, (list, tuple, np.ndarray)):
         keys = [id_key(x) for x in (explicit.tolist() if isinstance(explicit, np.ndarray)
                                     else explicit)]
+        monitor.observe_prediction(payload, now)
         if len(keys) != rows_of(payload):
             monitor.count("invalid", len(keys))  # ids that cannot be matched to rows
             return
         for i, key in enumerate(keys):
-            store.put(key, monitor, _row(payload, i))
+            store.put(key, monitor, _row(payload, i), now)
+        monitor.count("stored", len(keys))
         return
     else:
         key = id_key(explicit)
-    set_current(key)
-    store.put(key, monitor, payload)
+        set_current(key)
+    monitor.observe_prediction(payload, now, True)
+    store.put(key, monitor, payload, now)
 
 
 def _row(payload: Any, i: int) -> Any:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +27,7 @@ import numpy as np
 from ._feature_profile import FeatureProfile
 from ._quality_counts import QualityCounts
 from ._quality_task import QualityTask, rows_of
-from .stats._exact import exact_scalar
+from .stats._exact import exact_sum
 
 __all__ = ["DELAY_BUCKETS", "FLUSH_ITEMS", "QualityMonitor", "RESULTS"]
 
@@ -71,8 +70,8 @@ class QualityMonitor:
         self._lock = threading.Lock()  # pending pairs and counters
         self._flush_lock = threading.Lock()
         self._window_lock = threading.Lock()  # ring, totals and history
-        self._pending_pairs: list[tuple[int, str, Any, Any]] = []
-        self._pending_predictions: list[tuple[int, Any]] = []
+        self._pending_pairs: list[tuple[int, str, Any, Any, float]] = []
+        self._pending_predictions: list[tuple[int, Any, bool]] = []
         self._ring: dict[int, QualityCounts] = {}
         self._expired = self._empty()
         self._history: dict[int, tuple[int, int, int]] = {}
@@ -93,89 +92,90 @@ class QualityMonitor:
         with self._lock:
             self.counters[result] += n
 
-    def observe_prediction(self, payload: Any) -> None:
-        """Queue a scored prediction for the label-free estimate (request path)."""
+    def observe_prediction(self, payload: Any, now: float, stored: bool = False) -> None:
+        """Queue a prediction (request path): for the label-free estimate, and counted
+        ``stored`` when the prediction store keeps it. ``now`` is the wall-clock time."""
         # No lock: an append is atomic, and flush() takes items with a slice and a slice
         # deletion (each atomic), never by swapping the list, so nothing appended meanwhile is
-        # lost.
-        # The bucket is the time of the prediction, not of the flush: windows of several
+        # lost. The bucket is the time of the prediction, not of the flush: windows of several
         # processes then hold the same predictions in the same buckets.
         pending = self._pending_predictions
-        pending.append((int(self._clock() // self.bucket_seconds), payload))
+        pending.append((int(now // self.bucket_seconds), payload, stored))
         if len(pending) >= FLUSH_ITEMS:
             self.flush()
 
     def add_outcome(self, payload: Any, actual: Any, delay: float) -> None:
-        """Queue the pairs of a joined prediction and outcome (``matched``)."""
-        i = bisect_left(DELAY_BUCKETS, delay)
-        delay_exact = exact_scalar(delay)
-        self._queue("matched", payload, actual, (i, delay_exact))
+        """Queue the pairs of a joined prediction and outcome (``matched``), with the delay
+        since the prediction (seconds)."""
+        pending = self._pending_pairs  # lock-free, as in observe_prediction
+        pending.append((int(self._clock() // self.bucket_seconds), "matched", payload, actual,
+                        delay))
+        if len(pending) >= FLUSH_ITEMS:
+            self.flush()
 
     def add_outcomes(self, items: list[tuple[Any, Any, float]]) -> None:
-        """Queue a batch of joined ``(payload, actual, delay)`` (one lock round trip)."""
+        """Queue a batch of joined ``(payload, actual, delay)``."""
         index = self._index()
-        queued = [(index, "matched", payload, actual) for payload, actual, _ in items]
-        delays = [(bisect_left(DELAY_BUCKETS, d), exact_scalar(d)) for _, _, d in items]
-        with self._lock:
-            self._pending_pairs += queued
-            for i, exact in delays:
-                self.delay_counts[i] += 1
-                self.delay_sum += exact
-            full = len(self._pending_pairs) >= FLUSH_ITEMS
-        if full:
+        pending = self._pending_pairs
+        pending.extend([(index, "matched", payload, actual, delay)  # one atomic C call
+                        for payload, actual, delay in items])
+        if len(pending) >= FLUSH_ITEMS:
             self.flush()
 
     def add_pairs(self, payload: Any, actual: Any) -> None:
         """Queue pairs joined by the caller (``paired``)."""
-        self._queue("paired", payload, actual, None)
-
-    def _queue(self, result: str, payload: Any, actual: Any,
-               delay: tuple[int, int] | None) -> None:
-        index = self._index()
-        with self._lock:
-            self._pending_pairs.append((index, result, payload, actual))
-            if delay is not None:
-                self.delay_counts[delay[0]] += 1
-                self.delay_sum += delay[1]
-            full = len(self._pending_pairs) >= FLUSH_ITEMS
-        if full:
+        pending = self._pending_pairs
+        pending.append((self._index(), "paired", payload, actual, -1.0))
+        if len(pending) >= FLUSH_ITEMS:
             self.flush()
 
     # -- folding -------------------------------------------------------------------------------
 
     def flush(self) -> None:
         """Fold every pending prediction and pair into the window (vectorised per bucket)."""
-        with self._flush_lock:  # one flush at a time: no two take the same predictions
-            pending = self._pending_predictions
-            n = len(pending)
-            predictions = pending[:n]
-            del pending[:n]
-            with self._lock:
-                pairs, self._pending_pairs = self._pending_pairs, []
+        with self._flush_lock:  # one flush at a time: no two take the same items
+            predictions = _take_all(self._pending_predictions)
+            pairs = _take_all(self._pending_pairs)
             if pairs or predictions:
                 self._fold(pairs, predictions)
 
-    def _fold(self, pairs: list[tuple[int, str, Any, Any]], predictions: list[Any]) -> None:
+    def _fold(self, pairs: list[tuple[int, str, Any, Any, float]],
+              predictions: list[tuple[int, Any, bool]]) -> None:
         deltas: dict[int, QualityCounts] = {}
         counted = dict.fromkeys(RESULTS, 0)
+        counted["stored"] = 0
         groups: dict[tuple[int, str], list[tuple[Any, Any]]] = {}
-        for index, result, payload, actual in pairs:
+        delays = []
+        for index, result, payload, actual, delay in pairs:
             groups.setdefault((index, result), []).append((payload, actual))
+            if delay >= 0.0:
+                delays.append(delay)
         for (index, result), items in groups.items():
             delta = deltas.setdefault(index, self._empty())
             valid, invalid = self._fold_pairs(delta, items)
             counted[result] += valid
             counted["invalid"] += invalid
         by_index: dict[int, list[Any]] = {}
-        for index, payload in predictions:
-            by_index.setdefault(index, []).append(payload)
+        for index, payload, stored in predictions:
+            if type(payload) is float or isinstance(payload, np.ndarray):
+                by_index.setdefault(index, []).append(payload)
+            counted["stored"] += stored
         for index, payloads in by_index.items():
             delta = deltas.setdefault(index, self._empty())
             for batch in _batches(payloads):
                 delta.add_predictions(batch)
+        delay_counts, delay_sum = None, 0
+        if delays:
+            values = np.asarray(delays)
+            delay_counts = np.bincount(np.searchsorted(DELAY_BUCKETS, values, side="left"),
+                                       minlength=len(DELAY_BUCKETS) + 1).tolist()
+            delay_sum = exact_sum(values)
         with self._lock:
             for result, n in counted.items():
                 self.counters[result] += n
+            if delay_counts is not None:
+                self.delay_counts = [a + b for a, b in zip(self.delay_counts, delay_counts)]
+                self.delay_sum += delay_sum
         with self._window_lock:
             now = self._index()
             for index, delta in deltas.items():
@@ -305,6 +305,15 @@ class QualityMonitor:
                                                            data["delay_counts"])]
             self.delay_sum += int(data["delay_sum"])
         return self
+
+
+def _take_all(items: list[Any]) -> list[Any]:
+    # Appenders never take a lock: a slice and a slice deletion are each atomic, so items
+    # appended meanwhile stay for the next flush (callers hold the flush lock).
+    n = len(items)
+    taken = items[:n]
+    del items[:n]
+    return taken
 
 
 def _kind(payload: Any) -> str:
