@@ -243,7 +243,7 @@ def start_server(variant: str) -> tuple[subprocess.Popen[bytes], int]:
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise SystemExit(f"server {variant} did not start")
+                raise SystemExit(f"server {variant} did not start") from None
             time.sleep(0.1)
 
 

@@ -329,6 +329,8 @@ def _join(kind: str, payloads: list[Any]) -> Any:
     if kind == "classes":
         return [k for p in payloads for k in p]
     if kind == "scalar":
+        if all(type(p) is float for p in payloads):  # one-row predictions: the common case
+            return np.array(payloads, dtype=np.float64)
         parts = [np.asarray([p]) if type(p) is float else p for p in payloads]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
     widths = {p.shape[1] for p in payloads}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ Payload = Any
 2-D float array (a probability matrix, one row per prediction) or a list of class keys."""
 
 _NUMBER = (int, float, np.integer, np.floating)
+_UNSEEN = object()
 
 
 def _sort_key(label: str) -> tuple[int, float, str]:
@@ -82,7 +84,7 @@ class QualityTask:
         """True for binary and multiclass models."""
         return self.task != "regression"
 
-    @property
+    @cached_property
     def vocabulary(self) -> frozenset[str] | None:
         """The labels as a set, for lookups."""
         return frozenset(self.labels) if self.labels is not None else None
@@ -147,8 +149,18 @@ class QualityTask:
     def actual_keys(self, values: Any) -> list[str | None]:
         """Label keys of outcome values (None where one is missing)."""
         vocabulary = self.vocabulary
-        items = _as_list(values)
-        return [class_key(v, vocabulary) for v in items]
+        out: list[str | None] = []
+        known: dict[tuple[type, Any], str | None] = {}  # labels repeat: key each value once
+        for v in _as_list(values):
+            kind = type(v)
+            if kind is str or kind is int or kind is bool:
+                key = known.get((kind, v), _UNSEEN)
+                if key is _UNSEEN:
+                    key = known[(kind, v)] = class_key(v, vocabulary)
+                out.append(key)  # type: ignore[arg-type]
+            else:
+                out.append(class_key(v, vocabulary))
+        return out
 
     def actual_values(self, values: Any) -> np.ndarray:
         """Outcome values of a regressor as float64 (NaN where one is not a number)."""
