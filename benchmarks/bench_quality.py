@@ -254,8 +254,9 @@ def serve(variant: str, port: int) -> None:
     from starlette.routing import Route
 
     registry = mlprobe.Registry()
+    # a bound the run never reaches (no outcomes come back here): the store never evicts
     quality = None if variant == "no quality" else QualitySpec(task="binary",
-                                                               max_entries=50_000)
+                                                               max_entries=10_000_000)
     probe = mlprobe.Probe("bench", version="1", registry=registry, quality=quality)
 
     def primary(row: list[float]) -> float:
@@ -263,6 +264,8 @@ def serve(variant: str, port: int) -> None:
 
     if variant == "quality, ids, shadow":
         predict = Shadow(probe, lambda row: 0.6, version="2").track(primary)
+    elif variant == "quality, no ids":
+        predict = probe.track(primary, prediction_id=False)
     else:
         predict = probe.track(primary)
 
@@ -270,14 +273,15 @@ def serve(variant: str, port: int) -> None:
         return JSONResponse({"score": predict(ROW)})
 
     app = Starlette(routes=[Route("/predict", endpoint)])
-    header = None if variant == "no quality" else "x-prediction-id"
+    header = None if variant in ("no quality", "quality, no ids") else "x-prediction-id"
     app = mlprobe.ProbeMiddleware(app, probe=probe, prediction_id_header=header)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
 
 
 def section_http(rounds: int, out: Callable[[str], None]) -> None:
     out("\n6. under uvicorn: server CPU per request and client latency (http_load.py)")
-    variants = ("no quality", "quality, ids via header", "quality, ids, shadow")
+    variants = ("no quality", "quality, no ids", "quality, ids via header",
+                "quality, ids, shadow")
     servers = {}
     try:
         for name in variants:
@@ -293,14 +297,18 @@ def section_http(rounds: int, out: Callable[[str], None]) -> None:
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(10)
-    base = None
+    per_round = {name: [c / n / 1e3 for c, n in zip(result[name]["burst_cpu_ns"],
+                                                   result[name]["burst_responses"])]
+                 for name in variants}
+    base = per_round[variants[0]]
     for name in variants:
-        r = result[name]
-        per = [c / n / 1e3 for c, n in zip(r["burst_cpu_ns"], r["burst_responses"]) if n]
-        cpu = statistics.median(per)
-        base = base or cpu
-        lat = r["latency_us"]
-        out(f"   {name:<26} CPU {cpu:6.1f} µs/request ({cpu / base:4.2f}x)   latency p50 "
+        cpu = statistics.median(per_round[name])
+        # bursts of one round ran back to back: paired ratios cancel the machine's drift
+        ratios = sorted(a / b for a, b in zip(per_round[name], base))
+        lo, hi = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
+        lat = result[name]["latency_us"]
+        out(f"   {name:<26} CPU {cpu:6.1f} µs/request, paired ratio "
+            f"{statistics.median(ratios):4.2f} (IQR {lo:4.2f}-{hi:4.2f})   latency p50 "
             f"{lat['p50']:6.0f} µs  p99 {lat['p99']:6.0f} µs")
 
 
@@ -308,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--http", action="store_true", help="also measure under uvicorn")
+    parser.add_argument("--http-only", action="store_true", help="only measure under uvicorn")
     parser.add_argument("--serve", nargs=2, metavar=("VARIANT", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -315,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = print
     out(f"mlprobe {mlprobe.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs")
+    if args.http_only:
+        section_http(max(10, args.rounds), out)
+        return 0
     section_ids(args.rounds, out)
     section_outcomes(max(3, args.rounds // 3), out)
     section_memory(out)

@@ -79,7 +79,6 @@ DISCONNECT_STATUS = 499
 # A scope key rather than a ContextVar: it is exactly per request, while a ContextVar would
 # leak into tasks the request spawns (a sub-request dispatched from a handler).
 _SCOPE_KEY = "mlprobe.asgi"
-_IDS_KEY = "mlprobe.prediction_ids"  # the request's prediction-id context is set up
 
 _METHOD_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 
@@ -221,10 +220,6 @@ class ProbeMiddleware:
         if scope["type"] != "http" or _SCOPE_KEY in scope:
             await self.app(scope, receive, send)
             return
-        if self._id_header is not None and _IDS_KEY not in scope:
-            scope[_IDS_KEY] = True
-            await self._call_with_prediction_id(scope, receive, send, self._id_header)
-            return
         scope[_SCOPE_KEY] = True
         path = scope["path"]
         entry_root = scope.get("root_path", "")
@@ -246,6 +241,12 @@ class ProbeMiddleware:
         first = -1.0
         state = 0  # 0 open, 1 last body handed to the server, 2 recorded
         disconnected = False
+        # With prediction_id_header: the request's id holder, in the context of the app (and
+        # of every thread or task it starts: they share this one object).
+        holder = token = None
+        if self._id_header is not None:
+            holder = RequestIds(_incoming_id(scope, self._id_header))
+            token = request_ids.set(holder)
 
         async def receive_wrapper() -> Message:
             nonlocal received, disconnected
@@ -301,6 +302,9 @@ class ProbeMiddleware:
                 except Exception as exc:  # noqa: BLE001
                     report_internal_error("asgi.record", exc)
                 return
+            if holder is not None and holder.assigned is not None \
+                    and message["type"] == "http.response.start":
+                message = _with_header(message, self._id_header, holder.assigned)
             try:
                 await send(message)
             except OSError:
@@ -317,38 +321,14 @@ class ProbeMiddleware:
                 self._record(scope, entry_root, method, status, type(exc).__qualname__,
                              disconnected, start, perf_counter(), first, received, sent)
             raise
+        finally:
+            if token is not None:
+                request_ids.reset(token)
         if state != 2:
             # The app returned without completing its response: the server answers 500 if
             # nothing was started, or cuts the connection.
             self._record(scope, entry_root, method, status, "incomplete_response",
                          disconnected, start, perf_counter(), first, received, sent)
-
-    async def _call_with_prediction_id(self, scope: Scope, receive: Receive, send: Send,
-                                       header: bytes) -> None:
-        """Serve one request with its prediction-id holder in the context (see
-        :mod:`mlprobe._prediction_ids`) and the id the tracked call used in the response."""
-        incoming = None
-        for key, value in scope.get("headers") or ():
-            if key.lower() == header:
-                incoming = bytes(value).decode("latin-1").strip() or None
-                break
-        holder = RequestIds(incoming)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start" and holder.assigned is not None:
-                try:
-                    value = holder.assigned.encode("latin-1")
-                except UnicodeEncodeError:  # an id given as an argument may be any text
-                    value = holder.assigned.encode("utf-8")
-                message = {**message, "headers": [*(message.get("headers") or ()),
-                                                  (header, value)]}
-            await send(message)
-
-        token = request_ids.set(holder)
-        try:
-            await self(scope, receive, send_with_id)
-        finally:
-            request_ids.reset(token)
 
     def _record(self, scope: Scope, entry_root: str, method: int, status: int, error: str,
                 disconnected: bool, start: float, end: float, first: float, received: int,
@@ -374,6 +354,23 @@ class ProbeMiddleware:
                                  start, end, first, received, sent)
         except Exception as exc:  # noqa: BLE001
             report_internal_error("asgi.record", exc)
+
+
+def _incoming_id(scope: Scope, header: bytes) -> str | None:
+    """The prediction id a request carries in ``header`` (None when absent or empty)."""
+    for key, value in scope.get("headers") or ():
+        if key.lower() == header:
+            return bytes(value).decode("latin-1").strip() or None
+    return None
+
+
+def _with_header(message: Message, header: bytes | None, prediction_id: str) -> Message:
+    """A response start message with the prediction id header added."""
+    try:
+        value = prediction_id.encode("latin-1")
+    except UnicodeEncodeError:  # an id given as an argument may be any text
+        value = prediction_id.encode("utf-8")
+    return {**message, "headers": [*(message.get("headers") or ()), (header, value)]}
 
 
 def _check_path(arg: str, path: object) -> str:

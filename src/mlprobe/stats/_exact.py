@@ -47,7 +47,8 @@ FIXED_BITS = 32
 FIXED_ONE = 1 << FIXED_BITS
 """The fixed-point value of 1.0."""
 
-_FIXED_CHUNK = 1 << 20  # per-bin int sums of 2**20 values below 2**33 stay under 2**53
+_FIXED_CHUNK = 1 << 20
+_SMALL = 32  # per-bin int sums of 2**20 values below 2**33 stay under 2**53
 
 
 def exact_sum(values: Any) -> int:
@@ -65,6 +66,8 @@ def exact_sum(values: Any) -> int:
         return 0
     if not np.isfinite(v).all():
         raise ValueError("exact_sum needs finite values")
+    if v.size <= _SMALL:  # a few values: per value in Python beats the vectorised passes
+        return sum(exact_scalar(x) for x in v.tolist())
     mantissa, exponent = np.frexp(v)  # v = mantissa * 2**exponent, 0.5 <= |mantissa| < 1
     # mantissa * 2**53 is an integer for every float64 (53 significant bits at most), and
     # v = that integer * 2**(exponent - 53) = integer * 2**(exponent + 1073 - SCALE_BITS).
