@@ -4,11 +4,12 @@ pairs, statuses against the profile's reference, exports, label and concept drif
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 import mlprobe
@@ -371,4 +372,71 @@ def test_quality_state_resets_in_a_forked_child(registry):
     assert gauge(registry, "mlprobe_outcomes", model="m", model_version="",
                  result="paired") == 0
     assert gauge(registry, "mlprobe_prediction_store_entries", model="m") == 0
-    assert not math.isnan(0.0)
+
+
+def test_predictions_and_outcomes_from_many_threads(registry):
+    """Four threads predict while four others record the outcomes of what was predicted
+    (each outcome after its prediction): every pair is matched once, and the window's
+    accuracy equals scikit-learn's on all of them."""
+    import queue
+    import threading
+
+    probe = mlprobe.Probe("m", registry=registry, quality=QualitySpec(
+        task="binary", unknown_grace_seconds=600))
+    tracked = probe.track(lambda x, rid: float(x), prediction_id="rid")
+    g = np.random.default_rng(9)
+    scores = g.random(4000)
+    labels = (g.random(4000) < scores).astype(int)
+    done: queue.Queue[int] = queue.Queue()
+
+    def predictor(part: int) -> None:
+        for i in range(part, 4000, 4):
+            tracked(scores[i], f"r{i}")
+            done.put(i)
+
+    def labeller() -> None:
+        while True:
+            i = done.get()
+            if i < 0:
+                return
+            probe.record_outcome(f"r{i}", int(labels[i]))
+
+    workers = [threading.Thread(target=predictor, args=(k,)) for k in range(4)]
+    labellers = [threading.Thread(target=labeller) for _ in range(4)]
+    for t in workers + labellers:
+        t.start()
+    for t in workers:
+        t.join()
+    for _ in labellers:
+        done.put(-1)
+    for t in labellers:
+        t.join()
+    labels_ = {"model": "m", "model_version": ""}
+    assert gauge(registry, "mlprobe_outcomes", **labels_, result="matched") == 4000
+    assert gauge(registry, "mlprobe_model_quality", **labels_, metric="accuracy") == \
+        pytest.approx(skm.accuracy_score(labels, scores > 0.5), rel=1e-15)
+    assert gauge(registry, "mlprobe_prediction_store_entries", model="m") == 0
+
+
+odd_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True),
+    st.text(max_size=3), st.binary(max_size=3),
+    st.lists(st.one_of(st.integers(0, 2), st.floats(0, 1), st.none()), max_size=4),
+    st.dictionaries(st.text(max_size=2), st.floats(0, 1), max_size=2))
+
+
+@given(st.sampled_from(["binary", "multiclass", "regression"]), odd_values, odd_values,
+       odd_values)
+@settings(max_examples=150, deadline=None)
+def test_any_output_and_label_never_raises(task, output, label, pair_label):
+    """Whatever a model returns and whatever comes back as its label, through a tracked
+    call, record_outcome and record_pairs: nothing raises and nothing is swallowed as an
+    internal error (the suite's fixture would fail the test)."""
+    registry = mlprobe.Registry()
+    probe = mlprobe.Probe("m", registry=registry, quality=QualitySpec(task=task))
+    probe.track(lambda x: output)(1)
+    probe.record_outcome(current_prediction_id(), label)
+    probe.record_pairs([output] if not isinstance(output, list) else output, pair_label)
+    probe.record_outcomes([current_prediction_id(), None], [label, pair_label])
+    registry.collect()
+    probe.drift_status()

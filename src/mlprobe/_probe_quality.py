@@ -206,11 +206,14 @@ class QualityMethods:
 
 
 def _as_list(values: Any) -> list[Any]:
+    """A sequence of values as a list (a single value as a list of one)."""
     if isinstance(values, np.ndarray):
         return values.ravel().tolist()
     if hasattr(values, "to_numpy") and hasattr(values, "shape"):
         return values.to_numpy().ravel().tolist()
-    return list(values)
+    if isinstance(values, (list, tuple)):
+        return list(values)
+    return [values]
 
 
 def check_quality_option(quality: Any) -> QualitySpec | None:

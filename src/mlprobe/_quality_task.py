@@ -120,7 +120,9 @@ class QualityTask:
         return self._from_array(result)
 
     def _from_array(self, array: np.ndarray) -> Payload | None:
-        if array.dtype.kind in "fiu" and self.task == "regression":
+        if self.task == "regression":  # values: numbers only
+            if array.dtype.kind not in "fiu":
+                return None
             if array.ndim == 2 and array.shape[1] == 1:
                 array = array[:, 0]
             return array.astype(np.float64).ravel() if array.ndim <= 1 else None
