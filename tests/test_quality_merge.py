@@ -16,7 +16,7 @@ from mlprobe._quality_metrics import collect_quality, quality_view
 from mlprobe._quality_spec import QualitySpec
 from mlprobe._quality_task import resolve_task
 from mlprobe._registry import FamilyBuilder
-from mlprobe._shadow import ShadowCounters
+from mlprobe._shadow_counts import ShadowCounters
 
 START = 1_700_000_000.0 - 1_700_000_000.0 % 60
 BASE = (("model", "m"), ("model_version", "1"))

@@ -296,7 +296,8 @@ class QualityMonitor:
             self._expired.merge(expired)
             for i, triple in data["history"].items():
                 old = self._history.get(int(i), (0, 0, 0))
-                self._history[int(i)] = tuple(a + int(b) for a, b in zip(old, triple))  # type: ignore[assignment]
+                n, total, squares = (a + int(b) for a, b in zip(old, triple))
+                self._history[int(i)] = (n, total, squares)
             self._expire(self._index())
         with self._lock:
             for name, n in data["counters"].items():

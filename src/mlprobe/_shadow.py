@@ -25,7 +25,6 @@ import math
 import os
 import threading
 import time
-from bisect import bisect_left
 from collections import deque
 from dataclasses import replace
 from collections.abc import Callable, Sequence
@@ -39,101 +38,16 @@ from ._probe import Probe
 from ._quality_spec import HIGHER_IS_BETTER, LOWER_IS_BETTER, QualitySpec
 from ._quality_task import QualityTask
 from ._probe_quality import quality_task
-from ._registry import FamilyBuilder
 from .errors import ConfigurationError
-from .snapshot import HistogramSample, Sample
-from .stats._exact import exact_scalar, exact_sum, exact_to_float
+from ._shadow_counts import DIFFERENCE_BUCKETS, ShadowCounters
 
-__all__ = ["DIFFERENCE_BUCKETS", "Shadow", "ShadowCounters"]
+__all__ = ["Shadow", "TICK_SECONDS", "WAKE_ITEMS"]
 
 WAKE_ITEMS = 32
 """Queued calls that wake the candidate's thread at once; fewer wait for its next tick."""
 
 TICK_SECONDS = 0.05
 """The candidate's thread drains the queue at least this often."""
-
-DIFFERENCE_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0)
-"""Default upper bounds of ``mlprobe_shadow_score_difference`` (absolute score differences)."""
-
-
-class ShadowCounters:
-    """What a shadow records besides the candidate's own probe: agreement counts, drops and
-    absolute score differences. Mergeable exactly (counts and an exact sum)."""
-
-    def __init__(self, labels: tuple[tuple[str, str], ...], bounds: Sequence[float]) -> None:
-        self.labels = labels
-        self.bounds = tuple(bounds)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget everything (a forked child)."""
-        self._lock = threading.Lock()
-        self.agree = self.disagree = self.dropped = 0
-        self.differences = [0] * (len(self.bounds) + 1)
-        self.difference_sum = 0  # exact
-
-    def compared(self, agree: int, disagree: int, differences: np.ndarray | None) -> None:
-        """Count one comparison's rows."""
-        counts = total = None
-        if differences is not None and differences.size:
-            index = np.searchsorted(np.asarray(self.bounds), differences, side="left")
-            counts = np.bincount(index, minlength=len(self.differences)).tolist()
-            total = exact_sum(differences)
-        with self._lock:
-            self.agree += agree
-            self.disagree += disagree
-            if counts is not None:
-                self.differences = [a + b for a, b in zip(self.differences, counts)]
-                self.difference_sum += total  # type: ignore[operator]
-
-    def compared_one(self, agree: bool, difference: float | None) -> None:
-        """Count one comparison of single predictions (no numpy: the common case)."""
-        if difference is not None:
-            i = bisect_left(self.bounds, difference)
-            total = exact_scalar(difference)
-        with self._lock:
-            if agree:
-                self.agree += 1
-            else:
-                self.disagree += 1
-            if difference is not None:
-                self.differences[i] += 1
-                self.difference_sum += total
-
-    def drop(self) -> None:
-        """Count an item the full queue could not take."""
-        with self._lock:
-            self.dropped += 1
-
-    def collect_into(self, builder: FamilyBuilder) -> None:
-        """Report agreement, drops and score differences."""
-        with self._lock:
-            agree, disagree, dropped = self.agree, self.disagree, self.dropped
-            differences, total = tuple(self.differences), self.difference_sum
-        base = self.labels
-        builder.add("mlprobe_shadow_comparisons", [
-            Sample(base + (("result", "agree"),), float(agree)),
-            Sample(base + (("result", "disagree"),), float(disagree))])
-        builder.add("mlprobe_shadow_dropped", [Sample(base, float(dropped))])
-        builder.add("mlprobe_shadow_score_difference", [HistogramSample(
-            base, self.bounds, differences, exact_to_float(total))])
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data."""
-        with self._lock:
-            return {"agree": self.agree, "disagree": self.disagree, "dropped": self.dropped,
-                    "differences": list(self.differences), "difference_sum": self.difference_sum}
-
-    def merge_dict(self, data: dict[str, Any]) -> ShadowCounters:
-        """Add another shadow's :meth:`to_dict` into this one."""
-        with self._lock:
-            self.agree += int(data["agree"])
-            self.disagree += int(data["disagree"])
-            self.dropped += int(data["dropped"])
-            self.differences = [a + int(b) for a, b in zip(self.differences,
-                                                           data["differences"])]
-            self.difference_sum += int(data["difference_sum"])
-        return self
 
 
 class Shadow:
