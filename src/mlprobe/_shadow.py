@@ -41,13 +41,17 @@ from ._probe_quality import quality_task
 from .errors import ConfigurationError
 from ._shadow_counts import DIFFERENCE_BUCKETS, ShadowCounters
 
-__all__ = ["Shadow", "TICK_SECONDS", "WAKE_ITEMS"]
+__all__ = ["Shadow", "TICK_SECONDS", "WAKE_ITEMS", "YIELD_SECONDS"]
 
 WAKE_ITEMS = 32
 """Queued calls that wake the candidate's thread at once; fewer wait for its next tick."""
 
 TICK_SECONDS = 0.05
 """The candidate's thread drains the queue at least this often."""
+
+YIELD_SECONDS = 0.0005
+"""The candidate's thread hands the GIL back after this long of work (a request waiting for
+the GIL would otherwise wait up to the interpreter's 5 ms switch interval)."""
 
 
 class Shadow:
@@ -216,10 +220,15 @@ class Shadow:
         while True:
             self._wake.wait(TICK_SECONDS)
             self._wake.clear()
+            yielded = time.perf_counter()
             while queue:
                 self._active = True  # before popping: join() sees either the item or this
                 args, kwargs, primary_result, prediction_id = queue.popleft()
                 self._run_one(args, kwargs, primary_result, prediction_id)
+                now = time.perf_counter()
+                if now - yielded > YIELD_SECONDS:
+                    time.sleep(0)  # requests first: let a thread waiting for the GIL run
+                    yielded = now
             self._active = False
             if self._closed:
                 return
