@@ -91,9 +91,10 @@ def test_split_serialised_and_merged_equals_one_monitor(case, k, seed):
         replay(parts[owner[i]], clock, [e])
         if i % 7 == 3:  # flushes at different moments in different monitors
             parts[owner[i]].flush()
-    merged = monitor(task, clock)
-    for part in parts:
-        merged.merge_dict(json.loads(json.dumps(part.to_dict())))
+    serialised = [json.loads(json.dumps(part.to_dict())) for part in parts]
+    merged = QualityMonitor.from_dict(serialised[0], single.task, clock=clock)
+    for data in serialised[1:]:
+        merged.merge_dict(data)
     assert exported(merged) == exported(single)
 
 
@@ -111,8 +112,9 @@ def test_shadow_counters_merge_from_plain_data():
             c.compared(agree, 2, differences)
             if i % 4 == 0:
                 c.drop()
-    merged = ShadowCounters(labels, (0.1, 0.5))
-    for part in parts:
+    merged = ShadowCounters.from_dict(json.loads(json.dumps(parts[0].to_dict())), labels,
+                                      (0.1, 0.5))
+    for part in parts[1:]:
         merged.merge_dict(json.loads(json.dumps(part.to_dict())))
     a, b = FamilyBuilder(), FamilyBuilder()
     merged.collect_into(a)

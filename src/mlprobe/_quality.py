@@ -274,6 +274,17 @@ class QualityMonitor:
                 "counters": counters, "delay_counts": delays, "delay_sum": delay_sum,
             }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], task: QualityTask,
+                  target: FeatureProfile | None = None, *,
+                  clock: Callable[[], float] = time.time) -> QualityMonitor:
+        """A monitor holding the state :meth:`to_dict` serialised (same task and buckets).
+
+        Raises:
+            ValueError: Different bucket lengths or another task.
+        """
+        return cls(task, target, clock=clock).merge_dict(data)
+
     def merge_dict(self, data: dict[str, Any]) -> QualityMonitor:
         """Merge the state another monitor of the same task serialised (:meth:`to_dict`).
 

@@ -93,6 +93,12 @@ class ShadowCounters:
             return {"agree": self.agree, "disagree": self.disagree, "dropped": self.dropped,
                     "differences": list(self.differences), "difference_sum": self.difference_sum}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], labels: tuple[tuple[str, str], ...],
+                  bounds: Sequence[float]) -> ShadowCounters:
+        """Counters holding what :meth:`to_dict` serialised (same labels and bounds)."""
+        return cls(labels, bounds).merge_dict(data)
+
     def merge_dict(self, data: dict[str, Any]) -> ShadowCounters:
         """Add another shadow's :meth:`to_dict` into this one."""
         with self._lock:
