@@ -69,14 +69,17 @@ def test_ids_in_and_out_through_a_real_server(registry):
         # a request that makes no prediction has no id, whatever came before
         r = client.get("/other")
         assert HEADER not in r.headers and r.json()["id"] is None
+        long_id = "L" * 500  # stored by its hash; the outcome by the same id finds it
+        client.post("/sync", json={"x": 0.9}, headers={HEADER: long_id})
+        client.post("/outcome", json={"id": long_id, "label": 1})
         client.post("/outcome", json={"id": "req-1", "label": 1})
         for i, pid in enumerate(seen):
             client.post("/outcome", json={"id": pid, "label": i % 2})
     labels = {"model": "m", "model_version": "1"}
-    assert sample_value(registry, "mlprobe_outcomes", {**labels, "result": "matched"}) == 21
+    assert sample_value(registry, "mlprobe_outcomes", {**labels, "result": "matched"}) == 22
     assert sample_value(registry, "mlprobe_outcomes", {**labels, "result": "unknown"}) == 0
     assert sample_value(registry, "mlprobe_model_quality", {**labels, "metric": "accuracy"}) \
-        == pytest.approx(11 / 21)
+        == pytest.approx(12 / 22)
     del probe
 
 

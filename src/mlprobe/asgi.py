@@ -37,7 +37,7 @@ from ._asgi_endpoints import DriftEndpoint, MetricsEndpoint
 from ._asgi_routes import RouteResolver
 from ._config import check_buckets, check_positive_int
 from ._guard import report_internal_error
-from ._prediction_ids import RequestIds, request_ids
+from ._prediction_ids import RequestIds, id_key, request_ids
 from ._http_metrics import (
     DEFAULT_DURATION_BUCKETS,
     DEFAULT_KNOWN_METHODS,
@@ -357,10 +357,12 @@ class ProbeMiddleware:
 
 
 def _incoming_id(scope: Scope, header: bytes) -> str | None:
-    """The prediction id a request carries in ``header`` (None when absent or empty)."""
+    """The prediction id a request carries in ``header`` (None when absent or empty), as the
+    store keys it (a long id by its hash, as ``record_outcome`` looks it up)."""
     for key, value in scope.get("headers") or ():
         if key.lower() == header:
-            return bytes(value).decode("latin-1").strip() or None
+            text = bytes(value).decode("latin-1").strip()
+            return id_key(text) if text else None
     return None
 
 
