@@ -176,3 +176,42 @@ def test_split_zero_weight_and_errors():
     for weights in ({}, {"a": -1}, {"a": 0}, {"a": float("nan")}, {1.5: 1}):
         with pytest.raises(ConfigurationError):
             Split(weights)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_forked_child_runs_only_its_own_calls(registry):
+    """A child forked while calls wait for the candidate starts its own thread and runs only
+    the calls it made itself (the parent's queued calls are the parent's)."""
+    import os
+
+    probe = primary_probe(registry)
+    release = threading.Event()
+    seen: list[float] = []
+
+    def candidate(x: float) -> float:
+        release.wait(5)
+        seen.append(x)
+        return 0.5
+
+    shadow = Shadow(probe, candidate, version="2")
+    predict = shadow.track(lambda x: 0.9)
+    for x in (1.0, 2.0, 3.0):
+        predict(x)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what its candidate ran, then leave at once
+        try:
+            release.set()
+            predict(42.0)
+            shadow.join(5)
+            os.write(write, repr(seen).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        child_seen = fh.read()
+    os.waitpid(pid, 0)
+    release.set()
+    shadow.join(5)
+    assert child_seen == "[42.0]"
+    assert sorted(seen) == [1.0, 2.0, 3.0]

@@ -195,10 +195,10 @@ class Shadow:
                 return
             after = current_prediction_id()
             prediction_id = after if after is not None and after is not id_before else None
-            queue = self._queue
-            queue.append((_copy_args(args), _copy_args(kwargs), result, prediction_id))
             if self._pid != os.getpid():
                 self._start()
+            queue = self._queue
+            queue.append((_copy_args(args), _copy_args(kwargs), result, prediction_id))
             # Waking the thread for every call would cost a thread switch per request (most
             # of what a shadow costs a server, measured); it drains on a tick instead, or at
             # once when calls pile up.
@@ -210,6 +210,9 @@ class Shadow:
     # -- the candidate's thread -----------------------------------------------------------
 
     def _start(self) -> None:
+        if self._pid:  # a forked child: the calls queued before the fork are its parent's
+            self._queue.clear()
+            self._active = False
         self._pid = os.getpid()  # a forked child starts its own thread (threads do not fork)
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mlprobe-shadow", daemon=True)
