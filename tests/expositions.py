@@ -74,6 +74,33 @@ def profiled_probe(registry: mlprobe.Registry,
     return probe
 
 
+def quality_probe(registry: mlprobe.Registry) -> mlprobe.Probe:
+    """A probe with model quality and a shadow after an hour of labelled traffic (a fake wall
+    clock): window metrics, estimate, reference and statuses, outcome counters of every
+    result, the delay histogram, the concept-drift signal, store gauges, shadow families."""
+    probe = mlprobe.Probe("quality", version="3", registry=registry, quality=mlprobe.QualitySpec(
+        task="binary", min_count=50, reference={"accuracy": 0.95, "roc_auc": 0.9},
+        unknown_grace_seconds=0, window_seconds=600, window_buckets=10, history_buckets=12))
+    clock = [1_700_000_000.0]
+    probe._state.quality._clock = probe._state.store._clock = lambda: clock[0]
+    shadow = mlprobe.Shadow(probe, lambda x: np.asarray(x) * 0.9, version="4")
+    predict = shadow.track(lambda x: np.asarray(x, dtype=float))
+    rng = np.random.default_rng(RNG_SEED + 2)
+    for _ in range(12):  # an hour in 5-minute steps: the detector has a history
+        for _ in range(20):
+            scores = rng.random(5)
+            predict(scores)
+            probe.record_outcome(mlprobe.current_prediction_id(),
+                                 (rng.random(5) < scores).astype(int))
+        clock[0] += 300
+    shadow.join()
+    probe.record_outcome("unknown-id", 1)
+    probe.record_outcome(mlprobe.current_prediction_id(), [1, 0, 1, 0, 1])  # a duplicate
+    probe.record_outcome("late", 1)
+    probe.record_pairs([0.3], ["not a label"])
+    return probe
+
+
 def asgi_traffic(registry: mlprobe.Registry) -> None:
     """Requests through the ASGI middleware: ok, 404, a 500 from an exception, two methods."""
     from starlette.applications import Starlette

@@ -367,6 +367,60 @@ def _gradual_tests(rules: list[dict[str, Any]], n: RuleNames) -> dict[str, Any]:
     }
 
 
+# -- model quality: 2 hours of 1-minute samples ----------------------------------------------
+
+# (model, version) -> (labelled pairs a minute, correct a minute before and after minute 40)
+QUALITY = {("m", "1"): (100, 90, 84),    # 0.90 -> 0.84: 6.7% below the 0.9 reference
+           ("m", "2"): (100, 90, 90),    # unchanged
+           ("n", "1"): (100, 90, 87.5),  # 0.875: 2.8% below (warning only)
+           ("o", "1"): (5, 5, 0)}        # accuracy 0, but too few pairs for an alert
+
+
+def _quality_tests(rules: list[dict[str, Any]], n: RuleNames) -> dict[str, Any]:
+    out = []
+    for (model, version), (count, before, after) in QUALITY.items():
+        labels = f'model="{model}",model_version="{version}"'
+        out.append(series("mlprobe_outcome_stats_total", f'{labels},metric="count"',
+                          per_minute(count)))
+        out.append(series("mlprobe_outcome_stats_total", f'{labels},metric="correct"',
+                          ramp((before, 40), (after, STEPS - 40))))
+        out.append(series("mlprobe_model_quality_reference", f'{labels},metric="accuracy"',
+                          f"0.9x{STEPS}"))
+    regression = 'model="r",model_version="1"'
+    out.append(series("mlprobe_outcome_stats_total", f'{regression},metric="count"',
+                      per_minute(10)))
+    out.append(series("mlprobe_outcome_stats_total", f'{regression},metric="squared_error"',
+                      per_minute(40)))  # MSE 4: RMSE 2
+    out.append(series("mlprobe_concept_drift_status", 'model="m",model_version="1",instance="a"',
+                      "0x60 1x59"))
+    out.append(series("mlprobe_concept_drift_status", 'model="m",model_version="2",instance="a"',
+                      f"0x{STEPS}"))
+    # over the last hour at minute 120: the pairs after the change only
+    accuracy = {key: after / count for key, (count, before, after) in QUALITY.items()}
+    exprs = [
+        {"expr": f"round({n.accuracy}, {ROUND!r})", "eval_time": "120m", "exp_samples": [
+            {"labels": f'{{model="{m}",model_version="{v}"}}', "value": rounded(a)}
+            for (m, v), a in accuracy.items()]},
+        {"expr": f'{n.pairs}{{model="m"}}', "eval_time": "120m", "exp_samples": [
+            {"labels": f'{n.pairs}{{model="m",model_version="{v}"}}', "value": 6000}
+            for v in ("1", "2")]},
+        {"expr": f"round({n.rmse}, {ROUND!r})", "eval_time": "120m", "exp_samples": [
+            {"labels": f"{{{regression}}}", "value": rounded(2.0)}]},
+    ]
+    both = ("warning", "critical")
+    firing = {"MlprobeModelAccuracyDrop": [(s, {"model": "m", "model_version": "1"})
+                                           for s in both]
+              + [("warning", {"model": "n", "model_version": "1"})],
+              "MlprobeConceptDrift": [("warning", {"model": "m", "model_version": "1"})]}
+    alerts = []
+    for name, cases in firing.items():
+        alerts.append({"alertname": name, "eval_time": "50m", "exp_alerts": []})
+        alerts.append({"alertname": name, "eval_time": "120m",
+                       "exp_alerts": exp_alerts(rules, name, cases)})
+    return {"interval": "1m", "input_series": out, "promql_expr_test": exprs,
+            "alert_rule_test": alerts}
+
+
 def promtool_test_files(rule_path: str, rules: list[dict[str, Any]],
                params: RuleParams | None = None) -> dict[str, dict[str, Any]]:
     """The promtool test documents, by file stem (each refers to ``rule_path``)."""
@@ -382,4 +436,5 @@ def promtool_test_files(rule_path: str, rules: list[dict[str, Any]],
              "promql_expr_test": _fleet_expr_tests(n),
              "alert_rule_test": _fleet_alert_tests(rules, n)}
     return {"fleet": doc("1m", fleet), "latency": doc("2m", _latency_tests(rules, n)),
-            "gradual": doc("1h", _gradual_tests(rules, n))}
+            "gradual": doc("1h", _gradual_tests(rules, n)),
+            "quality": doc("1m", _quality_tests(rules, n))}

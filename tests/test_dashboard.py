@@ -104,7 +104,8 @@ def _query(port: int, path: str, **params: str) -> dict[str, Any]:
 
 
 def _demo_traffic(base: str) -> int:
-    """Normal, then drifted rows, and one batch with NaN that makes the model raise."""
+    """Normal, then drifted rows, each batch's labels posted back (model quality, the shadow's
+    comparisons), and one batch with NaN that makes the model raise."""
     sys.path.insert(0, str(EXAMPLES))
     try:
         from demo import model_service, traffic
@@ -116,9 +117,12 @@ def _demo_traffic(base: str) -> int:
     with httpx.Client(base_url=base, timeout=10) as client:
         for i in range(40):
             drifted = traffic.PHASES[2][1] if i >= 20 else None
-            rows = traffic.make_rows(trained, g, 50, drifted).tolist()
-            assert client.post("/predict", json={"rows": rows}).status_code == 200
+            rows, labels = traffic.make_batch(trained, g, 50, drifted)
+            answer = client.post("/predict", json={"rows": rows.tolist()})
+            assert answer.status_code == 200
             calls += 1
+            assert client.post("/outcome", json={"prediction_id": answer.json()["prediction_id"],
+                                                 "labels": labels.tolist()}).status_code == 200
         # JSON with NaN (Python's json writes it; httpx's refuses): the model raises on it
         nan_rows = json.dumps({"rows": [[math.nan] * len(trained.feature_names)]})
         assert client.post("/predict", content=nan_rows,
@@ -151,7 +155,8 @@ def test_every_panel_query_returns_data_from_the_demo(tmp_path, web_page):
             calls = _demo_traffic(base)
             deadline = time.monotonic() + 30
             while True:  # scraped after the traffic, and the fleet rule has a value
-                done = _query(port, "query", query="sum(mlprobe_predictions_total)")
+                done = _query(port, "query",  # the primary's calls (not the shadow's)
+                              query='sum(mlprobe_predictions_total{model_version="1"})')
                 rule = _query(port, "query", query="mlprobe:feature_psi:increase1h")
                 got = done["data"]["result"]
                 if got and float(got[0]["value"][1]) == calls and rule["data"]["result"]:

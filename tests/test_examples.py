@@ -65,6 +65,15 @@ def test_run_demo_quick_end_to_end():
     assert "/predict" in out and "p95" in out
     assert "done: drift status ok (normal) -> warning (drifting) -> critical (drifted)" in out
     assert "deliberately malformed" in out and "PSI (population stability index)" in out
+    # model quality: labels come back late, accuracy falls in the drifted phase, the shadow
+    # candidate's agreement is printed
+    quality = out[out.index("=== model quality"):]
+    phases = re.findall(r"(normal|drifting|drifted) +labels received in this phase: "
+                        r"accuracy (\d+)%", quality)
+    accuracy = {name: int(value) for name, value in phases}
+    assert accuracy["normal"] >= 95 and accuracy["drifted"] <= accuracy["normal"] - 10
+    assert re.search(r"drifted .*: critical", quality)
+    assert "shadow v2-candidate agrees with v1 on" in quality
     assert not re.search(r"\d\.\d{5,}", out), "unrounded number in the demo's output"
 
 

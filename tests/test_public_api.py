@@ -18,8 +18,9 @@ import pytest
 PUBLIC = {
     "mlprobe": [
         "ConfigurationError", "DriftSpec", "ExporterError", "MlprobeError", "Probe",
-        "ProbeMiddleware", "ProfileError", "ProfileLimits", "ReferenceProfile", "Registry",
-        "__version__", "default_registry",
+        "ProbeMiddleware", "ProfileError", "ProfileLimits", "QualitySpec", "ReferenceProfile",
+        "Registry", "Shadow", "Split", "__version__", "current_prediction_id",
+        "default_registry",
     ],
     "mlprobe.stats": [
         "BinnedCounts", "CategoryCounts", "ChiSquareResult", "Moments", "QuantileSketch",

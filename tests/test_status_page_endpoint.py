@@ -103,3 +103,34 @@ def test_rendered_pages_refer_to_nothing_outside():
                        fragment_url="?fragment=1")
     for needle in ("http:", "https:", "//", "@import", "url("):
         assert needle not in html.replace("http://www.w3.org", ""), needle
+
+
+def test_status_page_shows_model_quality(registry):
+    """A probe with quality: the page's JSON has the model-quality section (metrics beside the
+    reference and the estimate, statuses, outcome counts), its HTML a #model-quality section
+    with the status, and the page's overall status includes it; the labels' drift is a
+    target column."""
+    g = np.random.default_rng(1)
+    X = g.normal(size=(3000, 2))
+    p = 1 / (1 + np.exp(-2 * X[:, 0]))
+    y = (g.random(3000) < p).astype(int)
+    reference = mlprobe.ReferenceProfile.from_data(X, y, p)
+    probe = mlprobe.Probe("m", version="1", registry=registry, reference=reference,
+                          quality=mlprobe.QualitySpec(min_count=100))
+    tracked = probe.track(lambda rows: 1 / (1 + np.exp(-2 * rows[:, 0])))
+    tracked(X[:1000])
+    wrong = 1 - y[:1000]  # every label flipped: accuracy far below the reference
+    probe.record_outcome(mlprobe.current_prediction_id(), wrong)
+    app = app_for(probe)
+    model = get(app, "/mlprobe", params={"format": "json"}).json()
+    quality = model["model_quality"]
+    rows = {r["metric"]: r for r in quality["rows"]}
+    assert quality["status"] == "critical" and model["status"] == "critical"
+    assert rows["accuracy"]["status"] == "critical"
+    assert rows["accuracy"]["reference"] == pytest.approx(reference.quality.metrics["accuracy"])
+    assert rows["accuracy"]["estimate"] is not None
+    assert quality["outcomes"]["matched"] == 1000
+    assert any(c["role"] == "target" for c in model["columns"])
+    page = get(app, "/mlprobe").text
+    assert 'id="model-quality" data-status="critical"' in page
+    assert 'data-metric="accuracy" data-status="critical"' in page

@@ -14,12 +14,16 @@ import contract in ``pyproject.toml`` holds exactly these two edges.
 
 from . import _wiring
 from ._drift_spec import DriftSpec
+from ._prediction_ids import current_prediction_id
 from ._probe import Probe
 from ._profile import ReferenceProfile
 from ._registry import Registry, default_registry
+from ._shadow import Shadow
+from ._split import Split
 from ._version import __version__
 from .asgi import ProbeMiddleware
 from ._profile_format import ProfileLimits
+from ._quality_spec import QualitySpec
 from .errors import ConfigurationError, ExporterError, MlprobeError, ProfileError
 
 __all__ = [
@@ -31,14 +35,19 @@ __all__ = [
     "ProbeMiddleware",
     "ProfileError",
     "ProfileLimits",
+    "QualitySpec",
     "ReferenceProfile",
     "Registry",
+    "Shadow",
+    "Split",
     "__version__",
+    "current_prediction_id",
     "default_registry",
 ]
 
 for _name in ("ConfigurationError", "DriftSpec", "ExporterError", "MlprobeError", "Probe",
-              "ProbeMiddleware", "ProfileError", "ProfileLimits", "ReferenceProfile", "Registry"):
+              "ProbeMiddleware", "ProfileError", "ProfileLimits", "QualitySpec", "ReferenceProfile",
+              "Registry", "Shadow", "Split"):
     globals()[_name].__module__ = "mlprobe"
 del _name
 

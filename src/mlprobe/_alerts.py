@@ -169,6 +169,7 @@ def alert_rules(p: RuleParams) -> list[dict[str, Any]]:
         "were not affected, but some metrics may be missing.\n"
         "Check first: the service log (mlprobe logs each site at most once a minute with the "
         "traceback), then report it to mlprobe with that log line."))
+    rules += _model_quality(p, n)
     ratio = p.metric("mlprobe_feature_reference_ratio")
     rules.append(_alert(
         "MlprobeProfileMixed",
@@ -179,6 +180,38 @@ def alert_rules(p: RuleParams) -> list[dict[str, Any]]:
         "but the replicas compare their traffic against different references.\n"
         "Check first: count by (profile, instance) (mlprobe_feature_reference_ratio) shows "
         "which replicas run which profile; finish or roll back the profile rollout."))
+    return rules
+
+
+def _model_quality(p: RuleParams, n: RuleNames) -> list[dict[str, Any]]:
+    m = p.group("model", "model_version")
+    accuracy = p.metric("mlprobe_model_quality_reference", 'metric="accuracy"')
+    reference = f"max by ({m}) ({accuracy})"
+    enough = f"and on ({m})\n  {n.pairs} >= {p.quality_min_count}"
+    exprs = tuple(f"{n.accuracy}\n  < on ({m}) ({1 - drop!r} * {reference})\n  {enough}"
+                  for drop in (p.quality_warning, p.quality_critical))
+    rules = _pair(
+        "MlprobeModelAccuracyDrop", exprs, p.for_model_quality,
+        f"accuracy of {_WHO} dropped against its reference (LEVEL)",
+        f"Fleet-wide accuracy over the last {p.quality_range} (labelled outcomes of every "
+        f"replica, {n.accuracy}) is more than {p.quality_warning:.0%} (warning) / "
+        f"{p.quality_critical:.0%} (critical) below the accuracy on the reference data "
+        f"(mlprobe_model_quality_reference), over at least {p.quality_min_count} pairs.\n"
+        "Check first: input drift at the same time (the drift alerts and the status page: "
+        "a population the model was not trained for), then label drift (feature __target__) "
+        "and the concept-drift signal (the inputs did not move but the labels' relation to "
+        "them did); compare with the other versions (by model_version) and the label-free "
+        "estimate (mlprobe_model_quality_estimate), and plan a retraining.")
+    status = p.metric("mlprobe_concept_drift_status")
+    rules.append(_alert(
+        "MlprobeConceptDrift", f"max by ({m}) ({status}) >= 1", p.for_model_quality,
+        "warning", f"errors of {_WHO} rose within its outcome history",
+        "The model's per-outcome loss (0/1 error, or absolute error) in the recent part of "
+        "the history is significantly higher than before (mlprobe_concept_drift_status, an "
+        "ADWIN-style test per replica).\n"
+        "Check first: the accuracy trend (mlprobe_model_quality by version) and input drift; "
+        "if the inputs did not move, the relation between inputs and labels changed (new "
+        "behaviour, a changed label definition, a broken label pipeline)."))
     return rules
 
 

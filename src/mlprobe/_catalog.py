@@ -208,6 +208,67 @@ _SPECS = (
     _m("mlprobe_schema_violations", "counter", "{violation}", MODEL_LABELS + ("kind",),
        "mlprobe.schema.violations",
        "Inputs that did not fit the reference schema, by kind."),
+    # Model quality from outcomes (Probe(quality=...); mlprobe._quality_metrics). Every label
+    # value is from a fixed list: results, states, metric names.
+    _m("mlprobe_outcomes", "counter", "{outcome}", MODEL_LABELS + ("result",),
+       "mlprobe.outcomes",
+       "Outcomes (labels) recorded, per (prediction, label) pair, by result: matched "
+       "(joined by prediction id), paired (joined by the caller), late (its prediction "
+       "had expired), duplicate, unknown (no such prediction id), invalid (unreadable)."),
+    _m("mlprobe_prediction_ids", "counter", "{prediction}", MODEL_LABELS + ("state",),
+       "mlprobe.prediction_ids",
+       "Predictions kept for their outcome, by event: stored, replaced (the same id "
+       "again), expired (left unmatched after the TTL), evicted (unmatched, to keep "
+       "the store within its bounds)."),
+    _m("mlprobe_prediction_store_entries", "gauge", "{prediction}", ("model",),
+       "mlprobe.prediction_store.entries",
+       "Predictions waiting for their outcome (all versions of the model).", updown=True),
+    _m("mlprobe_prediction_store_bytes", "gauge", "By", ("model",), "mlprobe.prediction_store",
+       "Estimated memory of the predictions waiting for their outcome.", updown=True),
+    _m("mlprobe_outcome_delay_seconds", "histogram", "s", MODEL_LABELS, "mlprobe.outcome.delay",
+       "Time from a prediction to its outcome, per matched outcome."),
+    _m("mlprobe_outcome_stats", "counter", "{value}", MODEL_LABELS + ("metric",),
+       "mlprobe.outcome.stats",
+       "Sums over every valid (prediction, label) pair since start, to add up across "
+       "replicas: count, correct, true/false positives/negatives (binary), log_loss, "
+       "absolute_error, squared_error, absolute_percentage_error, over_error and "
+       "under_error (regression; error = prediction - label)."),
+    _m("mlprobe_model_quality", "gauge", "{statistic}", MODEL_LABELS + ("metric",),
+       "mlprobe.model.quality",
+       "Model quality over the rolling window of labelled pairs, by metric: accuracy, "
+       "precision, recall, f1 (binary), precision/recall/f1 macro and f1_micro "
+       "(multiclass), log_loss, roc_auc (from binned scores) with roc_auc_bound, ece; "
+       "mae, rmse, mape, bias (regression)."),
+    _m("mlprobe_model_quality_estimate", "gauge", "{statistic}", MODEL_LABELS + ("metric",),
+       "mlprobe.model.quality_estimate",
+       "Label-free estimate of accuracy and roc_auc from the scores of every "
+       "prediction in the window (assumes calibrated scores and no concept drift)."),
+    _m("mlprobe_model_quality_reference", "gauge", "{statistic}", MODEL_LABELS + ("metric",),
+       "mlprobe.model.quality_reference",
+       "The model's quality on the reference data (from the profile), by metric."),
+    _m("mlprobe_model_quality_status", "gauge", "{status}", MODEL_LABELS + ("metric",),
+       "mlprobe.model.quality_status",
+       "Status of each judged metric against its reference: 0 ok, 1 warning, 2 "
+       "critical (a 2% / 5% relative drop of accuracy by default; absent: "
+       "insufficient data)."),
+    _m("mlprobe_concept_drift_status", "gauge", "{status}", MODEL_LABELS,
+       "mlprobe.concept_drift.status",
+       "Concept-drift signal on the outcome stream: 1 when the loss (0/1 error, "
+       "absolute error) rose significantly within the history, else 0 (absent: "
+       "insufficient data)."),
+    # A candidate model run as a shadow of the primary (mlprobe.Shadow): model_version is the
+    # candidate's; its calls, latency, errors and scores are the usual families.
+    _m("mlprobe_shadow_comparisons", "counter", "{prediction}",
+       MODEL_LABELS + ("primary_version", "result"), "mlprobe.shadow.comparisons",
+       "Candidate predictions compared with the primary's, by result: agree (same "
+       "class; regression: within the relative tolerance) or disagree."),
+    _m("mlprobe_shadow_dropped", "counter", "{call}", MODEL_LABELS + ("primary_version",),
+       "mlprobe.shadow.dropped",
+       "Primary calls not run on the candidate because its queue was full."),
+    _m("mlprobe_shadow_score_difference", "histogram", "1",
+       MODEL_LABELS + ("primary_version",), "mlprobe.shadow.score_difference",
+       "Absolute difference between the candidate's and the primary's score (or "
+       "value) per prediction."),
     _m("mlprobe_internal_errors", "counter", "{error}", (), "mlprobe.internal.errors",
        "Failures inside mlprobe (recording, or its part of a scrape) that were "
        "swallowed so the model and the application's metrics were unaffected."),

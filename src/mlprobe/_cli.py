@@ -25,13 +25,15 @@ import numpy as np
 
 from ._cli_io import CliError, csv_field_limit, emit, read_table
 from ._cli_ops import add_commands as add_ops_commands
+from ._cli_quality import BatchQuality, markdown_section
 from ._cli_report import markdown
 from ._drift_eval import evaluate_dataset
-from ._drift_report import STATUS_RANK
+from ._drift_report import STATUS_RANK, worst
 from ._drift_spec import DriftSpec
 from ._feature_input import text_numbers
 from ._profile import ReferenceProfile
 from ._profile_format import ProfileLimits
+from ._quality_spec import QualitySpec
 from ._version import __version__
 from ._window import DatasetWindow
 from .errors import MlprobeError
@@ -42,7 +44,7 @@ __all__ = ["main"]
 EXIT_CODES = """\
 exit codes:
   0  done; nothing reached the --fail-on level
-  1  mlprobe drift: a drift or data-quality status reached the --fail-on level
+  1  mlprobe drift: a drift, data-quality or model-quality status reached the --fail-on level
   2  usage error, unreadable input, or an invalid profile (one line on stderr)
 """
 
@@ -112,12 +114,20 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                                               dtype=object))  # one object per level
     cols = {n: np.concatenate(p) if p else np.zeros(0) for n, p in parts.items()}
     categorical = [n for n in features if not numeric.get(n, True)]
+    quality = None
+    if args.task or args.positive_label is not None or args.threshold is not None:
+        if not (args.target and args.prediction):
+            raise CliError("--task, --positive-label and --threshold describe the reference "
+                           "quality: give --target and --prediction too")
+        quality = QualitySpec(task=args.task, positive_label=args.positive_label,
+                              threshold=0.5 if args.threshold is None else args.threshold)
     profile = ReferenceProfile.from_data(
         {n: cols[n] for n in features},
         y=cols[args.target] if args.target else None,
         predictions=cols[args.prediction] if args.prediction else None,
         categorical=categorical, n_bins=args.bins, max_categories=args.max_categories,
-        sensitive=args.sensitive, target_name=args.target, prediction_name=args.prediction)
+        sensitive=args.sensitive, target_name=args.target, prediction_name=args.prediction,
+        quality=quality)
     try:
         profile.save(args.output)
     except OSError as exc:
@@ -126,6 +136,11 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     print(f"profiled {profile.n_rows} rows, {len(features)} features "
           f"({len(categorical)} categorical) -> {args.output} ({size / 1024:.1f} KiB)",
           file=sys.stderr)
+    if profile.quality is not None:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in profile.quality.metrics.items()
+                          if k in ("accuracy", "roc_auc", "f1", "f1_macro", "rmse", "mae"))
+        print(f"reference quality ({profile.quality.task}, {profile.quality.pairs} pairs): "
+              f"{shown}", file=sys.stderr)
     return 0
 
 
@@ -162,6 +177,9 @@ def _cmd_drift(args: argparse.Namespace) -> int:
         pred_col = None  # nothing to compare against; the column is simply not a feature
     skip = set(args.exclude) | {c for c in (pred_col, target_col) if c is not None}
     window = DatasetWindow(profile, target=target_col is not None)
+    quality = None
+    if profile.quality is not None and pred_col is not None and target_col is not None:
+        quality = BatchQuality(profile, min_count=args.min_count, drop=args.quality_drop)
     for chunk in chunks:
         columns, rows, unaligned = chunk.columns(window.schema_violations)
         preds = columns[pred_col] if pred_col is not None else None
@@ -171,17 +189,30 @@ def _cmd_drift(args: argparse.Namespace) -> int:
             batch = [{}] * rows
         window.update(batch, predictions=preds, targets=targets, text=chunk.text)
         window.add_unaligned(unaligned)
+        if quality is not None:
+            quality.update(preds, targets, text=chunk.text)
     spec = DriftSpec(min_count=args.min_count) if args.min_count else DriftSpec()
     report = evaluate_dataset(profile, window, spec)
+    model_quality = quality.report() if quality is not None else None
     if args.format == "json":
-        emit(json.dumps(report.to_dict(), indent=2, allow_nan=False))
+        doc = report.to_dict()
+        if model_quality is not None:
+            doc["status"] = worst((doc["status"], model_quality.status))
+            doc["model_quality"] = model_quality.to_dict()
+        emit(json.dumps(doc, indent=2, allow_nan=False))
     elif args.format == "html":
         from ._cli_ops import html_report
 
-        emit(html_report(profile, window, report, args.current))
+        emit(html_report(profile, window, report, args.current, model_quality))
     else:
-        emit(markdown(report, prediction=pred_col, target=target_col))
-    if args.fail_on and STATUS_RANK.get(report.worst_status, -1) >= STATUS_RANK[args.fail_on]:
+        text = markdown(report, prediction=pred_col, target=target_col)
+        if model_quality is not None:
+            text += "\n" + markdown_section(model_quality)
+        emit(text)
+    verdict = report.worst_status
+    if model_quality is not None:
+        verdict = worst((verdict, model_quality.status))
+    if args.fail_on and STATUS_RANK.get(verdict, -1) >= STATUS_RANK[args.fail_on]:
         return 1
     return 0
 
@@ -236,6 +267,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-categories", type=int, default=50, metavar="N",
                    help="levels kept per categorical feature, up to 1000 (default 50); rarer "
                    "levels count as __other__")
+    p.add_argument("--task", choices=("binary", "multiclass", "regression"),
+                   help="with --target and --prediction: the model's task for its reference "
+                   "quality (default: inferred from the two columns)")
+    p.add_argument("--positive-label", metavar="LABEL", help="a binary model's positive class "
+                   "(default: the greater of the two labels)")
+    p.add_argument("--threshold", type=float, metavar="X", help="a binary score above X "
+                   "predicts the positive class (default 0.5)")
     p.add_argument("--encoding", metavar="NAME", help="text encoding of a CSV file (default: "
                    "UTF-8, or UTF-16 when the file starts with its byte-order mark)")
     p.add_argument("--progress", action="store_true",
@@ -252,8 +290,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="report format on stdout (default markdown; html: one self-contained "
                    "page with a chart per column, no external asset)")
     d.add_argument("--fail-on", choices=("warning", "critical"),
-                   help="exit 1 when any drift or data-quality status (dataset, feature, "
-                   "prediction or target) reaches this level")
+                   help="exit 1 when any drift, data-quality or model-quality status "
+                   "(dataset, feature, prediction, target, or a metric against the profile's "
+                   "reference quality) reaches this level")
     d.add_argument("--prediction", metavar="COL", help="model output column in CURRENT "
                    "(default: the column the profile was built with, when present)")
     d.add_argument("--target", metavar="COL", help="label column in CURRENT: label drift "
@@ -264,6 +303,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--min-count", type=_positive_int, metavar="N",
                    help="values a feature (and rows a quality check) needs for a status "
                    "(default 1000)")
+    d.add_argument("--quality-drop", type=float, nargs=2, metavar=("WARNING", "CRITICAL"),
+                   help="relative drop of accuracy-like metrics against the profile's reference "
+                   "quality for a warning / critical model-quality status (default 0.02 0.05)")
     d.add_argument("--max-profile-bytes", type=_positive_int, metavar="N",
                    help=f"largest profile file read (default {ProfileLimits().max_bytes})")
     d.add_argument("--encoding", metavar="NAME", help="text encoding of a CSV file (default: "

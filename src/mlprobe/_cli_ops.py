@@ -58,7 +58,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def html_report(profile: Any, window: Any, report: Any, current: str) -> str:
+def html_report(profile: Any, window: Any, report: Any, current: str,
+                model_quality: Any = None) -> str:
     """``mlprobe drift --format html``: the status page's views as one static document."""
     from ._feature_metrics import PREDICTION_FEATURE, feature_labels
     from ._fingerprint import profile_fingerprint
@@ -68,7 +69,9 @@ def html_report(profile: Any, window: Any, report: Any, current: str) -> str:
                                       PREDICTION_FEATURE)
     return render_page(view_model(profile, window, report, sensitive=profile.sensitive,
                                   title=f"mlprobe drift report · {os.path.basename(current)}",
-                                  profile_id=fingerprint))
+                                  profile_id=fingerprint,
+                                  model_quality=(model_quality.to_dict()
+                                                 if model_quality is not None else None)))
 
 
 def add_commands(sub: Any, formatter: type[argparse.HelpFormatter], epilog: str) -> None:

@@ -38,7 +38,8 @@ class _State(Protocol):
 
 
 def build_decorator(state: _State, *, inputs: Any, scores: Any, input_arg: int | str | None,
-                    enabled: bool | None) -> Callable[[Any], Any]:
+                    enabled: bool | None,
+                    prediction_id: int | str | bool | None = None) -> Callable[[Any], Any]:
     """Validate the options once and return the decorator that wraps functions."""
     if not (isinstance(inputs, bool) or callable(inputs)):
         raise ConfigurationError("inputs= must be True, False or a callable batch -> rows | "
@@ -49,6 +50,11 @@ def build_decorator(state: _State, *, inputs: Any, scores: Any, input_arg: int |
                                   or not isinstance(input_arg, (int, str))):
         raise ConfigurationError(f"input_arg= must be a position (int) or a parameter name (str); "
                                  f"got {input_arg!r}")
+    if prediction_id is not None and not isinstance(prediction_id, (bool, int, str)):
+        raise ConfigurationError("prediction_id= must be a parameter name (str), a position "
+                                 f"(int), True or False; got {prediction_id!r}")
+    # Quality monitoring keeps each prediction for its outcome (mlprobe._probe_quality).
+    with_ids = getattr(state, "quality", None) is not None
     if enabled is None:
         enabled = not env_flag("MLPROBE_DISABLED", False)
     input_extractor = None if isinstance(inputs, bool) else inputs
@@ -69,6 +75,9 @@ def build_decorator(state: _State, *, inputs: Any, scores: Any, input_arg: int |
         finish = _make_finisher(state, *_locate_input(fn, input_arg, bound),
                                 inputs is not False, input_extractor,
                                 scores is not False, score_extractor)
+        if with_ids and scores is not False:
+            finish = _with_prediction_id(state, finish, fn, bound, prediction_id,
+                                         score_extractor)
         kind = _call_kind(fn)
         return _WRAPPERS[kind](fn, state, finish)
 
@@ -91,8 +100,8 @@ def _call_kind(fn: Any) -> str:
     return "sync"
 
 
-def _locate_input(fn: Any, input_arg: int | str | None,
-                  bound: bool | None) -> tuple[int | None, str | None]:
+def _locate_input(fn: Any, input_arg: int | str | None, bound: bool | None,
+                  option: str = "input_arg") -> tuple[int | None, str | None]:
     """Return (position, name) of the model input among the call's arguments."""
     try:
         params = [p for p in inspect.signature(fn).parameters.values()
@@ -103,7 +112,7 @@ def _locate_input(fn: Any, input_arg: int | str | None,
     if isinstance(input_arg, str):
         names = [p.name for p in params]
         if names and input_arg not in names:
-            raise ConfigurationError(f"input_arg={input_arg!r} is not a parameter of "
+            raise ConfigurationError(f"{option}={input_arg!r} is not a parameter of "
                                      f"{getattr(fn, '__qualname__', fn)}; parameters: {names}")
         index = next((i for i, p in enumerate(positional) if p.name == input_arg), None)
         return index, input_arg
@@ -155,6 +164,32 @@ def _make_finisher(state: _State, index: int | None, name: str | None, want_inpu
             observe_outputs(result, score_extractor)
 
     return finish
+
+
+def _with_prediction_id(state: Any, finish: Finisher, fn: Any, bound: bool | None,
+                        prediction_id: int | str | bool | None,
+                        score_extractor: Any) -> Finisher:
+    """The finisher of a probe with quality monitoring: the result (once through the score
+    extractor) is kept under the call's prediction id, then recorded as usual."""
+    index = name = None
+    if isinstance(prediction_id, (int, str)) and not isinstance(prediction_id, bool):
+        index, name = _locate_input(fn, prediction_id, bound, "prediction_id")
+    no_id = False if prediction_id is False else None  # None: the request's, or a new one
+    observe = state.observe_outputs_with_id
+
+    def finish_with_id(duration: float, args: tuple[Any, ...], kwargs: dict[str, Any],
+                       result: Any) -> None:
+        finish(duration, args, kwargs, _MISSING)  # the call and its inputs
+        if result is _MISSING:
+            return
+        explicit: Any = no_id
+        if index is not None and len(args) > index:
+            explicit = args[index]
+        elif name is not None and name in kwargs:
+            explicit = kwargs[name]
+        observe(result, score_extractor, explicit)
+
+    return finish_with_id
 
 
 def _finish_error(calls: Any, start: float, exc: BaseException) -> None:

@@ -9,7 +9,7 @@ from weakref import WeakKeyDictionary
 import numpy as np
 
 from ._drift_eval import evaluate_dataset
-from ._drift_report import DriftReport
+from ._drift_report import DriftReport, worst
 from ._drift_spec import DriftSpec
 from ._features import FeatureMonitor
 from ._feature_profile import NumericProfile
@@ -20,9 +20,12 @@ from ._window import DatasetWindow, FeatureWindow
 from .snapshot import LabelSet, Sample, SummarySample
 from .stats._labels import distinct_label_values
 
-__all__ = ["PREDICTION_FEATURE", "STATUS_VALUE", "collect_feature_metrics", "drift_report"]
+__all__ = ["PREDICTION_FEATURE", "STATUS_VALUE", "TARGET_FEATURE", "collect_feature_metrics",
+           "drift_report"]
 
 PREDICTION_FEATURE = "__prediction__"
+TARGET_FEATURE = "__target__"
+"""The ``feature`` label of label drift (the outcomes' labels against the profile's target)."""
 STATUS_VALUE = {"ok": 0.0, "warning": 1.0, "critical": 2.0}
 QUANTILES = (0.05, 0.5, 0.95)
 
@@ -39,7 +42,8 @@ def feature_labels(profile: ReferenceProfile) -> dict[str, str]:
     labels = _FEATURE_LABELS.get(profile)
     if labels is None:
         names = list(profile.features)
-        labels = dict(zip(names, distinct_label_values(names, reserved=(PREDICTION_FEATURE,))))
+        labels = dict(zip(names, distinct_label_values(
+            names, reserved=(PREDICTION_FEATURE, TARGET_FEATURE))))
         _FEATURE_LABELS[profile] = labels
     return labels
 
@@ -80,18 +84,22 @@ def _bins(ref: Any, win: FeatureWindow, sensitive: bool = False
 
 
 def collect_feature_metrics(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
-                            spec: DriftSpec, *, sensitive: frozenset[str] = frozenset()
-                            ) -> None:
+                            spec: DriftSpec, *, sensitive: frozenset[str] = frozenset(),
+                            target: FeatureWindow | None = None,
+                            model_quality: str | None = None) -> None:
     """Add every feature family for one model to ``builder`` (one window merge per collect).
 
     ``sensitive`` features export no raw value: bins by index, no window value gauges.
+    ``target`` is the labels' window (outcomes), evaluated as label drift; ``model_quality``
+    the model-quality status, which the overall status includes.
     """
     window, totals = monitor.window_and_totals()
+    window.target = target
     report = drift_report(monitor, spec, window)
     _counters(builder, base, monitor, totals, sensitive)
     feature = feature_labels(monitor.profile)
     _window_gauges(builder, base, window, feature, sensitive)
-    _drift_gauges(builder, base, report, feature)
+    _drift_gauges(builder, base, report, feature, model_quality)
 
 
 def _counters(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
@@ -162,11 +170,13 @@ def _window_gauges(builder: FamilyBuilder, base: LabelSet, window: DatasetWindow
 
 
 def _drift_gauges(builder: FamilyBuilder, base: LabelSet, report: DriftReport,
-                  feature: dict[str, str]) -> None:
+                  feature: dict[str, str], model_quality: str | None = None) -> None:
     drift, status, quality = [], [], []
     results = [(feature[name], result) for name, result in report.features.items()]
     if report.prediction is not None:
         results.append((PREDICTION_FEATURE, report.prediction))
+    if report.target is not None:
+        results.append((TARGET_FEATURE, report.target))
     for label, result in results:
         labels = base + (("feature", label),)
         for method, value in sorted(result.statistics.items()):
@@ -184,7 +194,8 @@ def _drift_gauges(builder: FamilyBuilder, base: LabelSet, report: DriftReport,
     builder.add("mlprobe_dataset_status", [
         Sample(base + (("aspect", aspect),), STATUS_VALUE[value])
         for aspect, value in (("drift", report.drift_verdict),
-                              ("overall", report.status), ("quality", report.quality_status))
+                              ("overall", worst((report.status, model_quality or ""))),
+                              ("quality", report.quality_status))
         if value in STATUS_VALUE])
     if report.drift_share is not None:
         builder.add("mlprobe_dataset_drift_share", [Sample(base, float(report.drift_share))])

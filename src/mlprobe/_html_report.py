@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._drift_report import DriftReport, FeatureDrift
+from ._drift_report import DriftReport, FeatureDrift, worst
 from ._feature_profile import NumericProfile
 from ._fingerprint import bin_definition
 from ._profile import ReferenceProfile
@@ -65,8 +65,11 @@ def view_model(profile: ReferenceProfile, window: DatasetWindow, report: DriftRe
                sensitive: frozenset[str] = frozenset(), title: str = "mlprobe drift report",
                model: str | None = None, version: str | None = None,
                window_seconds: float | None = None, profile_id: str | None = None,
-               generated: datetime | None = None) -> dict[str, Any]:
-    """The JSON-ready content of the page (see the module docstring)."""
+               generated: datetime | None = None,
+               model_quality: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON-ready content of the page (see the module docstring); ``model_quality`` is
+    the ``model_quality`` section of a status document (or of ``mlprobe drift``'s JSON),
+    whose status joins the overall one."""
     secret = sensitive | profile.sensitive
     columns = [_column("feature", name, ref, window.features[name], report.features[name],
                        name in secret) for name, ref in profile.features.items()]
@@ -77,6 +80,8 @@ def view_model(profile: ReferenceProfile, window: DatasetWindow, report: DriftRe
             columns.append(_column(role, role, ref, win, result, False))
     d = report.to_dict()
     when = generated or datetime.now(timezone.utc)
+    if model_quality is not None:
+        d["status"] = worst((d["status"], model_quality.get("status", "")))
     return {
         "title": title, "model": model, "model_version": version, "profile": profile_id,
         "generated": when.strftime("%Y-%m-%d %H:%M:%S UTC"), "window_seconds": window_seconds,
@@ -85,7 +90,29 @@ def view_model(profile: ReferenceProfile, window: DatasetWindow, report: DriftRe
                              "n_features", "n_evaluated", "n_drifted", "rows",
                              "schema_violations")},
         "columns": columns,
+        "model_quality": _quality_view(model_quality),
     }
+
+
+QUALITY_SHOWN = ("accuracy", "precision", "recall", "f1", "f1_macro", "roc_auc", "log_loss",
+                 "ece", "mae", "rmse", "mape", "bias")
+
+
+def _quality_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The model-quality part of the page: per metric its current, reference and label-free
+    estimate values and status; the outcome counts and the concept-drift signal."""
+    if doc is None:
+        return None
+    estimate = doc.get("estimate") or {}
+    rows = [{"metric": m, "current": doc["metrics"].get(m), "reference": doc["reference"].get(m),
+             "estimate": estimate.get(m), "status": doc["metric_status"].get(m),
+             "change": doc["relative_change"].get(m)}
+            for m in QUALITY_SHOWN if m in doc["metrics"] or m in doc["reference"]]
+    drift = doc.get("concept_drift") or {}
+    return {"status": doc["status"], "task": doc["task"], "pairs": doc["pairs"],
+            "rows": rows, "outcomes": doc.get("outcomes"),
+            "concept_drift": drift.get("status", "insufficient_data"),
+            "mean_label_delay_seconds": doc.get("mean_label_delay_seconds")}
 
 
 def _fmt(x: Any) -> str:
@@ -122,8 +149,32 @@ def _card(c: dict[str, Any]) -> str:
             f'<div class="quality">{escape(quality)}; {escape(extra)}</div></section>')
 
 
+def _quality_section(q: dict[str, Any] | None) -> str:
+    if q is None:
+        return ""
+    rows = "".join(
+        f'<tr data-metric="{escape(r["metric"])}" data-status="{escape(r["status"] or "")}">'
+        f'<td>{escape(r["metric"])}</td><td>{_fmt(r["current"])}</td>'
+        f'<td>{_fmt(r["reference"])}</td><td>{_fmt(r["estimate"])}</td>'
+        f'<td>{_badge(r["status"]) if r["status"] else ""}</td></tr>' for r in q["rows"])
+    outcomes = q.get("outcomes") or {}
+    counts = ", ".join(f"{escape(k)} {v}" for k, v in outcomes.items() if v)
+    delay = q.get("mean_label_delay_seconds")
+    return (f'<section class="quality-section" id="model-quality" '
+            f'data-status="{escape(q["status"])}"><h2>Model quality '
+            f'{_badge(q["status"])}</h2><div class="note">{escape(q["task"])} · '
+            f'{q["pairs"]} labelled pairs in the window · concept drift '
+            f'{_badge(q["concept_drift"])}'
+            + (f" · mean label delay {delay:.3g} s" if delay is not None else "")
+            + (f" · outcomes: {counts}" if counts else "")
+            + '</div><table class="metrics"><tr><th>metric</th><th>current</th>'
+            '<th>reference</th><th>estimate (no labels)</th><th>status</th></tr>'
+            f'{rows}</table></section>')
+
+
 def render_body(model: dict[str, Any]) -> str:
-    """The page's content (header, summary, one card per column) as an HTML fragment."""
+    """The page's content (header, summary, model quality, one card per column) as an HTML
+    fragment."""
     who = " ".join(escape(str(x)) for x in (model.get("model"), model.get("model_version") and
                    "v" + str(model["model_version"])) if x)
     share = model.get("drift_share")
@@ -144,6 +195,7 @@ def render_body(model: dict[str, Any]) -> str:
         f'{model["rows"]} rows · schema violations {violations}</div>'
         + (f'<div class="drifted">drifted: {", ".join(escape(c["name"]) for c in drifted)}'
            '</div>' if drifted else "")
+        + _quality_section(model.get("model_quality"))
         + '<div class="legend"><i class="k ref"></i>reference <i class="k cur"></i>current '
           '(share of values per bin: reference deciles, or categories and __other__)</div>'
         + f'<main class="grid">{"".join(_card(c) for c in ordered)}</main>'
@@ -168,6 +220,9 @@ h3{font-size:13px;margin:0 0 4px;overflow-wrap:anywhere}.stats{display:flex;flex
 .s-insufficient_data,.s-no_reference,.s-error{background:#9aa5b1}
 .k{display:inline-block;width:10px;height:10px;margin:0 3px 0 8px}.k.ref{background:#9aa5b1}
 .k.cur{background:#2f6fdf}
+.quality-section{background:#fff;border:1px solid #e4e7eb;border-radius:6px;padding:8px 10px;
+margin:8px 0}h2{font-size:14px;margin:0 0 4px}table.metrics{border-collapse:collapse}
+table.metrics td,table.metrics th{padding:2px 10px 2px 0;text-align:left}
 """
 
 _LIVE_JS = """

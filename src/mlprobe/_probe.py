@@ -21,6 +21,14 @@ from ._feature_metrics import collect_feature_metrics, drift_report
 from ._features import FeatureMonitor
 from ._feature_profile import NumericProfile
 from ._profile import ReferenceProfile
+from ._outcomes import PredictionStore
+from ._probe_quality import NO_ID, QualityMethods, check_quality_option, model_store, \
+    quality_task, record_prediction
+from ._quality import QualityMonitor
+from ._quality_task import QualityTask
+from ._quality_metrics import collect_quality, quality_document, quality_view
+from ._quality_spec import QualitySpec
+from ._drift_report import worst
 from ._registry import FamilyBuilder, Registry, default_registry
 from .errors import ConfigurationError
 from .snapshot import LabelSet, Sample
@@ -51,6 +59,8 @@ class ProbeConfig:
     max_outputs: int
     sensitive: frozenset[str] = frozenset()
     """Features whose raw values stay in the process (the profile's and the probe's)."""
+    quality: QualitySpec | None = None
+    """How outcomes are joined and model quality measured (None: off)."""
 
 
 class _ProbeState:
@@ -58,7 +68,9 @@ class _ProbeState:
 
     def __init__(self, name: str, version: str, config: ProbeConfig,
                  reference: ReferenceProfile | None, drift: DriftSpec,
-                 window_seconds: float, window_buckets: int) -> None:
+                 window_seconds: float, window_buckets: int,
+                 quality: QualityTask | None = None,
+                 store: PredictionStore | None = None) -> None:
         self.config = config
         self.labels: LabelSet = (("model", name), ("model_version", version))
         self.drift_spec = drift
@@ -66,6 +78,16 @@ class _ProbeState:
         if reference is not None:
             self.features = FeatureMonitor(reference, window_seconds=window_seconds,
                                            sub_buckets=window_buckets)
+        # Model quality from outcomes (mlprobe._probe_quality): this version's monitor and
+        # the model's prediction store, shared with its other versions.
+        self.quality: QualityMonitor | None = None
+        self.store = store
+        self.quality_reference: dict[str, float] = {}
+        if quality is not None:
+            self.quality = QualityMonitor(quality, reference.target if reference else None)
+            if reference is not None and reference.quality is not None:
+                self.quality_reference.update(reference.quality.metrics)
+            self.quality_reference.update(quality.spec.reference)
         # Predictions feed prediction drift only when the reference profiled them.
         self._feeds_predictions = reference is not None and reference.prediction is not None
         self.reset()
@@ -80,6 +102,8 @@ class _ProbeState:
         self.classes = BoundedCounter(c.max_classes)
         if self.features is not None:
             self.features.reset()
+        if self.quality is not None:
+            self.quality.reset()
 
     def collect_into(self, builder: FamilyBuilder) -> None:
         """Report this model's samples."""
@@ -95,26 +119,47 @@ class _ProbeState:
         builder.add("mlprobe_input_bytes", [calls.input_bytes])
         builder.add("mlprobe_prediction_score", self.scores.samples(base, "output"))
         builder.add("mlprobe_predicted_class", self.classes.samples(base, "class"))
+        view = None
+        if self.quality is not None:
+            view = quality_view(self.quality, self.store, self.quality_reference)
+            collect_quality(builder, base, self.quality, view, overall=self.features is None)
         if self.features is not None:
             # Statistics of windows holding values near the double range are infinite or
             # NaN (and exported only where finite); numpy must not warn about them (see
             # FeatureMonitor._ingest). np.errstate is thread-local.
             with np.errstate(all="ignore"):
-                collect_feature_metrics(builder, base, self.features, self.drift_spec,
-                                        sensitive=self.config.sensitive)
+                collect_feature_metrics(
+                    builder, base, self.features, self.drift_spec,
+                    sensitive=self.config.sensitive,
+                    target=view.labels if view is not None else None,
+                    model_quality=view.report.status if view is not None else None)
 
     def drift_status(self) -> dict[str, Any]:
-        """The JSON-ready drift and data-quality document of the rolling window."""
+        """The JSON-ready drift, data-quality and model-quality document of the rolling
+        windows (the overall status is the worst of the three)."""
+        who = {"model": self.labels[0][1], "model_version": self.labels[1][1]}
+        view = model_quality = None
+        if self.quality is not None:
+            view = quality_view(self.quality, self.store, self.quality_reference)
+            model_quality = quality_document(self.quality, self.store, view)
         if self.features is None:
-            return {"model": self.labels[0][1], "model_version": self.labels[1][1],
-                    "status": "no_reference",
-                    "detail": "create the Probe with reference=ReferenceProfile to get drift"}
+            detail = "create the Probe with reference=ReferenceProfile to get drift"
+            if model_quality is None:
+                return {**who, "status": "no_reference", "detail": detail}
+            return {**who, "status": model_quality["status"], "detail": detail,
+                    "model_quality": model_quality}
+        window = self.features.window()
+        if view is not None:
+            window.target = view.labels  # label drift against the profile's target
         with np.errstate(all="ignore"):  # see collect_into
-            report = drift_report(self.features, self.drift_spec).to_dict()
+            report = drift_report(self.features, self.drift_spec, window).to_dict()
         for name in self.config.sensitive:  # its entry holds no raw value; say why
             report["features"][name]["sensitive"] = True
-        return {"model": self.labels[0][1], "model_version": self.labels[1][1],
-                "window_seconds": self.features.window_seconds, **report}
+        doc = {**who, "window_seconds": self.features.window_seconds, **report}
+        if model_quality is not None:
+            doc["status"] = worst((report["status"], model_quality["status"]))
+            doc["model_quality"] = model_quality
+        return doc
 
     # -- recording (request path; callers run these inside the internal-error guard) --------
 
@@ -132,6 +177,15 @@ class _ProbeState:
         measured = extractor(batch)
         rows, nbytes = measured if isinstance(measured, tuple) else (measured, None)
         return _count_or_none(rows), _count_or_none(nbytes)
+
+    def observe_outputs_with_id(self, result: Any, extractor: ScoreExtractor | None,
+                                prediction_id: Any = NO_ID) -> None:
+        """Record a result, and keep it for its outcome (a probe with quality monitoring)."""
+        if extractor is not None:
+            result = extractor(result)
+        assert self.quality is not None
+        record_prediction(self.quality, self.store, result, prediction_id)
+        self.observe_outputs(result, None)
 
     def observe_outputs(self, result: Any, extractor: ScoreExtractor | None) -> None:
         """Record scores and classes of a result."""
@@ -195,7 +249,7 @@ def _count_or_none(value: Any) -> int | None:
     return int(value) if isinstance(value, (int, np.integer)) and value >= 0 else None
 
 
-class Probe:
+class Probe(QualityMethods):
     """Instruments one model: its calls, latency, input sizes, scores and predicted classes.
 
     Probes with the same ``name`` and ``version`` in the same registry share one set of
@@ -226,6 +280,13 @@ class Probe:
             (see ``docs/privacy.md``).
         window_seconds: length of the rolling window of feature statistics.
         window_buckets: sub-buckets making the window (its time resolution).
+        quality: measure model quality from outcomes: a :class:`~mlprobe.QualitySpec` (or
+            True for the defaults). Tracked calls then keep their predictions under a
+            prediction id (:func:`mlprobe.current_prediction_id`) until
+            :meth:`record_outcome` brings the label; the rolling-window metrics, their
+            statuses against the profile's reference quality, the label-free estimate and
+            the concept-drift signal are exported and reported by ``drift_status()`` (see
+            ``docs/quality.md``).
 
     Raises:
         ConfigurationError: a bad argument; the message names it and the fix.
@@ -254,6 +315,7 @@ class Probe:
         window_seconds: float = 600.0,
         window_buckets: int = 10,
         sensitive_features: Iterable[str] | None = None,
+        quality: QualitySpec | bool | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"Probe name must be a non-empty string, got {name!r}")
@@ -283,6 +345,7 @@ class Probe:
             max_error_types=check_positive_int("max_error_types", max_error_types),
             max_outputs=check_positive_int("max_outputs", max_outputs),
             sensitive=_sensitive(reference, sensitive_features),
+            quality=check_quality_option(quality),
         )
         if drift is not None and not isinstance(drift, DriftSpec):
             raise ConfigurationError(f"drift must be a mlprobe.DriftSpec, got {drift!r}")
@@ -296,10 +359,15 @@ class Probe:
         self.name = label_value(name)
         self.version = "" if version is None else label_value(version)
         self.registry = default_registry if registry is None else registry
+        task = store = None
+        if config.quality is not None:  # resolved first: a bad spec fails before any state
+            task = quality_task(config.quality, reference)
+            store = model_store(self.registry, self.name, config.quality)
         self._state = self.registry.get_or_create(
             ("probe", self.name, self.version),
             lambda: _ProbeState(self.name, self.version, config, reference,
-                                drift or DriftSpec(), float(window_seconds), window_buckets))
+                                drift or DriftSpec(), float(window_seconds), window_buckets,
+                                task, store))
         if self._state.config != config:
             _log.warning("mlprobe: probe %r version %r already exists with other settings; "
                          "keeping the first settings", self.name, self.version)
@@ -320,6 +388,7 @@ class Probe:
         scores: ScoreExtractor | bool = True,
         input_arg: int | str | None = None,
         enabled: bool | None = None,
+        prediction_id: int | str | bool | None = None,
     ) -> Callable[[F], F]: ...
 
     def track(
@@ -331,6 +400,7 @@ class Probe:
         scores: ScoreExtractor | bool = True,
         input_arg: int | str | None = None,
         enabled: bool | None = None,
+        prediction_id: int | str | bool | None = None,
     ) -> Any:
         """Decorate a predict function (sync, async, generator, method, classmethod, ...).
 
@@ -349,12 +419,22 @@ class Probe:
                 first parameter that is not ``self``/``cls``.
             enabled: ``False`` returns the function unwrapped (zero overhead); by default
                 tracking is on unless the environment sets ``MLPROBE_DISABLED=1``.
+            prediction_id: with ``quality=`` on the probe, where each call's prediction id
+                comes from: the argument of that name or position (one id, or one per
+                predicted row); by default the request's id (the middleware's
+                ``prediction_id_header``), else a new one. ``False`` keeps no prediction for
+                outcomes (the label-free estimate still counts it). Without quality it must
+                be left unset.
 
         Raises:
             ConfigurationError: an option of the wrong type.
         """
+        if prediction_id is not None and self._state.quality is None:
+            raise ConfigurationError("track(prediction_id=...) needs a probe created with "
+                                     "quality=mlprobe.QualitySpec(...) (or quality=True)")
         decorator = build_decorator(self._state, inputs=inputs, scores=scores,
-                                    input_arg=input_arg, enabled=enabled)
+                                    input_arg=input_arg, enabled=enabled,
+                                    prediction_id=prediction_id)
         return decorator if fn is None else decorator(fn)
 
     def drift_status(self) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from ._profile_format import (
     feature_to_document,
     profile_from_document,
 )
+from ._profile_quality import ReferenceQuality, quality_from_data, prediction_labels
+from ._quality_spec import QualitySpec
 from ._version import __version__
 from .errors import ConfigurationError, ProfileError
 from .stats._coerce import coerce_numeric
@@ -75,6 +77,8 @@ class ReferenceProfile:
         target_name: The training data's label column, when known (``mlprobe drift`` reads it
             from the current data by default).
         prediction_name: The training data's model-output column, when known.
+        quality: The model's quality on the reference data (built with both labels and
+            predictions), which serving judges its windows against.
 
     Example:
         >>> import numpy as np
@@ -88,7 +92,8 @@ class ReferenceProfile:
                  prediction: FeatureProfile | None = None, target: FeatureProfile | None = None,
                  importance: Mapping[str, float] | None = None, n_rows: int = 0,
                  n_bins: int = 100, max_categories: int = 50,
-                 target_name: str | None = None, prediction_name: str | None = None) -> None:
+                 target_name: str | None = None, prediction_name: str | None = None,
+                 quality: ReferenceQuality | None = None) -> None:
         self.features: dict[str, FeatureProfile] = {f.name: f for f in features}
         self.prediction = prediction
         self.target = target
@@ -98,6 +103,7 @@ class ReferenceProfile:
         self.max_categories = max_categories
         self.target_name = target_name
         self.prediction_name = prediction_name
+        self.quality = quality
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -119,6 +125,7 @@ class ReferenceProfile:
         sensitive: Sequence[str] | None = None,
         target_name: str | None = None, prediction_name: str | None = None,
         limits: ProfileLimits | None = None,
+        quality: QualitySpec | None = None,
     ) -> ReferenceProfile:
         """Profile reference data.
 
@@ -148,6 +155,11 @@ class ReferenceProfile:
                 ``mlprobe drift`` finds the labels in current data by that name.
             prediction_name: The name of the ``predictions`` column, likewise.
             limits: Caps to respect (:class:`ProfileLimits`; the defaults when omitted).
+            quality: How to measure the model's reference quality when ``y`` and
+                ``predictions`` are both given (a :class:`~mlprobe.QualitySpec`: task,
+                positive label, threshold, probability columns). ``predictions`` may then be a
+                ``(n, k)`` probability matrix. Without it the task is inferred from the labels
+                and predictions, and a quality that cannot be measured is left out.
 
         Raises:
             ConfigurationError: On empty data, duplicate or unknown names, mismatched lengths,
@@ -183,6 +195,8 @@ class ReferenceProfile:
             raise ConfigurationError(f"columns of X have different lengths: {lengths}")
         if n_rows == 0:
             raise ConfigurationError("X has no rows; profile at least one row of data")
+        if quality is not None and not isinstance(quality, QualitySpec):
+            raise ConfigurationError("quality must be a mlprobe.QualitySpec")
         for arg, extra in (("y", y), ("predictions", predictions)):
             if extra is not None and len(extra) != n_rows:
                 raise ConfigurationError(
@@ -204,16 +218,25 @@ class ReferenceProfile:
             feats.append(_build(name, col, is_cat, n_bins, max_categories, limits,
                                 sensitive=name in secret))
         pred = tgt = None
-        if predictions is not None:
-            pred = _build("prediction", predictions,
-                          _target_is_categorical(predictions, max_categories), n_bins,
-                          max_categories, limits)
         if y is not None:
             tgt = _build("target", y, _target_is_categorical(y, max_categories), n_bins,
                          max_categories, limits)
+        if predictions is not None:
+            outputs = prediction_labels(predictions, quality, tgt)  # a matrix: its classes
+            pred = _build("prediction", outputs,
+                          _target_is_categorical(outputs, max_categories), n_bins,
+                          max_categories, limits)
+        measured = None
+        if y is not None and predictions is not None:
+            try:
+                measured = quality_from_data(y, predictions, target=tgt, prediction=pred,
+                                             spec=quality)
+            except ConfigurationError:
+                if quality is not None:  # asked for: say why it cannot be measured
+                    raise
         return cls(feats, prediction=pred, target=tgt, importance=weights, n_rows=n_rows,
                    n_bins=n_bins, max_categories=max_categories, target_name=target_name,
-                   prediction_name=prediction_name)
+                   prediction_name=prediction_name, quality=measured)
 
     @staticmethod
     def _importance(importance: Mapping[str, float] | Sequence[float] | None,
@@ -259,6 +282,8 @@ class ReferenceProfile:
                            ("prediction_name", self.prediction_name)):
             if value is not None:
                 doc[key] = value
+        if self.quality is not None:
+            doc["quality"] = self.quality.to_document()
         return doc
 
     @classmethod
@@ -279,7 +304,7 @@ class ReferenceProfile:
         return cls(parts.features, prediction=parts.prediction, target=parts.target,
                    importance=parts.importance, n_rows=parts.n_rows, n_bins=parts.n_bins,
                    max_categories=parts.max_categories, target_name=parts.roles.target,
-                   prediction_name=parts.roles.prediction)
+                   prediction_name=parts.roles.prediction, quality=parts.quality)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the profile as compact JSON (no raw rows; a few KiB per feature).

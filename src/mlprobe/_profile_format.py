@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._feature_profile import CategoricalProfile, FeatureProfile
+from ._profile_quality import ReferenceQuality
 from ._profile_fields import (
     FeatureReader,
     as_int,
@@ -103,6 +104,7 @@ class ProfileParts:
     n_bins: int
     max_categories: int
     roles: Roles
+    quality: ReferenceQuality | None = None
 
 
 def _rows(f: FeatureProfile) -> int:
@@ -159,9 +161,13 @@ def profile_from_document(data: Any, limits: ProfileLimits) -> ProfileParts:
     for key in ("target_name", "prediction_name"):
         raw = data.get(key)
         roles[key] = None if raw is None else as_text(raw, key, limits.max_level_chars)
+    quality = data.get("quality")
+    if quality is not None:
+        quality = ReferenceQuality.from_document(quality, limits.max_categories,
+                                                 limits.max_level_chars)
     return ProfileParts(features, extras["prediction"], extras["target"], importance or None,
                         n_rows, n_bins, max_categories,
-                        Roles(roles["target_name"], roles["prediction_name"]))
+                        Roles(roles["target_name"], roles["prediction_name"]), quality)
 
 
 def feature_to_document(f: FeatureProfile) -> dict[str, Any]:

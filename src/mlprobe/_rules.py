@@ -81,6 +81,14 @@ class RuleParams:
         "evaluation interval of the (expensive) gradual-drift group"))
     schema_critical: float = field(default=0.1, metadata=_help(
         "schema violations per row for critical"))
+    quality_range: str = field(default="1h", metadata=_help(
+        "range of the fleet-wide model-quality rules (increase() of outcome sums over it)"))
+    quality_warning: float = field(default=0.02, metadata=_help(
+        "relative accuracy drop against the reference for a warning (0.02 = 2%%)"))
+    quality_critical: float = field(default=0.05, metadata=_help(
+        "relative accuracy drop against the reference for critical"))
+    quality_min_count: int = field(default=500, metadata=_help(
+        "labelled pairs in the range before a model-quality alert"))
     by: tuple[str, ...] = field(default=(), metadata=_help(
         "extra labels kept in every grouping (e.g. cluster)"))
     selector: str = field(default="", metadata=_help(
@@ -93,6 +101,8 @@ class RuleParams:
     for_schema: str = field(default="5m", metadata=_help("for: of schema-violation alerts"))
     for_no_traffic: str = field(default="15m", metadata=_help("for: of the no-traffic alert"))
     for_internal: str = field(default="5m", metadata=_help("for: of the internal-error alert"))
+    for_model_quality: str = field(default="15m", metadata=_help(
+        "for: of the accuracy-drop and concept-drift alerts"))
     for_profile_mix: str = field(default="30m", metadata=_help(
         "for: of the profile-mixing alert (a profile rollout mixes briefly)"))
 
@@ -115,7 +125,11 @@ class RuleParams:
              "need 1 < latency_warning <= latency_critical (ratios to the baseline)"),
             ("error_warning", 0 < self.error_warning <= self.error_critical <= 1,
              "need 0 < error_warning <= error_critical <= 1"),
-            ("schema_critical", 0 < self.schema_critical <= 1, "must be in (0, 1]")]
+            ("schema_critical", 0 < self.schema_critical <= 1, "must be in (0, 1]"),
+            ("quality_warning", 0 < self.quality_warning <= self.quality_critical < 1,
+             "need 0 < quality_warning <= quality_critical < 1 (relative drops)"),
+            ("quality_min_count", isinstance(self.quality_min_count, int)
+             and self.quality_min_count >= 0, "must be a whole number >= 0")]
         for name, ok, rule in checks:
             if not ok:
                 raise ConfigurationError(f"RuleParams.{name} is out of range: {rule}")
@@ -171,6 +185,10 @@ class RuleNames:
         self.http_latency = {q: f"mlprobe:http_server_request_duration_seconds:{_q(q)}_rate{rr}"
                              for q in LATENCY_QUANTILES}
         self.http_errors = f"mlprobe:http_server_errors:ratio_rate{rr}"
+        q = p.quality_range
+        self.pairs = f"mlprobe:model_pairs:increase{q}"
+        self.accuracy = f"mlprobe:model_accuracy:ratio_increase{q}"
+        self.rmse = f"mlprobe:model_rmse:increase{q}"
 
 
 def _rec(name: str, expr: str) -> dict[str, Any]:
@@ -249,4 +267,22 @@ def recording_groups(p: RuleParams) -> list[dict[str, Any]]:
         f"(sum by ({route}) (rate({http_count}[{rr}])) > 0)")))
     return [{"name": "mlprobe-fleet-drift", "rules": drift},
             {"name": "mlprobe-gradual-drift", "interval": p.gradual_interval, "rules": gradual},
-            {"name": "mlprobe-serving", "rules": serving}]
+            {"name": "mlprobe-serving", "rules": serving},
+            {"name": "mlprobe-model-quality", "rules": quality_rules(p, n)}]
+
+
+def quality_rules(p: RuleParams, n: RuleNames) -> list[dict[str, Any]]:
+    """Fleet-wide model quality per version from the outcome sums of every replica (labelled
+    pairs, accuracy, RMSE over ``quality_range``), as the library computes them on the union
+    of the pairs."""
+    m, q = p.group("model", "model_version"), p.quality_range
+
+    def total(metric: str) -> str:
+        stats = p.metric("mlprobe_outcome_stats_total", f'metric="{metric}"')
+        return f"sum by ({m}) (increase({stats}[{q}]))"
+
+    return [
+        _rec(n.pairs, total("count")),
+        _rec(n.accuracy, f"{total('correct')}\n  /\n({n.pairs} > 0)"),
+        _rec(n.rmse, f"sqrt(\n  {total('squared_error')}\n  /\n({n.pairs} > 0)\n)"),
+    ]

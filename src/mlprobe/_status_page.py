@@ -34,6 +34,13 @@ def probe_view_model(probe: Any) -> dict[str, Any] | None:
     if monitor is None:
         return None
     window = monitor.window()
+    model_quality = None
+    if state.quality is not None:  # labels as label drift, metrics as their own section
+        from ._quality_metrics import quality_document, quality_view
+
+        view = quality_view(state.quality, state.store, state.quality_reference)
+        window.target = view.labels
+        model_quality = quality_document(state.quality, state.store, view)
     report = drift_report(monitor, state.drift_spec, window)
     sensitive = state.config.sensitive
     profile = monitor.profile
@@ -41,7 +48,8 @@ def probe_view_model(probe: Any) -> dict[str, Any] | None:
                       title=f"mlprobe · {probe.name}", model=probe.name, version=probe.version,
                       window_seconds=monitor.window_seconds,
                       profile_id=profile_fingerprint(profile, feature_labels(profile),
-                                                     sensitive, PREDICTION_FEATURE))
+                                                     sensitive, PREDICTION_FEATURE),
+                      model_quality=model_quality)
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes,

@@ -37,6 +37,7 @@ from ._asgi_endpoints import DriftEndpoint, MetricsEndpoint
 from ._asgi_routes import RouteResolver
 from ._config import check_buckets, check_positive_int
 from ._guard import report_internal_error
+from ._prediction_ids import RequestIds, id_key, request_ids
 from ._http_metrics import (
     DEFAULT_DURATION_BUCKETS,
     DEFAULT_KNOWN_METHODS,
@@ -109,6 +110,12 @@ class ProbeMiddleware:
             at this path (off by default; self-contained, refreshes itself; ``?format=json``
             gives its content as JSON). 404 while the probe has no reference profile.
         status_page_refresh: seconds between the page's refreshes (default 5).
+        prediction_id_header: a request header carrying the prediction id (e.g.
+            ``"x-prediction-id"``; off by default). A tracked call of a probe with
+            ``quality=`` made while serving the request stores its prediction under that id,
+            or under a new one when the request has none; either way the id is sent back in
+            the same response header, for the caller to bring the outcome with
+            (``probe.record_outcome(id, label)``). The response must start after the call.
         duration_buckets: upper bounds in seconds for duration and time to first byte
             (default: the semconv advice, 5 ms to 10 s).
         size_buckets: upper bounds in bytes for request and response body sizes.
@@ -135,6 +142,7 @@ class ProbeMiddleware:
         drift_path: str | None = None,
         status_page_path: str | None = None,
         status_page_refresh: float = 5.0,
+        prediction_id_header: str | None = None,
         duration_buckets: Iterable[float] | None = None,
         size_buckets: Iterable[float] | None = None,
         known_methods: Iterable[str] | None = None,
@@ -198,6 +206,14 @@ class ProbeMiddleware:
             special[_check_path("status_page_path", status_page_path)] = StatusPageEndpoint(
                 probe, float(status_page_refresh))
         self._special = special
+        self._id_header: bytes | None = None
+        if prediction_id_header is not None:
+            if not isinstance(prediction_id_header, str) or _METHOD_TOKEN.fullmatch(
+                    prediction_id_header) is None:
+                raise ConfigurationError("prediction_id_header must be an HTTP header name "
+                                         "(letters, digits and -), e.g. 'x-prediction-id'; "
+                                         f"got {prediction_id_header!r}")
+            self._id_header = prediction_id_header.lower().encode("ascii")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection (HTTP is recorded; everything else passes through)."""
@@ -225,6 +241,12 @@ class ProbeMiddleware:
         first = -1.0
         state = 0  # 0 open, 1 last body handed to the server, 2 recorded
         disconnected = False
+        # With prediction_id_header: the request's id holder, in the context of the app (and
+        # of every thread or task it starts: they share this one object).
+        holder = token = None
+        if self._id_header is not None:
+            holder = RequestIds(_incoming_id(scope, self._id_header))
+            token = request_ids.set(holder)
 
         async def receive_wrapper() -> Message:
             nonlocal received, disconnected
@@ -280,6 +302,9 @@ class ProbeMiddleware:
                 except Exception as exc:  # noqa: BLE001
                     report_internal_error("asgi.record", exc)
                 return
+            if holder is not None and holder.assigned is not None \
+                    and message["type"] == "http.response.start":
+                message = _with_header(message, self._id_header, holder.assigned)
             try:
                 await send(message)
             except OSError:
@@ -296,6 +321,9 @@ class ProbeMiddleware:
                 self._record(scope, entry_root, method, status, type(exc).__qualname__,
                              disconnected, start, perf_counter(), first, received, sent)
             raise
+        finally:
+            if token is not None:
+                request_ids.reset(token)
         if state != 2:
             # The app returned without completing its response: the server answers 500 if
             # nothing was started, or cuts the connection.
@@ -326,6 +354,25 @@ class ProbeMiddleware:
                                  start, end, first, received, sent)
         except Exception as exc:  # noqa: BLE001
             report_internal_error("asgi.record", exc)
+
+
+def _incoming_id(scope: Scope, header: bytes) -> str | None:
+    """The prediction id a request carries in ``header`` (None when absent or empty), as the
+    store keys it (a long id by its hash, as ``record_outcome`` looks it up)."""
+    for key, value in scope.get("headers") or ():
+        if key.lower() == header:
+            text = bytes(value).decode("latin-1").strip()
+            return id_key(text) if text else None
+    return None
+
+
+def _with_header(message: Message, header: bytes | None, prediction_id: str) -> Message:
+    """A response start message with the prediction id header added."""
+    try:
+        value = prediction_id.encode("latin-1")
+    except UnicodeEncodeError:  # an id given as an argument may be any text
+        value = prediction_id.encode("utf-8")
+    return {**message, "headers": [*(message.get("headers") or ()), (header, value)]}
 
 
 def _check_path(arg: str, path: object) -> str:

@@ -16,6 +16,7 @@ from expositions import (
     parse,
     profiled_probe,
     promtool_problems,
+    quality_probe,
     target_for,
     text,
 )
@@ -69,14 +70,27 @@ def test_promtool_accepts_the_asgi_middlewares_http_metrics(registry):
     assert promtool_problems(exposition) == ""
 
 
+def test_promtool_accepts_model_quality_and_a_shadow(registry):
+    """Outcome counters, quality gauges, the delay histogram, store gauges and the shadow's
+    families lint clean."""
+    quality_probe(registry)
+    exposition = text(target_for(registry))
+    families = parse(exposition)
+    assert families["mlprobe_outcome_delay_seconds"].type == "histogram"
+    assert families["mlprobe_outcome_stats"].type == "counter"
+    assert promtool_problems(exposition) == ""
+
+
 def test_promtool_accepts_everything_at_once_and_it_covers_the_catalogue():
     """All sources in one exposition lint clean, and every catalogue family appears in it."""
     probes, profiled, http = mlprobe.Registry(), mlprobe.Registry(), mlprobe.Registry()
+    quality = mlprobe.Registry()
     bare_probe(probes)
     probes.get_or_create("export", lambda: ExportFailures("otlp_http")).add()
     profiled_probe(profiled)
     asgi_traffic(http)
-    exposition = text(target_for(probes, profiled, http))
+    quality_probe(quality)
+    exposition = text(target_for(probes, profiled, http, quality))
     assert promtool_problems(exposition) == ""
     assert sorted(set(CATALOG) - set(parse(exposition))) == []
     assert app_metrics_present(exposition)

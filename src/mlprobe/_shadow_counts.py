@@ -1,0 +1,111 @@
+"""ShadowCounters: what a shadow records besides its candidate's probe, mergeable exactly.
+
+Agreement counts of the candidate's predictions with the primary's, calls dropped by a full
+queue, and the histogram of absolute score differences (counts and an exact sum), exported as
+``mlprobe_shadow_comparisons_total``, ``mlprobe_shadow_dropped_total`` and
+``mlprobe_shadow_score_difference``; a registry source of its own (:mod:`mlprobe._shadow`).
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._registry import FamilyBuilder
+from .snapshot import HistogramSample, Sample
+from .stats._exact import exact_scalar, exact_sum, exact_to_float
+
+__all__ = ["DIFFERENCE_BUCKETS", "ShadowCounters"]
+
+DIFFERENCE_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0)
+"""Default upper bounds of ``mlprobe_shadow_score_difference`` (absolute score differences)."""
+
+
+class ShadowCounters:
+    """What a shadow records besides the candidate's own probe: agreement counts, drops and
+    absolute score differences. Mergeable exactly (counts and an exact sum)."""
+
+    def __init__(self, labels: tuple[tuple[str, str], ...], bounds: Sequence[float]) -> None:
+        self.labels = labels
+        self.bounds = tuple(bounds)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (a forked child)."""
+        self._lock = threading.Lock()
+        self.agree = self.disagree = self.dropped = 0
+        self.differences = [0] * (len(self.bounds) + 1)
+        self.difference_sum = 0  # exact
+
+    def compared(self, agree: int, disagree: int, differences: np.ndarray | None) -> None:
+        """Count one comparison's rows."""
+        counts = total = None
+        if differences is not None and differences.size:
+            index = np.searchsorted(np.asarray(self.bounds), differences, side="left")
+            counts = np.bincount(index, minlength=len(self.differences)).tolist()
+            total = exact_sum(differences)
+        with self._lock:
+            self.agree += agree
+            self.disagree += disagree
+            if counts is not None:
+                self.differences = [a + b for a, b in zip(self.differences, counts)]
+                self.difference_sum += total  # type: ignore[operator]
+
+    def compared_one(self, agree: bool, difference: float | None) -> None:
+        """Count one comparison of single predictions (no numpy: the common case)."""
+        if difference is not None:
+            i = bisect_left(self.bounds, difference)
+            total = exact_scalar(difference)
+        with self._lock:
+            if agree:
+                self.agree += 1
+            else:
+                self.disagree += 1
+            if difference is not None:
+                self.differences[i] += 1
+                self.difference_sum += total
+
+    def drop(self) -> None:
+        """Count an item the full queue could not take."""
+        with self._lock:
+            self.dropped += 1
+
+    def collect_into(self, builder: FamilyBuilder) -> None:
+        """Report agreement, drops and score differences."""
+        with self._lock:
+            agree, disagree, dropped = self.agree, self.disagree, self.dropped
+            differences, total = tuple(self.differences), self.difference_sum
+        base = self.labels
+        builder.add("mlprobe_shadow_comparisons", [
+            Sample(base + (("result", "agree"),), float(agree)),
+            Sample(base + (("result", "disagree"),), float(disagree))])
+        builder.add("mlprobe_shadow_dropped", [Sample(base, float(dropped))])
+        builder.add("mlprobe_shadow_score_difference", [HistogramSample(
+            base, self.bounds, differences, exact_to_float(total))])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        with self._lock:
+            return {"agree": self.agree, "disagree": self.disagree, "dropped": self.dropped,
+                    "differences": list(self.differences), "difference_sum": self.difference_sum}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], labels: tuple[tuple[str, str], ...],
+                  bounds: Sequence[float]) -> ShadowCounters:
+        """Counters holding what :meth:`to_dict` serialised (same labels and bounds)."""
+        return cls(labels, bounds).merge_dict(data)
+
+    def merge_dict(self, data: dict[str, Any]) -> ShadowCounters:
+        """Add another shadow's :meth:`to_dict` into this one."""
+        with self._lock:
+            self.agree += int(data["agree"])
+            self.disagree += int(data["disagree"])
+            self.dropped += int(data["dropped"])
+            self.differences = [a + int(b) for a, b in zip(self.differences,
+                                                           data["differences"])]
+            self.difference_sum += int(data["difference_sum"])
+        return self

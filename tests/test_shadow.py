@@ -1,0 +1,217 @@
+"""The shadow helper never changes or delays what the primary returns, counts what it drops,
+records the candidate as another version and compares the two; Split is sticky and fair."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import mlprobe
+from mlprobe import QualitySpec, Shadow, Split, current_prediction_id
+from mlprobe.errors import ConfigurationError
+from mlprobe.testing import sample_value
+
+
+def primary_probe(registry: mlprobe.Registry, task: str = "binary") -> mlprobe.Probe:
+    return mlprobe.Probe("m", version="1", registry=registry, quality=QualitySpec(task=task))
+
+
+def test_result_and_exceptions_pass_through_unchanged(registry):
+    """The decorated function returns the primary's own object and raises its exceptions; the
+    candidate's failure or slowness never reaches the caller."""
+    probe = primary_probe(registry)
+
+    def candidate(x: float) -> float:
+        if x < 0:
+            raise ValueError("candidate fails")
+        time.sleep(0.001)
+        return 0.5
+
+    shadow = Shadow(probe, candidate, version="2")
+    sentinel = np.array([0.9])
+
+    @shadow.track
+    def predict(x: float) -> np.ndarray:
+        if x > 100:
+            raise KeyError("primary fails")
+        return sentinel
+
+    assert predict(1.0) is sentinel
+    assert predict(-1.0) is sentinel
+    with pytest.raises(KeyError):
+        predict(1000.0)
+    assert shadow.join()
+    v2 = {"model": "m", "model_version": "2"}
+    assert sample_value(registry, "mlprobe_predictions", {**v2, "outcome": "ok"}) == 1
+    assert sample_value(registry, "mlprobe_predictions", {**v2, "outcome": "error"}) == 1
+    assert sample_value(registry, "mlprobe_prediction_errors", {**v2,
+                                                                 "error_type": "ValueError"}) == 1
+
+
+def test_full_queue_drops_and_counts(registry):
+    """With the candidate stuck, calls past queue_size are dropped and counted; the primary
+    keeps answering at once."""
+    probe = primary_probe(registry)
+    release = threading.Event()
+    shadow = Shadow(probe, lambda x: release.wait(5) and 0.5, version="2", queue_size=5)
+    predict = shadow.track(lambda x: 0.9)
+    start = time.perf_counter()
+    for _ in range(50):
+        assert predict(1) == 0.9
+    assert time.perf_counter() - start < 1.0
+    release.set()
+    assert shadow.join()
+    dropped = sample_value(registry, "mlprobe_shadow_dropped",
+                           {"model": "m", "model_version": "2", "primary_version": "1"})
+    ran = sample_value(registry, "mlprobe_predictions",
+                       {"model": "m", "model_version": "2", "outcome": "ok"})
+    assert dropped + ran == 50 and dropped >= 44
+
+
+def test_agreement_score_differences_and_shared_outcomes(registry):
+    """Agreement counts per row (threshold 0.5), absolute score differences, and one outcome
+    per id measuring both versions."""
+    probe = primary_probe(registry)
+    shadow = Shadow(probe, lambda rows: np.asarray(rows) * 0.5, version="2")
+    predict = shadow.track(lambda rows: np.asarray(rows, dtype=float))
+    ids = []
+    for rows in ([0.9, 0.2, 0.6], [1.0, 0.4, 0.1]):
+        predict(rows)
+        ids.append(current_prediction_id())
+    assert shadow.join()
+    labels = {"model": "m", "model_version": "2", "primary_version": "1"}
+    # primary > 0.5: 0.9, 0.6, 1.0; candidate > 0.5: none (0.45, 0.3, 0.5 ...)
+    assert sample_value(registry, "mlprobe_shadow_comparisons",
+                        {**labels, "result": "agree"}) == 3
+    assert sample_value(registry, "mlprobe_shadow_comparisons",
+                        {**labels, "result": "disagree"}) == 3
+    assert sample_value(registry, "mlprobe_shadow_score_difference", labels,
+                        suffix="sum") == pytest.approx(0.5 * (0.9 + 0.2 + 0.6 + 1.0 + 0.4 + 0.1))
+    probe.record_outcome(ids[0], [1, 0, 1])
+    probe.record_outcome(ids[1], [1, 0, 0])
+    for version, accuracy in (("1", 1.0), ("2", 3 / 6)):
+        assert sample_value(registry, "mlprobe_model_quality",
+                            {"model": "m", "model_version": version, "metric": "accuracy"}) \
+            == pytest.approx(accuracy)
+
+
+def test_regression_agreement_uses_the_relative_tolerance(registry):
+    """Regression outputs agree when within the relative tolerance."""
+    probe = primary_probe(registry, "regression")
+    shadow = Shadow(probe, lambda x: x * 1.005 if x < 10 else x * 1.1, version="2",
+                    tolerance=0.01)
+    predict = shadow.track(lambda x: float(x))
+    for x in (1.0, 5.0, 20.0):
+        predict(x)
+    shadow.join()
+    labels = {"model": "m", "model_version": "2", "primary_version": "1"}
+    assert sample_value(registry, "mlprobe_shadow_comparisons",
+                        {**labels, "result": "agree"}) == 2
+
+
+def test_async_primary_and_sampling(registry):
+    """An async primary is shadowed too; sample=0.25 runs a quarter of the calls."""
+    import asyncio
+
+    probe = primary_probe(registry)
+    shadow = Shadow(probe, lambda x: 0.4, version="2", sample=0.25)
+
+    @shadow.track
+    async def predict(x: float) -> float:
+        return 0.6
+
+    async def run() -> None:
+        for _ in range(100):
+            assert await predict(1) == 0.6
+
+    asyncio.run(run())
+    shadow.join()
+    assert sample_value(registry, "mlprobe_predictions",
+                        {"model": "m", "model_version": "2", "outcome": "ok"}) == 25
+
+
+def test_shadow_configuration_errors(registry):
+    """Same version, async candidate, bad queue size or sample, missing task: clear errors."""
+    probe = primary_probe(registry)
+    plain = mlprobe.Probe("n", registry=registry)
+
+    async def later(x: float) -> float:
+        return x
+
+    for kwargs, match in (({"version": "1"}, "differ"), ({"version": "2", "queue_size": 0},
+                                                         "queue_size"),
+                          ({"version": "2", "sample": 0}, "sample")):
+        with pytest.raises(ConfigurationError, match=match):
+            Shadow(probe, lambda x: x, **kwargs)
+    with pytest.raises(ConfigurationError, match="sync"):
+        Shadow(probe, later, version="2")
+    with pytest.raises(ConfigurationError, match="task"):
+        Shadow(plain, lambda x: x, version="2")
+    Shadow(plain, lambda x: x, version="2", task="regression")  # explicit task: fine
+
+
+def test_split_is_sticky_and_fair():
+    """The same key always gets the same version; shares over 20,000 keys are within 1.5
+    points of the weights; raising the canary's weight only moves keys into it."""
+    split = Split({"4": 10, "3": 90}, salt="exp")
+    keys = [f"user{i}" for i in range(20_000)]
+    first = [split.choose(k) for k in keys]
+    assert first == [split.choose(k) for k in keys]
+    assert abs(first.count("4") / len(keys) - 0.10) < 0.015
+    wider = Split({"4": 20, "3": 80}, salt="exp")
+    moved = [(a, wider.choose(k)) for a, k in zip(first, keys) if a != wider.choose(k)]
+    assert moved and all(a == "3" and b == "4" for a, b in moved)
+    other = Split({"4": 10, "3": 90}, salt="another")
+    same = sum(a == other.choose(k) for a, k in zip(first, keys)) / len(keys)
+    assert same < 0.85  # independent: 0.1*0.1 + 0.9*0.9 = 0.82 expected
+
+
+def test_split_zero_weight_and_errors():
+    """A zero-weight version never gets a key; bad weights fail at construction."""
+    split = Split({"a": 1, "b": 0, "c": 1})
+    assert {split.choose(i) for i in range(2000)} == {"a", "c"}
+    for weights in ({}, {"a": -1}, {"a": 0}, {"a": float("nan")}, {1.5: 1}):
+        with pytest.raises(ConfigurationError):
+            Split(weights)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_forked_child_runs_only_its_own_calls(registry):
+    """A child forked while calls wait for the candidate starts its own thread and runs only
+    the calls it made itself (the parent's queued calls are the parent's)."""
+    import os
+
+    probe = primary_probe(registry)
+    release = threading.Event()
+    seen: list[float] = []
+
+    def candidate(x: float) -> float:
+        release.wait(5)
+        seen.append(x)
+        return 0.5
+
+    shadow = Shadow(probe, candidate, version="2")
+    predict = shadow.track(lambda x: 0.9)
+    for x in (1.0, 2.0, 3.0):
+        predict(x)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what its candidate ran, then leave at once
+        try:
+            release.set()
+            predict(42.0)
+            shadow.join(5)
+            os.write(write, repr(seen).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        child_seen = fh.read()
+    os.waitpid(pid, 0)
+    release.set()
+    shadow.join(5)
+    assert child_seen == "[42.0]"
+    assert sorted(seen) == [1.0, 2.0, 3.0]
