@@ -158,6 +158,20 @@ def test_prediction_drift_and_importance_weighting() -> None:
     assert rep.weighted and rep.drift_share == pytest.approx(0.75)
 
 
+def test_prediction_drift_decides_when_no_feature_has_a_status() -> None:
+    """With too few feature values for any feature status, a critical prediction drift still
+    makes the dataset verdict critical (it was insufficient_data), and a stable prediction ok."""
+    g = np.random.default_rng(6)
+    spec = DriftSpec(features={n: DriftSpec(min_count=10**9) for n in ("x", "y", "c")})
+    drifted = _report(_cur(), spec, preds=g.beta(2, 1, 10_000))
+    assert all(f.status == "insufficient_data" for f in drifted.features.values())
+    assert drifted.drift_share is None and drifted.status == "critical"
+    stable = _report(_cur(), spec, preds=g.random(10_000))
+    assert stable.prediction is not None and stable.prediction.status == "ok"
+    assert stable.status == "ok"
+    assert _report(_cur(), spec).status == "insufficient_data"  # nothing judged at all
+
+
 def test_pvalue_alarm_bonferroni() -> None:
     """With alarm_on_pvalue a tiny shift warns via p < alpha / n_features; by default not."""
     cur = _cur(shift=0.08)

@@ -206,8 +206,13 @@ def evaluate_dataset(profile: ReferenceProfile, window: DatasetWindow,
     if evaluated and total > 0:
         share = sum((weights.get(f.name, 0.0) if weights else 1.0)
                     for f in evaluated if f.drifted) / total
-    if share is None:
+    judged = [r for r in outputs if r.status in STATUS_RANK]
+    if share is None and not judged:
         verdict = "insufficient_data"
+    elif share is None:
+        # No feature has enough values, but the prediction or the labels do: their drift
+        # alone decides (critical stays critical; a warning stays a warning).
+        verdict = max((r.status for r in judged), key=STATUS_RANK.__getitem__)
     elif share >= spec.dataset_critical_share or any(r.status == "critical" for r in outputs):
         verdict = "critical"
     elif (share >= spec.dataset_warning_share or any(f.status == "critical" for f in evaluated)
