@@ -164,6 +164,8 @@ class PredictionStore:
         early = []
         with self._lock:
             n = len(queue)
+            if not n:  # another thread ingested the queue while this one waited for the lock
+                return
             batch = queue[:n]
             del queue[:n]
             entries, unmatched = self._entries, self._unmatched
