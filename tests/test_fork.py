@@ -126,8 +126,9 @@ class Service:
             "predicted classes": self.state.classes._lock,
             "feature pending": self.monitor._pending_lock,
             "feature flush": self.monitor._flush_lock,
-            "feature ingest": self.monitor._ingest_lock,
+            "feature ingest": self.monitor.ring.lock,
             "http series": self.http._lock,
+            "http started": self.http._started._lock,
             "http route cap": self.http._routes._lock,
             "http status cap": self.http._statuses._lock,
             "http error cap": self.http._errors._lock,
@@ -263,7 +264,7 @@ def hold(lock: Any) -> Callable[[], None]:
 LOCK_NAMES = ("guard", "exporter attach", "registry", "registry collect", "default registry", "call recorder",
               "error types", "score histograms", "score histogram", "score histogram flush",
               "predicted classes", "feature pending", "feature flush", "feature ingest",
-              "http series", "http route cap", "http status cap", "http error cap", "flusher",
+              "http series", "http started", "http route cap", "http status cap", "http error cap", "flusher",
               "flusher event")
 
 

@@ -29,13 +29,14 @@ def probe_view_model(probe: Any) -> dict[str, Any] | None:
     from ._fingerprint import profile_fingerprint
     from ._html_report import view_model
 
-    state = probe._state
-    monitor = state.features
-    if monitor is None:
+    source = probe._state
+    state = probe._current_state()
+    if state.features is None:
         return None
-    window = monitor.window()
-    report = drift_report(monitor, state.drift_spec, window)
-    sensitive = state.config.sensitive
+    monitor = state.features.monitor
+    window, _ = state.features.window_and_totals()
+    report = drift_report(monitor.profile, source.drift_spec, window)
+    sensitive = source.config.sensitive
     profile = monitor.profile
     return view_model(profile, window, report, sensitive=sensitive,
                       title=f"mlprobe · {probe.name}", model=probe.name, version=probe.version,

@@ -29,7 +29,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -69,7 +69,11 @@ def mlprobe_scope() -> InstrumentationScope:
 
 
 class ExportFailures:
-    """Registry source counting one exporter's failed pushes (``mlprobe_export_failures``)."""
+    """Registry source counting one exporter's failed pushes (``mlprobe_export_failures``).
+
+    Mergeable across worker processes (the state protocol of :mod:`mlprobe.registry`): in
+    multi-process mode the count shown is every worker's, whichever worker pushes.
+    """
 
     def __init__(self, exporter: str) -> None:
         self.exporter = exporter
@@ -88,13 +92,53 @@ class ExportFailures:
 
     def collect_into(self, builder: FamilyBuilder) -> None:
         """Report the count."""
-        builder.add("mlprobe_export_failures",
-                    [Sample((("exporter", self.exporter),), float(self._count))])
+        self.state().collect_into(builder)
 
     def reset(self) -> None:
         """Start from zero (a fork child)."""
         self._lock = threading.Lock()
         self._count = 0
+
+    def fingerprint(self) -> str:
+        """The exporter's name: the only setting."""
+        return self.exporter
+
+    def state(self) -> FailureCount:
+        """The count, as a mergeable state."""
+        with self._lock:
+            return FailureCount(self.exporter, self._count)
+
+    def state_from_dict(self, data: Mapping[str, Any],
+                        parts: Mapping[str, Any] | None = None) -> FailureCount:
+        """Rebuild a state from :meth:`FailureCount.to_dict` output."""
+        return FailureCount(self.exporter, int(data["count"]))
+
+
+class FailureCount:
+    """The raw state of :class:`ExportFailures`: one count."""
+
+    __slots__ = ("count", "exporter")
+
+    def __init__(self, exporter: str, count: int) -> None:
+        self.exporter, self.count = exporter, count
+
+    def merge(self, other: FailureCount) -> FailureCount:
+        """Add ``other``'s count; returns ``self``."""
+        self.count += other.count
+        return self
+
+    def to_dict(self, parts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Plain data."""
+        return {"count": self.count}
+
+    def archived(self) -> FailureCount:
+        """Nothing here describes a live process."""
+        return self
+
+    def collect_into(self, builder: FamilyBuilder) -> None:
+        """Report the count."""
+        builder.add("mlprobe_export_failures",
+                    [Sample((("exporter", self.exporter),), float(self.count))])
 
 
 def _always() -> bool:

@@ -1,0 +1,202 @@
+"""The raw, mergeable state of one model's instruments.
+
+:class:`ProbeState` is what ``ProbeSource.state()`` (:mod:`mlprobe._probe_source`) returns:
+a copy of every count (calls, errors, latency, rows and bytes histograms, score histograms,
+predicted classes) and the feature monitor's windowed state. States of several processes
+merge exactly (:meth:`ProbeState.merge`), travel as plain data (:meth:`ProbeState.to_dict`,
+:meth:`ProbeSource.state_from_dict`), and report the same families the source does: the
+source's own ``collect_into`` is ``self.state().collect_into``.
+
+Label tables (error types, score outputs, classes) merge by union and are capped again,
+keeping the values seen first (:mod:`mlprobe._label_table`): a merged state is as bounded as
+one process's, and the same whichever process merges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._feature_metrics import collect_feature_metrics, drift_report
+from ._feature_state import FeatureState
+from ._instruments import CallState
+from ._label_table import OVERFLOW, capped, merge_first_seen
+from ._registry import FamilyBuilder
+from .snapshot import HistogramSample, LabelSet, Sample
+
+if TYPE_CHECKING:
+    from ._probe_source import ProbeSource
+
+__all__ = ["ProbeConfig", "ProbeState", "histogram_from_data", "int_counts"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeConfig:
+    """Validated settings of a probe; two probes with the same key must agree on them."""
+
+    latency_buckets: tuple[float, ...]
+    rows_buckets: tuple[float, ...]
+    bytes_buckets: tuple[float, ...]
+    score_buckets: tuple[float, ...]
+    max_classes: int
+    max_error_types: int
+    max_outputs: int
+    sensitive: frozenset[str] = frozenset()
+    """Features whose raw values stay in the process (the profile's and the probe's)."""
+
+
+class ProbeState:
+    """Raw counts of one model, mergeable across processes (see the module docstring)."""
+
+    __slots__ = ("calls", "classes", "classes_seen", "errors", "errors_seen", "features",
+                 "scores", "scores_seen", "source")
+
+    def __init__(self, source: ProbeSource, calls: CallState, errors: dict[str, int],
+                 errors_seen: dict[str, int], scores: dict[str, list],
+                 scores_seen: dict[str, int], classes: dict[str, int],
+                 classes_seen: dict[str, int], features: FeatureState | None) -> None:
+        self.source = source  # settings, labels and profile (read only)
+        self.calls = calls
+        self.errors, self.errors_seen = errors, errors_seen
+        self.scores, self.scores_seen = scores, scores_seen
+        self.classes, self.classes_seen = classes, classes_seen
+        self.features = features
+
+    def merge(self, other: ProbeState) -> ProbeState:
+        """Add ``other`` (a state of the same model and settings); returns ``self``.
+
+        Label tables are united and capped again, keeping the values seen first (see
+        :mod:`mlprobe._label_table`), so a merged state is as bounded as one process's.
+        """
+        a, b = self.calls, other.calls
+        self.calls = CallState(a.ok + b.ok, a.errors + b.errors, a.in_flight + b.in_flight,
+                               _add_hist(a.latency, b.latency), _add_hist(a.rows, b.rows),
+                               _add_hist(a.input_bytes, b.input_bytes))
+        c = self.source.config
+        self.errors, self.errors_seen = _merge_table(
+            self.errors, self.errors_seen, other.errors, other.errors_seen, c.max_error_types,
+            _add_int)
+        self.scores, self.scores_seen = _merge_table(
+            self.scores, self.scores_seen, other.scores, other.scores_seen, c.max_outputs,
+            _add_hist)
+        self.classes, self.classes_seen = _merge_table(
+            self.classes, self.classes_seen, other.classes, other.classes_seen, c.max_classes,
+            _add_int)
+        if self.features is not None and other.features is not None:
+            self.features.merge(other.features)
+        return self
+
+    def archived(self) -> ProbeState:
+        """This state as a dead process leaves it: no call is in flight any more."""
+        self.calls = self.calls._replace(in_flight=0)
+        return self
+
+    def to_dict(self, parts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Plain data (feature counts as numpy arrays; ``parts``: see FeatureState.to_dict)."""
+        calls = self.calls
+        return {
+            "calls": {"ok": calls.ok, "errors": calls.errors, "in_flight": calls.in_flight,
+                      "latency": list(calls.latency), "rows": list(calls.rows),
+                      "input_bytes": list(calls.input_bytes)},
+            "errors": dict(self.errors), "errors_seen": dict(self.errors_seen),
+            "scores": {k: list(v) for k, v in self.scores.items()},
+            "scores_seen": dict(self.scores_seen),
+            "classes": dict(self.classes), "classes_seen": dict(self.classes_seen),
+            "features": self.features.to_dict(parts) if self.features is not None else None,
+        }
+
+    def collect_into(self, builder: FamilyBuilder) -> None:
+        """Report the families of this state, as the model's source does."""
+        source = self.source
+        base = source.labels
+        config = source.config
+        calls = self.calls
+        builder.add("mlprobe_predictions", [
+            Sample(base + (("outcome", "ok"),), float(calls.ok)),
+            Sample(base + (("outcome", "error"),), float(calls.errors))])
+        builder.add("mlprobe_prediction_errors", [
+            Sample(base + (("error_type", k),), float(n)) for k, n in sorted(self.errors.items())])
+        builder.add("mlprobe_prediction_duration_seconds", [
+            _sample(base, config.latency_buckets, calls.latency)])
+        # A call that began in a parent process and ended in its forked child leaves the
+        # child's count one below zero: a gauge of calls cannot be negative.
+        builder.add("mlprobe_predictions_in_flight", [Sample(base, float(max(0, calls.in_flight)))])
+        builder.add("mlprobe_batch_rows", [_sample(base, config.rows_buckets, calls.rows)])
+        builder.add("mlprobe_input_bytes", [_sample(base, config.bytes_buckets,
+                                                    calls.input_bytes)])
+        builder.add("mlprobe_prediction_score", [
+            _sample(base + (("output", k),), config.score_buckets, v)
+            for k, v in sorted(self.scores.items())])
+        builder.add("mlprobe_predicted_class", [
+            Sample(base + (("class", k),), float(n)) for k, n in sorted(self.classes.items())])
+        features = self.features
+        if features is not None:
+            # Statistics of windows holding values near the double range are infinite or
+            # NaN (and exported only where finite); numpy must not warn about them (see
+            # FeatureMonitor._ingest). np.errstate is thread-local.
+            with np.errstate(all="ignore"):
+                window, totals = features.window_and_totals()
+                collect_feature_metrics(builder, base, features.monitor.profile, window, totals,
+                                        features.dropped, source.drift_spec,
+                                        sensitive=config.sensitive)
+
+    def drift_status(self) -> dict[str, Any]:
+        """The JSON-ready drift and data-quality document of the rolling window."""
+        source = self.source
+        labels = source.labels
+        if self.features is None:
+            return {"model": labels[0][1], "model_version": labels[1][1],
+                    "status": "no_reference",
+                    "detail": "create the Probe with reference=ReferenceProfile to get drift"}
+        monitor = self.features.monitor
+        with np.errstate(all="ignore"):  # see collect_into
+            window, _ = self.features.window_and_totals()
+            report = drift_report(monitor.profile, source.drift_spec, window).to_dict()
+        for name in source.config.sensitive:  # its entry holds no raw value; say why
+            report["features"][name]["sensitive"] = True
+        return {"model": labels[0][1], "model_version": labels[1][1],
+                "window_seconds": monitor.window_seconds, **report}
+
+
+def _sample(labels: LabelSet, bounds: tuple[float, ...], hist: list) -> HistogramSample:
+    counts, total = hist
+    return HistogramSample(labels, bounds, tuple(counts), float(total))
+
+
+def _add_int(a: int, b: int) -> int:
+    return a + b
+
+
+def _add_hist(a: list, b: list) -> list:
+    return [[x + y for x, y in zip(a[0], b[0])], a[1] + b[1]]
+
+
+def _merge_table(counts: dict[str, Any], seen: dict[str, int], other: Mapping[str, Any],
+                 other_seen: Mapping[str, int], limit: int, add: Any
+                 ) -> tuple[dict[str, Any], dict[str, int]]:
+    for key, value in other.items():
+        counts[key] = add(counts[key], value) if key in counts else value
+    merge_first_seen(seen, other_seen)
+    merged = capped(counts, seen, limit, frozenset({OVERFLOW}), add)
+    if len(merged) < len(counts):  # values past the cap: forget when they were seen
+        seen = {k: t for k, t in seen.items() if k in merged}
+    return merged, seen
+
+
+def histogram_from_data(data: Any, bounds: tuple[float, ...]) -> list:
+    """``[counts, sum]`` from plain data, checked against ``bounds``."""
+    counts, total = data
+    counts = [int(n) for n in counts]
+    if len(counts) != len(bounds) + 1:
+        raise ValueError(f"expected {len(bounds) + 1} bucket counts, got {len(counts)}")
+    return [counts, float(total)]
+
+
+def int_counts(data: Mapping[Any, Any]) -> dict[str, int]:
+    """``{label value: int}`` from plain data (also first-seen tables)."""
+    return {str(k): int(v) for k, v in data.items()}
+
+
