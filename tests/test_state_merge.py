@@ -177,7 +177,7 @@ def roundtrip(source: Any, state: Any, receiver: Any, by_parts: bool) -> Any:
         return receiver.state_from_dict(pickle.loads(pickle.dumps(state.to_dict(), 5)))
     parts: dict[str, Any] = {}
     data = pickle.loads(pickle.dumps(state.to_dict(parts), 5))
-    rebuilt = {uid: receiver.part_from_dict(pickle.loads(pickle.dumps(p.to_dict(arrays=True))))
+    rebuilt = {uid: receiver.part_from_dict(pickle.loads(pickle.dumps(p.to_dict())))
                for uid, p in parts.items()}
     return receiver.state_from_dict(data, rebuilt)
 

@@ -14,8 +14,8 @@ replacement is a new *generation*.
 
 from __future__ import annotations
 
-import itertools
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable
 
@@ -25,8 +25,6 @@ from ._feature_state import Part
 from ._window import DatasetWindow
 
 __all__ = ["Ring"]
-
-_rings = itertools.count()  # tells the parts of two rings of one process apart
 
 
 class Ring:
@@ -49,7 +47,9 @@ class Ring:
         self._expired = template.copy()
         self._generation = 0
         self._closed_through = -(2**62)  # highest index handed out as closed
-        self._token = f"r{next(_rings)}"  # prefix of this ring's part uids
+        # Prefix of this ring's part uids: random, so parts of rings of different processes
+        # (or of one process before and after a reset) never share a uid.
+        self._token = uuid.uuid4().hex[:12]
 
     def index_now(self) -> int:
         """The sub-bucket index of the current time."""

@@ -26,12 +26,26 @@ from ._window import DatasetWindow
 if TYPE_CHECKING:
     from ._features import FeatureMonitor
 
-__all__ = ["FeatureState", "Part"]
+__all__ = ["FeatureState", "FrozenWindow", "Part"]
 
 Part = tuple["str | None", DatasetWindow]
 """``(uid, window)``: ``uid`` names a part that never changes again (None: a fresh copy)."""
 
 _EXPIRED = "expired"  # cache slot of the expired parts' sum
+
+
+class FrozenWindow:
+    """A frozen part as ``FeatureState.to_dict(parts)`` hands it out: ``to_dict()`` is what
+    the monitor's ``part_from_dict`` reads back."""
+
+    __slots__ = ("window",)
+
+    def __init__(self, window: DatasetWindow) -> None:
+        self.window = window
+
+    def to_dict(self) -> dict[str, Any]:
+        """The window's compact plain data (count arrays as numpy arrays)."""
+        return self.window.to_dict(arrays=True)
 
 
 class FeatureState:
@@ -67,7 +81,7 @@ class FeatureState:
         """
         def part(uid: str | None, window: DatasetWindow) -> list[Any]:
             if uid is not None and parts is not None:
-                parts[uid] = window
+                parts[uid] = FrozenWindow(window)
                 return [uid, None]
             return [uid, window.to_dict(arrays=True)]
 
@@ -97,6 +111,28 @@ class FeatureState:
         for index, ps in data["buckets"]:
             buckets.setdefault(int(index), []).extend(part(*p) for p in ps)
         return cls(monitor, buckets, [part(*p) for p in data["expired"]], int(data["dropped"]))
+
+    def compacted(self, uid_prefix: str) -> FeatureState:
+        """A state of one part per sub-bucket and one expired part (sums of the parts), with
+        new uids starting with ``uid_prefix``; sub-buckets that have left the window at the
+        monitor's current time move into the expired totals. (What an archive of dead
+        workers keeps: bounded by the window, whatever number of workers it folded.)"""
+        monitor = self.monitor
+        first_live = monitor.index_now() - monitor.sub_buckets + 1
+        expired = monitor.template.copy()
+        buckets: dict[int, list[Part]] = {}
+        with np.errstate(over="ignore", invalid="ignore"):
+            for _, window in self.expired:
+                expired.merge(window)
+            for index, parts in sorted(self.buckets.items()):
+                total = monitor.template.copy()
+                for _, window in parts:
+                    total.merge(window)
+                if index < first_live:
+                    expired.merge(total)
+                else:
+                    buckets[index] = [(f"{uid_prefix}b{index}", total)]
+        return FeatureState(monitor, buckets, [(f"{uid_prefix}e", expired)], self.dropped)
 
     def archived(self) -> FeatureState:
         """The state as a dead process leaves it (nothing here describes a live process)."""

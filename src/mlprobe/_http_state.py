@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import _exact
 from ._label_table import OVERFLOW, capped, merge_first_seen
 from ._registry import FamilyBuilder
 from .snapshot import HistogramSample, Sample
@@ -114,14 +115,19 @@ class HttpState:
         series = self.series
         for key, values in other.series.items():
             mine = series.get(key)
-            series[key] = list(values) if mine is None else [a + b for a, b in
-                                                              zip(mine, values)]
+            series[key] = list(values) if mine is None else self._add(mine, values)
         self.started = [a + b for a, b in zip(self.started, other.started)]
         merge_first_seen(self.routes_seen, other.routes_seen)
         merge_first_seen(self.statuses_seen, other.statuses_seen)
         merge_first_seen(self.errors_seen, other.errors_seen)
         self._cap()
         return self
+
+    def _add(self, a: list[Any], b: list[Any]) -> list[Any]:
+        # counts add as ints; the five sums exactly (see mlprobe._exact: they are counters)
+        n = self.layout.sums
+        return [x + y for x, y in zip(a[:n], b[:n])] + [_exact.add(x, y)
+                                                        for x, y in zip(a[n:], b[n:])]
 
     def _cap(self) -> None:
         # The union of several processes' label values may pass a cap: fold the values seen
@@ -148,7 +154,7 @@ class HttpState:
                     parts[slot] = OVERFLOW
             new_key: SeriesKey = tuple(parts)  # type: ignore[assignment]
             mine = out.get(new_key)
-            out[new_key] = values if mine is None else [a + b for a, b in zip(mine, values)]
+            out[new_key] = values if mine is None else self._add(mine, values)
         self.series = out
 
     def archived(self) -> HttpState:
@@ -158,7 +164,9 @@ class HttpState:
 
     def to_dict(self, parts: dict[str, Any] | None = None) -> dict[str, Any]:
         """Plain data."""
-        return {"series": [[*key, list(values)] for key, values in self.series.items()],
+        n = self.layout.sums
+        return {"series": [[*key, list(values[:n]) + [_exact.to_plain(v) for v in values[n:]]]
+                           for key, values in self.series.items()],
                 "started": list(self.started), "routes_seen": dict(self.routes_seen),
                 "statuses_seen": dict(self.statuses_seen), "errors_seen": dict(self.errors_seen)}
 
@@ -177,7 +185,7 @@ class HttpState:
                 raise ValueError("a series of another layout")
             counts = [int(v) for v in values[:layout.sums]]
             series[(int(method), str(route), str(status), str(error))] = (
-                counts + [float(v) for v in values[layout.sums:]])  # type: ignore[operator]
+                counts + [_exact.from_plain(v) for v in values[layout.sums:]])  # type: ignore
         started = [int(n) for n in data["started"]]
         if len(started) != methods:
             raise ValueError("started counts of another set of methods")
@@ -207,19 +215,28 @@ class HttpState:
             total = sum(v[0:d]) + sum(one_message)
             durations.append(HistogramSample(
                 labels, dur, tuple(a + b for a, b in zip(v[0:d], one_message)),
-                v[o] + v[o + 1]))
+                _sum(v[o], v[o + 1])))
             first_byte = tuple(a + b for a, b in zip(v[ttfb:ttfb + d], one_message))
             if any(first_byte):
-                ttfbs.append(HistogramSample(labels, dur, first_byte, v[o + 1] + v[o + 2]))
+                ttfbs.append(HistogramSample(labels, dur, first_byte, _sum(v[o + 1], v[o + 2])))
             sizes = list(v[rx:rx + s])
             sizes[0] += total - sum(sizes)  # the empty request bodies (see HttpLayout)
-            received.append(HistogramSample(labels, size, tuple(sizes), float(v[o + 3])))
-            sent.append(HistogramSample(labels, size, tuple(v[tx:tx + s]), float(v[o + 4])))
+            received.append(HistogramSample(labels, size, tuple(sizes), _exact.to_float(v[o + 3])))
+            sent.append(HistogramSample(labels, size, tuple(v[tx:tx + s]),
+                                        _exact.to_float(v[o + 4])))
         builder.add("http_server_request_duration_seconds", durations)
         builder.add("http_server_request_body_size_bytes", received)
         builder.add("http_server_response_body_size_bytes", sent)
         if ttfbs:
             builder.add("http_server_time_to_first_byte_seconds", ttfbs)
+
+
+def _sum(a: Any, b: Any) -> float:
+    # Two parts of one reported sum: added as the single-process code always did (float
+    # addition) unless the parts are exact merged sums, which are added exactly first.
+    if type(a) is float and type(b) is float:
+        return a + b
+    return _exact.to_float(_exact.add(a, b))
 
 
 def _sort_key(row: tuple[SeriesKey, list[float]]) -> tuple[str, ...]:

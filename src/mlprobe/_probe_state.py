@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._feature_metrics import collect_feature_metrics, drift_report
+from . import _exact
 from ._feature_state import FeatureState
 from ._instruments import CallState
 from ._label_table import OVERFLOW, capped, merge_first_seen
@@ -89,6 +90,12 @@ class ProbeState:
             self.features.merge(other.features)
         return self
 
+    def compacted(self, uid_prefix: str) -> ProbeState:
+        """This state with its feature window compacted (see FeatureState.compacted)."""
+        if self.features is not None:
+            self.features = self.features.compacted(uid_prefix)
+        return self
+
     def archived(self) -> ProbeState:
         """This state as a dead process leaves it: no call is in flight any more."""
         self.calls = self.calls._replace(in_flight=0)
@@ -99,10 +106,10 @@ class ProbeState:
         calls = self.calls
         return {
             "calls": {"ok": calls.ok, "errors": calls.errors, "in_flight": calls.in_flight,
-                      "latency": list(calls.latency), "rows": list(calls.rows),
-                      "input_bytes": list(calls.input_bytes)},
+                      "latency": _plain_hist(calls.latency), "rows": _plain_hist(calls.rows),
+                      "input_bytes": _plain_hist(calls.input_bytes)},
             "errors": dict(self.errors), "errors_seen": dict(self.errors_seen),
-            "scores": {k: list(v) for k, v in self.scores.items()},
+            "scores": {k: _plain_hist(v) for k, v in self.scores.items()},
             "scores_seen": dict(self.scores_seen),
             "classes": dict(self.classes), "classes_seen": dict(self.classes_seen),
             "features": self.features.to_dict(parts) if self.features is not None else None,
@@ -163,7 +170,11 @@ class ProbeState:
 
 def _sample(labels: LabelSet, bounds: tuple[float, ...], hist: list) -> HistogramSample:
     counts, total = hist
-    return HistogramSample(labels, bounds, tuple(counts), float(total))
+    return HistogramSample(labels, bounds, tuple(counts), _exact.to_float(total))
+
+
+def _plain_hist(hist: list) -> list:
+    return [list(hist[0]), _exact.to_plain(hist[1])]
 
 
 def _add_int(a: int, b: int) -> int:
@@ -171,7 +182,8 @@ def _add_int(a: int, b: int) -> int:
 
 
 def _add_hist(a: list, b: list) -> list:
-    return [[x + y for x, y in zip(a[0], b[0])], a[1] + b[1]]
+    # sums exactly: see mlprobe._exact (a histogram's sum is a counter)
+    return [[x + y for x, y in zip(a[0], b[0])], _exact.add(a[1], b[1])]
 
 
 def _merge_table(counts: dict[str, Any], seen: dict[str, int], other: Mapping[str, Any],
@@ -192,7 +204,7 @@ def histogram_from_data(data: Any, bounds: tuple[float, ...]) -> list:
     counts = [int(n) for n in counts]
     if len(counts) != len(bounds) + 1:
         raise ValueError(f"expected {len(bounds) + 1} bucket counts, got {len(counts)}")
-    return [counts, float(total)]
+    return [counts, _exact.from_plain(total)]
 
 
 def int_counts(data: Mapping[Any, Any]) -> dict[str, int]:

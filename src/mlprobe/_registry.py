@@ -264,10 +264,13 @@ class Registry:
                 continue
             builder.update(part)
         if view is not None:
-            view.report(builder)
-        # Counted after the sources, so a source that failed in this collect is included.
+            view.report(builder, sources)
+        # Counted after the sources, so a source that failed in this collect is included. In
+        # multi-process mode the count is every worker's (see _guard.set_elsewhere), a stream
+        # that started when the server claimed its directory.
+        start = IMPORT_TIME_UNIX_NANO if merger is None else merger.ledger.claimed_ns
         builder.add("mlprobe_internal_errors",
-                    [Sample((), float(_guard.internal_error_count()), IMPORT_TIME_UNIX_NANO)])
+                    [Sample((), float(_guard.internal_error_count()), start)])
         return builder.families()
 
     def _reset_after_fork(self) -> None:

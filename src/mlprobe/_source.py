@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from ._registry import FamilyBuilder
 
-__all__ = ["MergeableSource", "Source", "SourceState"]
+__all__ = ["MergeableSource", "Source", "SourceState", "is_mergeable"]
 
 
 class Source(Protocol):
@@ -99,3 +99,15 @@ class MergeableSource(Source, Protocol):
     def state_from_dict(self, data: Mapping[str, Any],
                         parts: Mapping[str, Any] | None = None) -> SourceState:
         """Rebuild a state of this source from ``SourceState.to_dict`` output."""
+
+
+def is_mergeable(key: object, source: object) -> bool:
+    """True for a source with the state protocol under a key made of plain values (str, int,
+    float, bool, None and tuples of them: what a state file can carry)."""
+    return isinstance(source, MergeableSource) and _plain(key)
+
+
+def _plain(key: object) -> bool:
+    if isinstance(key, tuple):
+        return all(_plain(k) for k in key)
+    return key is None or isinstance(key, (str, int, float, bool))

@@ -15,9 +15,12 @@ long the collector is away.
 Processes: the thread is per process. After ``fork`` the child resets its state (delta
 baselines, failure streak, a new ``service.instance.id`` unless one was configured), starts
 its own thread if the parent's was running, and builds its OTLP exporter anew at its first
-push (a connection must not be shared with the parent). ``exports_here`` is the seam for the
-multi-worker mode: a predicate asked before every push, so that only the process it names
-exports.
+push (a connection must not be shared with the parent). ``exports_here`` is a predicate asked
+before every push, so that only the process it names exports. In multi-process mode
+(:mod:`mlprobe.multiprocess`) the default predicate names the one worker holding the
+directory's exporter lock, which pushes the merged view of every worker, under one
+``service.instance.id`` shared by the server's workers (unless one was configured): what
+reaches the collector is what one scrape shows, counted once, whichever worker pushes.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from .. import multiprocess
 from ..errors import report_internal_error
 from ..registry import FamilyBuilder, Registry
 from ..snapshot import Sample, label_value
@@ -141,10 +145,6 @@ class FailureCount:
                     [Sample((("exporter", self.exporter),), float(self.count))])
 
 
-def _always() -> bool:
-    return True
-
-
 class PushExporter:
     """Pushes a registry's metrics to an OpenTelemetry ``MetricExporter`` on an interval.
 
@@ -164,7 +164,8 @@ class PushExporter:
         self.resource = resource
         self.name = name
         self._own_instance_id = own_instance_id
-        self._exports_here = exports_here or _always
+        self._shared: tuple[str, Any] | None = None  # (server's instance id, its resource)
+        self._exports_here = exports_here or (lambda: multiprocess.exports_here(registry))
         self._rebuild = rebuild  # after fork: a fresh OTLP exporter (None: the user's own)
         self._scope = mlprobe_scope()
         self._translator = Translator(temporalities_of(exporter))
@@ -244,7 +245,18 @@ class PushExporter:
     def metrics_data(self, translation: Translation) -> MetricsData:
         """The ``MetricsData`` of one translation, with this exporter's resource and scope."""
         scope = ScopeMetrics(self._scope, translation.metrics, "")
-        return MetricsData([ResourceMetrics(self.resource, [scope], "")])
+        return MetricsData([ResourceMetrics(self.current_resource(), [scope], "")])
+
+    def current_resource(self) -> Any:
+        """The resource of the next push: in multi-process mode, with the server's shared
+        ``service.instance.id`` (unless one was configured)."""
+        if self._own_instance_id:
+            shared = multiprocess.instance_id(self.registry)
+            if shared is not None:
+                if self._shared is None or self._shared[0] != shared:
+                    self._shared = (shared, _otel_env.with_instance_id(self.resource, shared))
+                return self._shared[1]
+        return self.resource
 
     def _failed(self, error: BaseException | None) -> None:
         self.failures.add()
