@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -79,6 +80,7 @@ class Merger:
         self._streams: dict[tuple[Any, str], int] = {}
         self.closed = False  # final() ran: this worker's state is in the archive
         self._new_process_state()
+        _mergers.add(self)
 
     def _new_process_state(self) -> None:
         # Also the after-fork reset (see after_fork): nothing here may be held by a thread
@@ -119,9 +121,10 @@ class Merger:
                              self.directory.path, exc)
                 return time.time_ns()
             self._streams[(key, fingerprint)] = start
-        from ._mp_publisher import publisher  # the first source starts the publisher thread
+        if not cached_only:  # (after a fork, the publisher restarts its own thread)
+            from ._mp_publisher import publisher  # a new source starts the publisher thread
 
-        publisher.ensure_running()
+            publisher.ensure_running()
         return start
 
     # -- publishing ----------------------------------------------------------------------------
@@ -370,6 +373,18 @@ class View:
         builder.add("mlprobe_worker_processes", [Sample((), float(live), start)])
         builder.add("mlprobe_unmerged_worker_states", [
             Sample((("reason", reason),), float(unmerged[reason]), start) for reason in REASONS])
+
+
+_mergers: weakref.WeakSet[Merger] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for merger in list(_mergers):
+        merger.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _hashable(key: Any) -> Any:

@@ -9,7 +9,7 @@ last published file (at most one interval old), which the others fold: it loses 
 it recorded during its last interval.
 
 Fork: the thread does not exist in a forked child; it is started again there if it ran in the
-parent, and each merger forgets its parent's locks (:meth:`Merger.after_fork`).
+parent (each merger forgets its parent's locks in :mod:`mlprobe._mp_merge`'s at-fork hook).
 """
 
 from __future__ import annotations
@@ -100,10 +100,9 @@ class Publisher:
                 report_internal_error("multiprocess.final", exc)
 
     def _after_fork_in_child(self) -> None:
+        # (each merger forgets its parent's locks in mlprobe._mp_merge's own at-fork hook)
         was_running = self._thread is not None
         self._init_thread_state()
-        for merger in list(self._mergers):
-            merger.after_fork()
         if was_running and not self._finished:
             self.ensure_running()
 
