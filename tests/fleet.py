@@ -3,9 +3,9 @@
 A replica is anything with ``target`` (``host:port`` Prometheus scrapes), ``start()``,
 ``stop()``, ``restart()`` (a fresh process state on the same port) and ``predict(batch,
 scores)``. :class:`InProcessReplica` is one probe with its own registry served by
-``mlprobe.exporters.prometheus.start_http_server``; a multi-worker replica (gunicorn or
-``uvicorn --workers``, issue 10) implements the same four methods and slots into the same
-tests.
+``mlprobe.exporters.prometheus.start_http_server``; :class:`workers.MultiWorkerReplica`
+(``tests/workers.py``) is a gunicorn server with several workers in multi-process mode that
+implements the same methods and slots into the same tests.
 """
 
 from __future__ import annotations

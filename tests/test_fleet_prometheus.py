@@ -1,7 +1,9 @@
 """Fleet-wide drift from the recording rules, against a real Prometheus scraping replicas.
 
 Three replicas serve one profile and get different slices of traffic (one drifts); one of them
-restarts mid-run; a fourth serves another profile of the same model version. Prometheus
+restarts mid-run; a fourth serves another profile of the same model version. The drifting,
+restarted replica is a real multi-worker server (gunicorn, two workers, multi-process mode:
+``tests/workers.py``), the others are in-process replicas. Prometheus
 scrapes every second with the generated rules loaded. The recorded fleet PSI must equal
 mlprobe's own PSI on the union of the rows sent to the first three (``evaluate_dataset``), up
 to ``increase()``'s per-replica extrapolation, which the test measures and states.
@@ -17,6 +19,7 @@ import numpy as np
 import pytest
 from fleet import InProcessReplica
 from realservers import prom_query, prometheus_server
+from workers import MultiWorkerReplica
 
 import mlprobe
 from mlprobe import stats
@@ -81,7 +84,8 @@ def test_fleet_psi_equals_mlprobe_on_the_union(tmp_path):
     replica restart, beside a replica with another profile); the fleet drift alert fires for
     the drifted feature only; the profile-mixing alert fires; request counts match."""
     profile, other = make_profile(), make_profile(shift=0.5, seed=1)
-    a1, a2, a3 = (InProcessReplica(profile) for _ in range(3))
+    a1, a3 = InProcessReplica(profile), InProcessReplica(profile)
+    a2 = MultiWorkerReplica(profile, tmp_path / "a2")
     b = InProcessReplica(other)
     replicas = [a1, a2, a3, b]
     for r in replicas:
@@ -99,7 +103,7 @@ def test_fleet_psi_equals_mlprobe_on_the_union(tmp_path):
             for r in replicas:
                 wait_for(lambda r=r: scraped_bins(port, r, 0), f"first scrape of {r.target}")
 
-            def send(replica: InProcessReplica, n: int, x_shift: float,
+            def send(replica: Any, n: int, x_shift: float,
                      other_share: float = 0.0) -> None:
                 for _ in range(n):
                     columns, scores = batch(g, x_shift, other_share)

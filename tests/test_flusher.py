@@ -78,8 +78,8 @@ def test_rows_below_the_threshold_are_ingested_within_the_interval(profile):
     for _ in range(10):
         monitor.observe(ROW)
     def in_window() -> int:
-        with monitor._ingest_lock:
-            return sum(bucket.rows for _, bucket in monitor._ring)
+        with monitor.ring.lock:
+            return sum(bucket.rows for _, bucket in monitor.ring.buckets)
 
     start = time.monotonic()
     assert wait_until(lambda: in_window() == 10, timeout=5 * _flusher.FLUSH_INTERVAL_S + 2)
@@ -95,8 +95,8 @@ def test_predictions_alone_start_and_wake_the_flusher(profile, scores):
         monitor.observe_predictions(scores)
 
     def in_window() -> int:
-        with monitor._ingest_lock:
-            return sum(bucket.prediction.count for _, bucket in monitor._ring)
+        with monitor.ring.lock:
+            return sum(bucket.prediction.count for _, bucket in monitor.ring.buckets)
 
     assert wait_until(lambda: in_window() == 100 * np.size(scores))
 

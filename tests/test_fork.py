@@ -11,11 +11,14 @@ killed), instead of blocking the run.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import traceback
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -25,7 +28,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 import mlprobe
-from mlprobe import _flusher, _guard
+from mlprobe import _flusher, _guard, _mp_files, multiprocess
+from mlprobe._mp_publisher import publisher
 from mlprobe.asgi import ProbeMiddleware
 from mlprobe.exporters import prometheus as prom_export
 from mlprobe.testing import raise_internal_errors, sample_value
@@ -105,6 +109,19 @@ class Service:
         self.probe.observe(outputs=np.array([1, 2]))  # predicted classes
         self.http.record(0, "/items", 200, "", 0.0, 0.001, 0.001, 0, 10)
         self.registry.collect()
+        # A registry in multi-process mode: its publisher, directory and merger locks too.
+        # (publishing only when the test collects: no background thread writes to the
+        # directory, which is removed with the service)
+        self.mp_dir = tempfile.mkdtemp(prefix="mlprobe-fork-")
+        weakref.finalize(self, shutil.rmtree, self.mp_dir, True)
+        self.mp_registry = mlprobe.Registry()
+        self.merger = multiprocess.attach(self.mp_registry, self.mp_dir, interval=1.0,
+                                          background=False)
+        self.mp_predict = mlprobe.Probe("forked-mp", registry=self.mp_registry).track(
+            lambda row: 0.25)
+        for _ in range(3):
+            self.mp_predict(ROW)
+        self.mp_registry.collect()  # published
         with raise_internal_errors(False):
             _guard.report_internal_error("test.parent", RuntimeError("parent's error"))
 
@@ -126,13 +143,19 @@ class Service:
             "predicted classes": self.state.classes._lock,
             "feature pending": self.monitor._pending_lock,
             "feature flush": self.monitor._flush_lock,
-            "feature ingest": self.monitor._ingest_lock,
+            "feature ingest": self.monitor.ring.lock,
             "http series": self.http._lock,
+            "http started": self.http._started._lock,
             "http route cap": self.http._routes._lock,
             "http status cap": self.http._statuses._lock,
             "http error cap": self.http._errors._lock,
             "flusher": _flusher.flusher._lock,
             "flusher event": _flusher.flusher._event._cond,
+            "multiprocess publish": self.merger._publish_lock,
+            "publisher": publisher._lock,
+            "publisher stop": publisher._stop._cond,
+            "mp directories": _mp_files._thread_locks_guard,
+            "mp directory": _mp_files._thread_locks[self.mp_dir],
         }
 
 
@@ -209,6 +232,12 @@ def child_checks(service: Service) -> None:
     routes = {dict(s.labels)["http_route"] for f in service.registry.collect()
               if f.name == "http_server_request_duration_seconds" for s in f.samples}
     assert routes == {"/other"}, routes
+    # multi-process mode: the child is a new worker, publishing and merging from zero
+    before = sample_value(service.mp_registry, "mlprobe_predictions", {"outcome": "ok"})
+    assert before is not None and before >= 3  # the parent's (and earlier children's)
+    service.mp_predict(ROW)
+    assert sample_value(service.mp_registry, "mlprobe_predictions",
+                        {"outcome": "ok"}) == before + 1
     modules = [m for name, m in sys.modules.items() if name.startswith("mlprobe")]
     held = [path for _, path, lock in reachable_locks([vars(service), *modules]) if is_held(lock)]
     assert not held, f"locks still held in the child: {held}"
@@ -263,8 +292,9 @@ def hold(lock: Any) -> Callable[[], None]:
 LOCK_NAMES = ("guard", "exporter attach", "registry", "registry collect", "default registry", "call recorder",
               "error types", "score histograms", "score histogram", "score histogram flush",
               "predicted classes", "feature pending", "feature flush", "feature ingest",
-              "http series", "http route cap", "http status cap", "http error cap", "flusher",
-              "flusher event")
+              "http series", "http started", "http route cap", "http status cap", "http error cap", "flusher",
+              "flusher event", "multiprocess publish", "publisher", "publisher stop",
+              "mp directories", "mp directory")
 
 
 @pytest.mark.parametrize("name", LOCK_NAMES)

@@ -38,7 +38,8 @@ PUBLIC = {
         "MetricSpec", "Sample", "SummarySample", "exposed_name", "label_value", "metric_spec",
         "metric_specs",
     ],
-    "mlprobe.registry": ["FamilyBuilder", "Registry", "Source", "default_registry"],
+    "mlprobe.registry": ["FamilyBuilder", "MergeableSource", "Registry", "Source", "SourceState",
+                         "default_registry"],
     "mlprobe.asgi": [
         "CLIENT_DISCONNECTED", "DEFAULT_EXCLUDE_PATHS", "OTHER_METHOD", "ProbeMiddleware",
         "UNMATCHED_ROUTE",

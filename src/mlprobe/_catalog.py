@@ -276,6 +276,15 @@ _SPECS = (
        "mlprobe.export.failures",
        "Pushes of mlprobe's metrics that failed (collector down, slow or refusing), by "
        "exporter; each is retried with backoff."),
+    # Multi-process mode (mlprobe.multiprocess) only.
+    _m("mlprobe_worker_processes", "gauge", "{process}", (), "mlprobe.worker.processes",
+       "Live worker processes whose state this view merges (multi-process mode; the "
+       "answering worker included)."),
+    _m("mlprobe_unmerged_worker_states", "gauge", "{state}", ("reason",),
+       "mlprobe.unmerged_worker.states",
+       "Other workers' states this view could not merge, by reason: settings_differ "
+       "(another bucket, cap or profile setting), unknown_source (a probe this worker has "
+       "not created), unreadable (multi-process mode)."),
     # HTTP server metrics (mlprobe.asgi): the OTel HTTP semantic conventions' names and
     # attributes (time to first byte is mlprobe's own); error_type is semconv's error.type
     # ("" when the request succeeded).

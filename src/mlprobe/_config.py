@@ -9,6 +9,9 @@ and falls back to the default instead of failing at import.
 ``MLPROBE_DISABLED``  -- ``1``/``true``/``yes``: ``track`` returns functions unwrapped.
 ``MLPROBE_PROMETHEUS_AUTO`` -- ``0``/``false``/``no``: do not attach the default registry to
 prometheus_client's default registry when the first probe is created.
+``MLPROBE_MULTIPROCESS_DIR`` -- a directory: turn multi-process mode on for the default
+registry (read when it gets its first source; see :mod:`mlprobe.multiprocess`).
+``MLPROBE_MULTIPROCESS_INTERVAL`` -- seconds between two publications of a worker's state.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ __all__ = [
     "check_buckets",
     "check_positive_int",
     "env_flag",
+    "env_seconds",
+    "multiprocess_dir",
 ]
 
 # Model latencies span a cached lookup (~100 µs) to a large batch or LLM call (tens of s).
@@ -61,6 +66,28 @@ def env_flag(name: str, default: bool) -> bool:
     warnings.warn(f"{name}={raw!r} is not a boolean (use 1/0, true/false); using {default}",
                   RuntimeWarning, stacklevel=3)
     return default
+
+
+def env_seconds(name: str, default: float) -> float:
+    """Read a positive number of seconds; warn and use ``default`` on an invalid value."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        warnings.warn(f"{name}={raw!r} is not a positive number of seconds; using {default}",
+                      RuntimeWarning, stacklevel=3)
+        return default
+    return value
+
+
+def multiprocess_dir() -> str | None:
+    """``MLPROBE_MULTIPROCESS_DIR``, or None when unset or empty."""
+    raw = os.environ.get("MLPROBE_MULTIPROCESS_DIR", "").strip()
+    return raw or None
 
 
 def check_buckets(arg: str, buckets: Iterable[float] | None,

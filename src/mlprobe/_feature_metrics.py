@@ -1,4 +1,4 @@
-"""Turn a FeatureMonitor's window, totals and drift report into catalogue samples."""
+"""Turn a feature monitor's window, totals and drift report into catalogue samples."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import numpy as np
 from ._drift_eval import evaluate_dataset
 from ._drift_report import DriftReport, worst
 from ._drift_spec import DriftSpec
-from ._features import FeatureMonitor
 from ._feature_profile import NumericProfile
 from ._fingerprint import profile_fingerprint
 from ._profile import ReferenceProfile
@@ -48,11 +47,10 @@ def feature_labels(profile: ReferenceProfile) -> dict[str, str]:
     return labels
 
 
-def drift_report(monitor: FeatureMonitor, spec: DriftSpec,
-                 window: DatasetWindow | None = None) -> DriftReport:
-    """Evaluate the rolling window (or the given one) against the reference (collect time)."""
-    return evaluate_dataset(monitor.profile, monitor.window() if window is None else window,
-                            spec)
+def drift_report(profile: ReferenceProfile, spec: DriftSpec, window: DatasetWindow
+                 ) -> DriftReport:
+    """Evaluate a rolling window against the reference (collect time)."""
+    return evaluate_dataset(profile, window, spec)
 
 
 def _bins(ref: Any, win: FeatureWindow, sensitive: bool = False
@@ -83,29 +81,29 @@ def _bins(ref: Any, win: FeatureWindow, sensitive: bool = False
             for label, c, r in zip(labels, cur.tolist(), refc.tolist())]
 
 
-def collect_feature_metrics(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
+def collect_feature_metrics(builder: FamilyBuilder, base: LabelSet, profile: ReferenceProfile,
+                            window: DatasetWindow, totals: DatasetWindow, dropped: int,
                             spec: DriftSpec, *, sensitive: frozenset[str] = frozenset(),
                             target: FeatureWindow | None = None,
                             model_quality: str | None = None) -> None:
-    """Add every feature family for one model to ``builder`` (one window merge per collect).
+    """Add every feature family for one model to ``builder``: counters from ``totals``,
+    statistics and drift from the rolling ``window``.
 
     ``sensitive`` features export no raw value: bins by index, no window value gauges.
     ``target`` is the labels' window (outcomes), evaluated as label drift; ``model_quality``
     the model-quality status, which the overall status includes.
     """
-    window, totals = monitor.window_and_totals()
     window.target = target
-    report = drift_report(monitor, spec, window)
-    _counters(builder, base, monitor, totals, sensitive)
-    feature = feature_labels(monitor.profile)
+    report = drift_report(profile, spec, window)
+    _counters(builder, base, profile, totals, dropped, sensitive)
+    feature = feature_labels(profile)
     _window_gauges(builder, base, window, feature, sensitive)
     _drift_gauges(builder, base, report, feature, model_quality)
 
 
-def _counters(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
-              totals: DatasetWindow, sensitive: frozenset[str]) -> None:
+def _counters(builder: FamilyBuilder, base: LabelSet, profile: ReferenceProfile,
+              totals: DatasetWindow, dropped: int, sensitive: frozenset[str]) -> None:
     bins, ratios, missing, out_of_range, unseen = [], [], [], [], []
-    profile = monitor.profile
     feature = feature_labels(profile)
     # Bin series carry the profile's fingerprint, so replicas serving different profiles
     # never add up in one `sum by (feature, bin)` (see mlprobe._fingerprint).
@@ -134,7 +132,7 @@ def _counters(builder: FamilyBuilder, base: LabelSet, monitor: FeatureMonitor,
     builder.add("mlprobe_feature_missing", missing)
     builder.add("mlprobe_feature_out_of_range", out_of_range)
     builder.add("mlprobe_feature_unseen_category", unseen)
-    builder.add("mlprobe_feature_dropped_rows", [Sample(base, float(monitor.dropped_rows))])
+    builder.add("mlprobe_feature_dropped_rows", [Sample(base, float(dropped))])
     builder.add("mlprobe_schema_violations", [
         Sample(base + (("kind", kind),), float(n))
         for kind, n in sorted(totals.schema_violations.items())])

@@ -13,30 +13,34 @@ latest every ``FLUSH_INTERVAL_S``; a scrape or a status call ingests whatever is
 so it sees every row recorded before it started. When the flusher cannot keep up, the buffer
 stops at ``max_buffer_bytes`` and further rows are dropped and counted, never waited for.
 
-State is a ring of time sub-buckets (``window_seconds / sub_buckets`` each) of mergeable
-summaries per feature: bin counts on the reference's fine edges, moments, a quantile sketch,
-category counts on the reference vocabulary, and missing / invalid / out-of-range counts.
-The rolling window is the merge of the live sub-buckets. Cumulative counts (for Prometheus
-counters, which a fleet sums with PromQL) are kept beside the ring. Memory is
-O(features x bins x sub-buckets) plus the bounded buffer, independent of traffic.
+State is a ring of time sub-buckets (``window_seconds / sub_buckets`` each, on wall-clock
+boundaries: :mod:`mlprobe._feature_ring`) of mergeable summaries per feature: bin counts on
+the reference's fine edges, moments, a quantile sketch, category counts on the reference
+vocabulary, and missing / invalid / out-of-range counts. The rolling window is the merge of
+the live sub-buckets. Cumulative counts (for Prometheus counters, which a fleet sums with
+PromQL) are kept beside the ring. Memory is O(features x bins x sub-buckets) plus the bounded
+buffer, independent of traffic. :meth:`FeatureMonitor.state` is the raw, mergeable state
+(:mod:`mlprobe._feature_state`) that windows, totals and other processes read.
 """
 
 from __future__ import annotations
 
-import itertools
 import sys
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from ._feature_input import to_columns
+from ._feature_ring import Ring
+from ._feature_state import FeatureState
 from ._flusher import COLLECT_BUDGET_S, STEP_BUDGET_S, flusher, flusher_pace
 from ._flusher import pause as give_way
 from ._ingest import Encoded, ingest_steps, run_steps
+from ._label_table import Tally
 from ._profile import ReferenceProfile
 from ._row_codec import RowCodec
 from ._value_codes import category_codes, classify_input
@@ -67,13 +71,14 @@ class FeatureMonitor:
         sub_buckets: how many time buckets make the window (its time resolution).
         flush_rows: buffered rows that wake the background flusher.
         max_buffer_bytes: bound of the buffered rows; past it rows are dropped and counted.
-        clock: monotonic time source (tests pass a fake).
+        clock: wall-clock time in seconds (sub-buckets are aligned on it, so that monitors of
+            several processes merge; tests pass a fake).
     """
 
     def __init__(self, profile: ReferenceProfile, *, window_seconds: float = 600.0,
                  sub_buckets: int = 10, flush_rows: int = 4096,
                  max_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.profile = profile
         self.names = tuple(profile.features)
         self.window_seconds = float(window_seconds)
@@ -94,7 +99,9 @@ class FeatureMonitor:
         # list slot, and the bound counts all of it.
         self.max_rows = max(self.flush_rows,
                             max_buffer_bytes // (self._codec.row_bytes + _ROW_OVERHEAD))
-        self._template = DatasetWindow(profile, sketch=True)
+        self.template = DatasetWindow(profile, sketch=True)
+        """An empty window of this monitor's profile and settings (never modified)."""
+        self.merge_cache: dict[object, Any] = {}  # sums of unchanging parts (_feature_state)
         self.reset()
         flusher.register(self)
 
@@ -115,17 +122,16 @@ class FeatureMonitor:
         self._violations: Counter[str] = Counter()
         self._dropped_blocked = 0  # rows of blocks and predictions dropped (under the lock)
         self._flush_lock = threading.Lock()  # one flush at a time (the flusher, or a collect)
-        self._ingest_lock = threading.Lock()  # serialises changes to the ring and reads of it
         self._hurry = False  # a collect waits for the flusher: longer stretches (see _ingest)
-        # next() on an itertools.count is one C call: atomic, so drops need no lock.
-        self._dropped = itertools.count()
-        self._dropped_predictions = itertools.count()
+        # next() on an itertools.count is one C call: atomic, so drops need no lock
+        # (slot 0: single rows, slot 1: single scores).
+        self._dropped = Tally(2)
         # The row count at which the request path looks up (starts the flusher, wakes it,
         # or drops): 0 after a (re)start, so the first row starts the flusher lazily.
         self._wake_at = 0
         self._scores_wake_at = 0  # the same for buffered single scores
-        self._ring: deque[tuple[int, DatasetWindow]] = deque()
-        self._expired = self._template.copy()  # everything that has left the rolling window
+        self.ring = Ring(self.template, self.bucket_seconds, self.sub_buckets, self._clock)
+        self.merge_cache = {}
 
     # -- request path --------------------------------------------------------------------
 
@@ -156,7 +162,7 @@ class FeatureMonitor:
         Returns False when the row must be dropped (it has been counted).
         """
         if n + self._block_rows >= self.max_rows:
-            next(self._dropped)
+            next(self._dropped.ticks[0])
             flusher.wake()
             return False
         if n + self._block_rows >= self.flush_rows:
@@ -200,7 +206,7 @@ class FeatureMonitor:
         """:meth:`_on_threshold` for buffered single scores (a model whose inputs are not
         monitored still needs the flusher to run)."""
         if n >= self.max_rows:
-            next(self._dropped_predictions)
+            next(self._dropped.ticks[1])
             flusher.wake()
             return False
         if n >= self.flush_rows:
@@ -333,30 +339,40 @@ class FeatureMonitor:
     def _ingest(self, data: Encoded, pause: Callable[[], None],
                 budget: float = STEP_BUDGET_S) -> None:
         # A collect waiting for this flush (it sets _hurry) makes it use longer stretches.
-        delta = run_steps(ingest_steps(self._template, self._codec, data), pause, budget,
+        delta = run_steps(ingest_steps(self.template, self._codec, data), pause, budget,
                           lambda: self._hurry)
-        # (errstate: merging windows that hold values near 1e308 overflows; see run_steps)
-        with self._ingest_lock, np.errstate(over="ignore", invalid="ignore"):
-            index = int(self._clock() // self.bucket_seconds)
-            if self._ring and self._ring[-1][0] == index:
-                self._ring[-1][1].merge(delta)
-            else:  # the first ingest of a sub-bucket becomes the sub-bucket: no merge
-                self._ring.append((index, delta))
-                self._expire(index)
-
-    def _expire(self, now_index: int) -> None:
-        # A sub-bucket leaving the window is folded into ``_expired`` once, so totals cost
-        # one merge per sub-bucket lifetime instead of one per ingest.
-        while self._ring and self._ring[0][0] <= now_index - self.sub_buckets:
-            self._expired.merge(self._ring.popleft()[1])
+        # (merging windows that hold values near 1e308 overflows: the ring silences numpy
+        # there, as run_steps does)
+        self.ring.add(delta)
 
     # -- collect path --------------------------------------------------------------------
 
     @property
     def dropped_rows(self) -> int:
         """Input rows and predictions dropped because the buffer was full, since start."""
-        return (_count_value(self._dropped) + _count_value(self._dropped_predictions)
-                + self._dropped_blocked)
+        with self._pending_lock:
+            blocked = self._dropped_blocked
+        return sum(self._dropped.values()) + blocked
+
+    def index_now(self) -> int:
+        """The wall-clock sub-bucket index of the current time (see :mod:`._feature_ring`)."""
+        return self.ring.index_now()
+
+    def state(self) -> FeatureState:
+        """The raw, mergeable state: every row buffered before the call ingested first (see
+        :meth:`flush`), closed sub-buckets shared, the open one copied."""
+        self.flush()
+        buckets, expired = self.ring.parts()
+        return FeatureState(self, buckets, expired, self.dropped_rows)
+
+    def state_from_dict(self, data: Mapping[str, Any],
+                        parts: Mapping[str, DatasetWindow] | None = None) -> FeatureState:
+        """Rebuild a state of this monitor's model from ``FeatureState.to_dict`` output."""
+        return FeatureState.from_dict(self, data, parts)
+
+    def part_from_dict(self, data: dict[str, Any]) -> DatasetWindow:
+        """Rebuild one part (a sub-bucket's window) written by ``FeatureState.to_dict``."""
+        return DatasetWindow.from_dict(data, self.template)
 
     def window(self) -> DatasetWindow:
         """The rolling window: the merge of the live sub-buckets (pending rows included)."""
@@ -371,15 +387,7 @@ class FeatureMonitor:
 
         Every row buffered before the call is ingested first (see :meth:`flush`).
         """
-        self.flush()
-        window, totals = self._template.copy(), self._template.copy()
-        with self._ingest_lock, np.errstate(over="ignore", invalid="ignore"):  # see _ingest
-            self._expire(int(self._clock() // self.bucket_seconds))
-            for _, bucket in self._ring:
-                window.merge(bucket)  # merge adds into ``window``; buckets stay unchanged
-            totals.merge(self._expired)
-            totals.merge(window)
-        return window, totals
+        return self.state().window_and_totals()
 
 
 def _take_all(items: list[Any], limit: int | None = None) -> list[Any]:
@@ -390,9 +398,3 @@ def _take_all(items: list[Any], limit: int | None = None) -> list[Any]:
     taken = items[:n]
     del items[:n]
     return taken
-
-
-def _count_value(counter: itertools.count[int]) -> int:
-    # repr is "count(N)" on every supported Python; reading it does not advance the counter
-    return int(repr(counter)[6:-1])
-

@@ -7,6 +7,10 @@ digits of a SHA-256 over exactly what gives the bins their meaning (per feature:
 bin labels, decile edges and reference shares). It is computed once per profile and is the same
 on every host and Python version, since it hashes exact float representations (``float.hex``)
 of numbers that are themselves deterministic functions of the profile document.
+
+:func:`config_fingerprint` is the other identity: of every setting that shapes a source's raw
+counts (bucket bounds, caps, the whole profile document), which states of two processes must
+share to be merged.
 """
 
 from __future__ import annotations
@@ -21,12 +25,29 @@ import numpy as np
 from ._feature_profile import NumericProfile
 from ._profile import ReferenceProfile
 
-__all__ = ["FINGERPRINT_CHARS", "bin_definition", "profile_fingerprint"]
+__all__ = ["FINGERPRINT_CHARS", "bin_definition", "config_fingerprint", "profile_fingerprint",
+           "profile_document_digest"]
 
 FINGERPRINT_CHARS = 8
 """Hex digits kept: 32 bits, so two distinct profiles of one model collide with odds ~2e-10."""
 
 _CACHE: WeakKeyDictionary[ReferenceProfile, dict[frozenset[str], str]] = WeakKeyDictionary()
+_DOCUMENTS: WeakKeyDictionary[ReferenceProfile, str] = WeakKeyDictionary()
+
+
+def profile_document_digest(profile: ReferenceProfile) -> str:
+    """SHA-256 of the whole profile document (every bin edge, level and moment); cached."""
+    digest = _DOCUMENTS.get(profile)
+    if digest is None:
+        text = json.dumps(profile.to_dict(), sort_keys=True, separators=(",", ":"))
+        digest = _DOCUMENTS[profile] = hashlib.sha256(text.encode()).hexdigest()
+    return digest
+
+
+def config_fingerprint(*settings: Any) -> str:
+    """A short, stable digest of settings made of numbers, strings, tuples and None (their
+    ``repr``, which is exact for floats), e.g. a probe's buckets, caps and profile digest."""
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
 
 
 def bin_definition(ref: Any, sensitive: bool = False) -> tuple[list[str], np.ndarray,

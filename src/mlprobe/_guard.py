@@ -16,7 +16,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["guard", "internal_error_count", "report_internal_error"]
+__all__ = ["guard", "internal_error_count", "local_error_count", "report_internal_error",
+           "set_elsewhere"]
 
 _log = logging.getLogger("mlprobe")
 
@@ -29,6 +30,8 @@ raise_errors = False
 # A plain locked integer: the guard sits below the registry and must not depend on it.
 _lock = threading.Lock()
 _count = 0
+# Multi-process mode: the other workers' counts as of the last merge (mlprobe._mp_merge).
+_elsewhere = 0
 _last_logged: dict[str, float] = {}
 _MAX_SITES = 256  # bounds _last_logged whatever the site strings are
 
@@ -37,9 +40,10 @@ def _reset_after_fork() -> None:
     # A forked worker starts from zero, and with a fresh lock: another thread of the parent
     # may have held the old one at the moment of the fork, and that thread does not exist in
     # the child to release it (every later internal error would then block forever).
-    global _lock, _count, _last_logged
+    global _lock, _count, _elsewhere, _last_logged
     _lock = threading.Lock()
     _count = 0
+    _elsewhere = 0
     _last_logged = {}
 
 
@@ -48,8 +52,20 @@ if hasattr(os, "register_at_fork"):
 
 
 def internal_error_count() -> int:
-    """Return how many internal errors were swallowed since the process started."""
+    """Return how many internal errors were swallowed since the process started; in
+    multi-process mode, plus the other workers' (as of the last merge of their states)."""
+    return _count + _elsewhere
+
+
+def local_error_count() -> int:
+    """Internal errors swallowed in this process alone (what a worker publishes)."""
     return _count
+
+
+def set_elsewhere(count: int) -> None:
+    """Record the other workers' internal errors (multi-process mode, at each merge)."""
+    global _elsewhere
+    _elsewhere = count
 
 
 def report_internal_error(site: str, exc: BaseException) -> None:

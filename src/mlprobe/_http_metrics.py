@@ -8,23 +8,28 @@ appended to a list, no lock. Pending requests are applied to their series in bat
 
 Series are keyed by ``(method index, route, status code, error type)``. Every label value is
 bounded: methods by construction (the known set plus ``_OTHER``), and routes, status codes and
-error types by a distinct-value cap past which new values count as ``__other__``. So the
-number of series is bounded whatever clients send. Every label value is valid UTF-8 of bounded
-length (:func:`mlprobe.stats._labels.label_value`), whatever the app or a route resolver returns.
+error types by a distinct-value cap past which new values count as ``__other__``
+(:class:`~mlprobe._label_table.LabelTable`). So the number of series is bounded whatever
+clients send. Every label value is valid UTF-8 of bounded length
+(:func:`mlprobe.stats._labels.label_value`), whatever the app or a route resolver returns.
+
+The collect side reads a raw state (:meth:`HttpMetrics.state`, :mod:`mlprobe._http_state`),
+which merges with other processes' states; ``collect_into`` reports that state.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from ._fingerprint import config_fingerprint
 from ._guard import report_internal_error
-from ._instruments import OVERFLOW
+from ._http_state import UNMATCHED_ROUTE, HttpLayout, HttpState
+from ._label_table import LabelTable, Tally
 from ._registry import FamilyBuilder
-from .snapshot import HistogramSample, Sample
 from .stats._labels import label_value
 
 __all__ = [
@@ -44,8 +49,6 @@ DEFAULT_KNOWN_METHODS: tuple[str, ...] = (
     "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
 OTHER_METHOD = "_OTHER"
 """Method label for request methods outside the known set (semconv)."""
-UNMATCHED_ROUTE = "__unmatched__"
-"""Route label for requests no route template matched (404s, unrouted frameworks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,34 +66,6 @@ class HttpConfig:
 _MAX_ALIASES = 10_000
 FOLD_BATCH = 32
 """Finished requests buffered before they are applied to their series (see HttpMetrics)."""
-
-
-class _Cap:
-    """A bounded set of label values: values past ``limit`` map to :data:`OVERFLOW`.
-
-    Used on the slow path only (the first time a raw label combination is seen).
-    """
-
-    __slots__ = ("_lock", "_values", "limit")
-
-    def __init__(self, limit: int, preset: Sequence[object] = ()) -> None:
-        # Preset values (the unmatched route, "no error") and the overflow value itself are
-        # free: they never crowd out real values and never overflow.
-        self._values: dict[object, object] = {v: v for v in preset}
-        self._values[OVERFLOW] = OVERFLOW
-        self.limit = limit + len(self._values)
-        self._lock = threading.Lock()
-
-    def admit(self, value: object) -> object:
-        with self._lock:
-            values = self._values
-            found = values.get(value)
-            if found is not None:
-                return found
-            if len(values) >= self.limit:
-                return OVERFLOW
-            values[value] = value
-            return value
 
 
 class HttpMetrics:
@@ -112,38 +87,42 @@ class HttpMetrics:
         self.method_labels: tuple[str, ...] = config.known_methods + (OTHER_METHOD,)
         self.method_index: dict[str, int] = {m: i for i, m in enumerate(config.known_methods)}
         self.other_method = len(config.known_methods)
-        d = len(config.duration_buckets) + 1
-        s = len(config.size_buckets) + 1
-        # offsets inside a series list: duration (streamed or bodiless responses), duration of
-        # one-message responses, TTFB of streamed responses, request size (non-empty bodies),
-        # response size; then the five sums in the same order
-        self._d, self._s = d, s
-        self._off_one = d
-        self._off_ttfb = 2 * d
-        self._off_rx = 3 * d
-        self._off_tx = 3 * d + s
-        self._off_sums = 3 * d + 2 * s
+        self.layout = HttpLayout(config.duration_buckets, config.size_buckets,
+                                 self.method_labels, config.max_routes,
+                                 config.max_status_codes, config.max_error_types)
+        layout = self.layout
+        # offsets inside a series list: see HttpLayout
+        self._off_one = layout.one
+        self._off_ttfb = layout.ttfb
+        self._off_rx = layout.rx
+        self._off_tx = layout.tx
+        self._off_sums = layout.sums
         self._dur = config.duration_buckets
         self._size = config.size_buckets
+        self._fingerprint = config_fingerprint(
+            config.duration_buckets, config.size_buckets, config.known_methods,
+            config.max_routes, config.max_status_codes, config.max_error_types)
         self.reset()
 
     def reset(self) -> None:
         """Forget every series (fork child, tests)."""
         config = self.config
         self._lock = threading.Lock()  # a fork child must not inherit a held lock
-        # Requests started, per method: itertools.count because next() on it is one C call,
-        # atomic under the GIL, so the start edge takes no lock. Active requests are computed
-        # at collect time as started - finished (finished = the duration histogram's count).
-        self.started = [itertools.count() for _ in self.method_labels]
+        # Requests started, per method: next() on an itertools.count is one C call, atomic
+        # under the GIL, so the start edge takes no lock (the middleware inlines
+        # next(metrics.started[method])). Active requests are computed at collect time as
+        # started - finished (finished = the duration histogram's count).
+        self._started = Tally(len(self.method_labels))
+        self.started = self._started.ticks
         # Finished requests not yet applied to their series: see record().
         self.pending: list[tuple[int, str, int, str, float, float, float, int, int]] = []
         # canonical key -> series; and raw key -> the series it maps to. Both are only ever
         # inserted into, under the lock.
-        self._series: dict[tuple[int, object, object, object], list[float]] = {}
+        self._series: dict[tuple[int, str, str, str], list[float]] = {}
         self._by_raw: dict[tuple[int, str, int, str], list[float]] = {}
-        self._routes = _Cap(config.max_routes, (UNMATCHED_ROUTE,))
-        self._statuses = _Cap(config.max_status_codes)
-        self._errors = _Cap(config.max_error_types, ("",))
+        self._routes = LabelTable(config.max_routes, (UNMATCHED_ROUTE,))
+        self._statuses = LabelTable(config.max_status_codes)
+        self._errors = LabelTable(config.max_error_types, ("",))
 
     # -- request path ----------------------------------------------------------------------
     #
@@ -219,67 +198,34 @@ class HttpMetrics:
                self._statuses.admit(label_value(status)), self._errors.admit(label_value(error)))
         series = self._series.get(key)
         if series is None:
-            series = [0] * (self._off_sums + 5)  # type: ignore[list-item]
-            series[self._off_sums:] = [0.0] * 5
-            self._series[key] = series
+            series = self._series[key] = self.layout.empty_series()
         # Raw keys past the caps are remembered only while the alias table is small, so
         # memory stays bounded even if a route_resolver returned unbounded values.
         if len(self._by_raw) < _MAX_ALIASES:
             self._by_raw[raw] = series
         return series
 
-    # -- collect path ----------------------------------------------------------------------
+    # -- collect path: the state protocol (see "Mergeable sources" in mlprobe._source) -----
+
+    def fingerprint(self) -> str:
+        """Identifies the settings that shape the series (buckets, methods, caps)."""
+        return self._fingerprint
+
+    def state(self) -> HttpState:
+        """A consistent copy of every series (pending requests applied first)."""
+        self.fold()
+        with self._lock:
+            series = {key: list(values) for key, values in self._series.items()}
+        # Read the started counts after the finished ones, so active is never negative.
+        started = self._started.values()
+        return HttpState(self.layout, series, started, self._routes.first_seen(),
+                         self._statuses.first_seen(), self._errors.first_seen())
+
+    def state_from_dict(self, data: Mapping[str, Any],
+                        parts: Mapping[str, Any] | None = None) -> HttpState:
+        """Rebuild a state of these series from :meth:`HttpState.to_dict` output."""
+        return HttpState.from_dict(self.layout, data)
 
     def collect_into(self, builder: FamilyBuilder) -> None:
         """Report every HTTP series (runs on the scraper's thread)."""
-        self.fold()
-        with self._lock:
-            rows = [(key, list(series)) for key, series in self._series.items()]
-        # Read the started counts after the finished ones, so active is never negative.
-        started = [_count_value(c) for c in self.started]
-        finished = [0] * len(started)
-        d, s = self._d, self._s
-        for key, v in rows:
-            finished[key[0]] += sum(v[0:2 * d])
-        # a method appears once it has been seen: no zero series for methods never used
-        builder.add("http_server_active_requests", [
-            Sample((("http_request_method", self.method_labels[i]),), float(max(0, n - finished[i])))
-            for i, n in enumerate(started) if n])
-        if not rows:
-            return
-        one, ttfb, rx, tx, o = self._off_one, self._off_ttfb, self._off_rx, self._off_tx, \
-            self._off_sums
-        durations, ttfbs, received, sent = [], [], [], []
-        for (method, route, status, error), v in sorted(rows, key=_sort_key):
-            labels = (("http_request_method", self.method_labels[method]),
-                      ("http_route", str(route)),
-                      ("http_response_status_code", str(status)),
-                      ("error_type", str(error)))
-            one_message = v[one:one + d]
-            total = sum(v[0:d]) + sum(one_message)
-            durations.append(HistogramSample(
-                labels, self._dur, tuple(a + b for a, b in zip(v[0:d], one_message)),
-                v[o] + v[o + 1]))
-            first_byte = tuple(a + b for a, b in zip(v[ttfb:ttfb + d], one_message))
-            if any(first_byte):
-                ttfbs.append(HistogramSample(labels, self._dur, first_byte, v[o + 1] + v[o + 2]))
-            sizes = list(v[rx:rx + s])
-            sizes[0] += total - sum(sizes)  # the empty request bodies (see the class doc)
-            received.append(HistogramSample(labels, self._size, tuple(sizes), float(v[o + 3])))
-            sent.append(HistogramSample(labels, self._size, tuple(v[tx:tx + s]),
-                                        float(v[o + 4])))
-        builder.add("http_server_request_duration_seconds", durations)
-        builder.add("http_server_request_body_size_bytes", received)
-        builder.add("http_server_response_body_size_bytes", sent)
-        if ttfbs:
-            builder.add("http_server_time_to_first_byte_seconds", ttfbs)
-
-
-def _count_value(counter: itertools.count[int]) -> int:
-    # repr is "count(N)" on every supported Python; reading it does not advance the counter
-    return int(repr(counter)[6:-1])
-
-
-def _sort_key(row: tuple[tuple[int, object, object, object], list[float]]) -> tuple[str, ...]:
-    method, route, status, error = row[0]
-    return (str(route), str(method), str(status), str(error))
+        self.state().collect_into(builder)

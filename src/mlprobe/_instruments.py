@@ -2,9 +2,10 @@
 
 Every instrument keeps the cheapest state that answers its questions at collect time:
 non-cumulative bucket counts (cumulative ``le`` counts are built by the snapshot), plain
-integer counters, and label tables with a hard cap. Each has one short lock, held only for the
-increments and never across user code; snapshots copy under the lock and build their immutable
-view outside it.
+integer counters, and label tables with a hard cap (:class:`~mlprobe._label_table.LabelTable`).
+Each has one short lock, held only for the increments and never across user code; ``state()``
+copies the raw counts under the lock (the mergeable state of :mod:`mlprobe._probe_state`),
+and snapshots are built from such copies outside it.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from typing import NamedTuple
 import numpy as np
 
 from ._flusher import flusher
-from .snapshot import HistogramSample, LabelSet, Sample
+from ._label_table import OVERFLOW, LabelTable
+from .snapshot import HistogramSample, LabelSet
 from .stats._labels import label_value
 
-__all__ = ["BoundedCounter", "CallRecorder", "CallSnapshot", "Histogram", "LabelledHistograms", "OVERFLOW"]
+__all__ = ["BoundedCounter", "CallRecorder", "CallState", "Histogram", "LabelledHistograms",
+           "OVERFLOW"]
 
-OVERFLOW = "__other__"
-"""Label value that absorbs every value past a cardinality cap."""
+HistogramState = tuple[list[int], float]
+"""Raw histogram: non-cumulative bucket counts (the last one is +Inf) and the sum."""
 
 
 FLUSH_ROWS = 4096
@@ -112,13 +115,16 @@ class Histogram:
                     counts[i] += n
             self._sum += total
 
-    def snapshot(self, labels: LabelSet) -> HistogramSample:
-        """Return an immutable copy of the current state (pending values included)."""
+    def state(self) -> HistogramState:
+        """A copy of the counts and sum (pending values binned first)."""
         self.flush()
         with self._lock:
-            counts = tuple(self._counts)
-            total = self._sum
-        return HistogramSample(labels, self.bounds, counts, total)
+            return list(self._counts), self._sum
+
+    def snapshot(self, labels: LabelSet) -> HistogramSample:
+        """Return an immutable copy of the current state (pending values included)."""
+        counts, total = self.state()
+        return HistogramSample(labels, self.bounds, tuple(counts), total)
 
 
 class BoundedCounter:
@@ -130,12 +136,17 @@ class BoundedCounter:
     length), so whatever string a caller passes, what is stored and exported is a valid label.
     """
 
-    __slots__ = ("_counts", "_lock", "max_values")
+    __slots__ = ("_counts", "_lock", "table")
 
     def __init__(self, max_values: int) -> None:
-        self.max_values = max_values
+        self.table = LabelTable(max_values)
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    @property
+    def max_values(self) -> int:
+        """Distinct values kept before the rest count as :data:`OVERFLOW`."""
+        return self.table.limit
 
     def add(self, key: str, amount: int = 1) -> None:
         """Add ``amount`` to ``key`` (or to the overflow value once the cap is reached)."""
@@ -145,11 +156,9 @@ class BoundedCounter:
                 counts[key] += amount
                 return
         # First sight of this key (or a key the label rule rewrites, which never matches a
-        # stored one): make it a label value outside the lock, then count it.
-        key = label_value(key)
+        # stored one): make it a label value and admit it outside the lock, then count it.
+        key = self.table.admit(label_value(key))
         with self._lock:
-            if key not in counts and len(counts) >= self.max_values:
-                key = OVERFLOW
             counts[key] = counts.get(key, 0) + amount
 
     def items(self) -> list[tuple[str, int]]:
@@ -157,21 +166,28 @@ class BoundedCounter:
         with self._lock:
             return sorted(self._counts.items())
 
-    def samples(self, base: LabelSet, label: str) -> list[Sample]:
-        """Snapshot as one sample per value, labelled ``base + ((label, value),)``."""
-        return [Sample(base + ((label, key),), float(n)) for key, n in self.items()]
+    def state(self) -> tuple[dict[str, int], dict[str, int]]:
+        """``(counts, first seen)``: copies of the counts and of the table's times."""
+        with self._lock:
+            counts = dict(self._counts)
+        return counts, self.table.first_seen()
 
 
 class LabelledHistograms:
     """One :class:`Histogram` per label value, at most ``max_values`` of them (then overflow)."""
 
-    __slots__ = ("_children", "_lock", "bounds", "max_values")
+    __slots__ = ("_children", "_lock", "bounds", "table")
 
     def __init__(self, bounds: Sequence[float], max_values: int) -> None:
         self.bounds = tuple(bounds)
-        self.max_values = max_values
+        self.table = LabelTable(max_values)
         self._children: dict[str, Histogram] = {}
         self._lock = threading.Lock()
+
+    @property
+    def max_values(self) -> int:
+        """Distinct values kept before the rest count as :data:`OVERFLOW`."""
+        return self.table.limit
 
     def child(self, key: str) -> Histogram:
         """Return the histogram for ``key``, creating it (or using overflow) on first use.
@@ -181,11 +197,9 @@ class LabelledHistograms:
         child = self._children.get(key)  # lock-free read: dict reads are atomic
         if child is not None:
             return child
-        key = label_value(key)
+        key = self.table.admit(label_value(key))
         with self._lock:
             children = self._children
-            if key not in children and len(children) >= self.max_values:
-                key = OVERFLOW
             child = children.get(key)
             if child is None:
                 child = Histogram(self.bounds)
@@ -193,10 +207,10 @@ class LabelledHistograms:
                 self._children = {**children, key: child}
             return child
 
-    def samples(self, base: LabelSet, label: str) -> list[HistogramSample]:
-        """Snapshot every child, labelled ``base + ((label, value),)``."""
-        return [child.snapshot(base + ((label, key),))
-                for key, child in sorted(self._children.items())]
+    def state(self) -> tuple[dict[str, HistogramState], dict[str, int]]:
+        """``(histogram per value, first seen)``: copies, pending values binned first."""
+        return ({key: child.state() for key, child in self._children.items()},
+                self.table.first_seen())
 
 
 class CallRecorder:
@@ -277,28 +291,25 @@ class CallRecorder:
         # A class may carry any __qualname__, even a str subclass that cannot be hashed.
         self.error_types.add(error_type if type(error_type) is str else label_value(error_type))
 
-    def snapshot(self, labels: LabelSet) -> CallSnapshot:
-        """Copy the state under the lock; build the immutable view outside it."""
+    def state(self) -> CallState:
+        """Copy the counts under the lock."""
         with self._lock:
-            ok, errors, in_flight = self._ok, self._errors, self._in_flight
-            latency = (tuple(self._latency_counts), self._latency_sum)
-            rows = (tuple(self._rows_counts), float(self._rows_sum))
-            nbytes = (tuple(self._bytes_counts), float(self._bytes_sum))
-        return CallSnapshot(
-            # A call that began in a parent process and ended in its forked child leaves the
-            # child's fresh count one below zero: a gauge of calls cannot be negative.
-            ok=ok, errors=errors, in_flight=max(0, in_flight),
-            latency=HistogramSample(labels, self.latency_bounds, *latency),
-            rows=HistogramSample(labels, self.rows_bounds, *rows),
-            input_bytes=HistogramSample(labels, self.bytes_bounds, *nbytes))
+            return CallState(self._ok, self._errors, self._in_flight,
+                             [list(self._latency_counts), self._latency_sum],
+                             [list(self._rows_counts), float(self._rows_sum)],
+                             [list(self._bytes_counts), float(self._bytes_sum)])
 
 
-class CallSnapshot(NamedTuple):
-    """What :meth:`CallRecorder.snapshot` returns."""
+class CallState(NamedTuple):
+    """What :meth:`CallRecorder.state` returns: raw counts, histograms as ``[counts, sum]``.
+
+    ``in_flight`` may be negative in a forked child (a call that began in the parent ended
+    there); readers report at least zero.
+    """
 
     ok: int
     errors: int
     in_flight: int
-    latency: HistogramSample
-    rows: HistogramSample
-    input_bytes: HistogramSample
+    latency: list
+    rows: list
+    input_bytes: list

@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, TypeVar, overload
-
-import numpy as np
 
 from . import _config
 from ._config import check_buckets, check_positive_int
 from ._decorators import build_decorator
-from ._guard import report_internal_error
-from ._extract import class_counts, input_size, output_values
-from ._instruments import BoundedCounter, CallRecorder, Histogram, LabelledHistograms
 from ._drift_spec import DriftSpec
-from ._feature_metrics import collect_feature_metrics, drift_report
-from ._features import FeatureMonitor
-from ._feature_profile import NumericProfile
+from ._guard import report_internal_error
+from ._probe_source import InputExtractor, ProbeSource, ScoreExtractor
+from ._probe_state import ProbeConfig, ProbeState
 from ._profile import ReferenceProfile
-from ._outcomes import PredictionStore
-from ._probe_quality import NO_ID, QualityMethods, check_quality_option, model_store, \
-    quality_task, record_prediction
-from ._quality import QualityMonitor
-from ._quality_task import QualityTask
-from ._quality_metrics import collect_quality, quality_document, quality_view
 from ._quality_spec import QualitySpec
-from ._drift_report import worst
-from ._registry import FamilyBuilder, Registry, default_registry
+from ._probe_quality import QualityMethods, check_quality_option, model_store, quality_task
+from ._registry import Registry, default_registry
 from .errors import ConfigurationError
-from .snapshot import LabelSet, Sample
 from .stats._labels import label_value
 
 __all__ = ["Probe"]
@@ -39,192 +25,6 @@ __all__ = ["Probe"]
 _log = logging.getLogger("mlprobe")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-InputExtractor = Callable[[Any], Any]
-"""``inputs=``: maps the model input to ``rows`` or ``(rows, bytes)`` (either may be None)."""
-ScoreExtractor = Callable[[Any], Any]
-"""``scores=``: maps the model result to something mlprobe reads as scores/classes."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeConfig:
-    """Validated settings of a probe; two probes with the same key must agree on them."""
-
-    latency_buckets: tuple[float, ...]
-    rows_buckets: tuple[float, ...]
-    bytes_buckets: tuple[float, ...]
-    score_buckets: tuple[float, ...]
-    max_classes: int
-    max_error_types: int
-    max_outputs: int
-    sensitive: frozenset[str] = frozenset()
-    """Features whose raw values stay in the process (the profile's and the probe's)."""
-    quality: QualitySpec | None = None
-    """How outcomes are joined and model quality measured (None: off)."""
-
-
-class _ProbeState:
-    """The instruments of one (model, version) in one registry, shared by every handle."""
-
-    def __init__(self, name: str, version: str, config: ProbeConfig,
-                 reference: ReferenceProfile | None, drift: DriftSpec,
-                 window_seconds: float, window_buckets: int,
-                 quality: QualityTask | None = None,
-                 store: PredictionStore | None = None) -> None:
-        self.config = config
-        self.labels: LabelSet = (("model", name), ("model_version", version))
-        self.drift_spec = drift
-        self.features: FeatureMonitor | None = None
-        if reference is not None:
-            self.features = FeatureMonitor(reference, window_seconds=window_seconds,
-                                           sub_buckets=window_buckets)
-        # Model quality from outcomes (mlprobe._probe_quality): this version's monitor and
-        # the model's prediction store, shared with its other versions.
-        self.quality: QualityMonitor | None = None
-        self.store = store
-        self.quality_reference: dict[str, float] = {}
-        if quality is not None:
-            self.quality = QualityMonitor(quality, reference.target if reference else None)
-            if reference is not None and reference.quality is not None:
-                self.quality_reference.update(reference.quality.metrics)
-            self.quality_reference.update(quality.spec.reference)
-        # Predictions feed prediction drift only when the reference profiled them.
-        self._feeds_predictions = reference is not None and reference.prediction is not None
-        self.reset()
-
-    def reset(self) -> None:
-        """(Re)create every instrument empty."""
-        c = self.config
-        self.calls = CallRecorder(c.latency_buckets, c.rows_buckets, c.bytes_buckets,
-                                  c.max_error_types)
-        self.scores = LabelledHistograms(c.score_buckets, c.max_outputs)
-        self._single_score: Histogram | None = None  # the common case, resolved on first use
-        self.classes = BoundedCounter(c.max_classes)
-        if self.features is not None:
-            self.features.reset()
-        if self.quality is not None:
-            self.quality.reset()
-
-    def collect_into(self, builder: FamilyBuilder) -> None:
-        """Report this model's samples."""
-        base = self.labels
-        calls = self.calls.snapshot(base)
-        builder.add("mlprobe_predictions", [
-            Sample(base + (("outcome", "ok"),), float(calls.ok)),
-            Sample(base + (("outcome", "error"),), float(calls.errors))])
-        builder.add("mlprobe_prediction_errors", self.calls.error_types.samples(base, "error_type"))
-        builder.add("mlprobe_prediction_duration_seconds", [calls.latency])
-        builder.add("mlprobe_predictions_in_flight", [Sample(base, float(calls.in_flight))])
-        builder.add("mlprobe_batch_rows", [calls.rows])
-        builder.add("mlprobe_input_bytes", [calls.input_bytes])
-        builder.add("mlprobe_prediction_score", self.scores.samples(base, "output"))
-        builder.add("mlprobe_predicted_class", self.classes.samples(base, "class"))
-        view = None
-        if self.quality is not None:
-            view = quality_view(self.quality, self.store, self.quality_reference)
-            collect_quality(builder, base, self.quality, view, overall=self.features is None)
-        if self.features is not None:
-            # Statistics of windows holding values near the double range are infinite or
-            # NaN (and exported only where finite); numpy must not warn about them (see
-            # FeatureMonitor._ingest). np.errstate is thread-local.
-            with np.errstate(all="ignore"):
-                collect_feature_metrics(
-                    builder, base, self.features, self.drift_spec,
-                    sensitive=self.config.sensitive,
-                    target=view.labels if view is not None else None,
-                    model_quality=view.report.status if view is not None else None)
-
-    def drift_status(self) -> dict[str, Any]:
-        """The JSON-ready drift, data-quality and model-quality document of the rolling
-        windows (the overall status is the worst of the three)."""
-        who = {"model": self.labels[0][1], "model_version": self.labels[1][1]}
-        view = model_quality = None
-        if self.quality is not None:
-            view = quality_view(self.quality, self.store, self.quality_reference)
-            model_quality = quality_document(self.quality, self.store, view)
-        if self.features is None:
-            detail = "create the Probe with reference=ReferenceProfile to get drift"
-            if model_quality is None:
-                return {**who, "status": "no_reference", "detail": detail}
-            return {**who, "status": model_quality["status"], "detail": detail,
-                    "model_quality": model_quality}
-        window = self.features.window()
-        if view is not None:
-            window.target = view.labels  # label drift against the profile's target
-        with np.errstate(all="ignore"):  # see collect_into
-            report = drift_report(self.features, self.drift_spec, window).to_dict()
-        for name in self.config.sensitive:  # its entry holds no raw value; say why
-            report["features"][name]["sensitive"] = True
-        doc = {**who, "window_seconds": self.features.window_seconds, **report}
-        if model_quality is not None:
-            doc["status"] = worst((report["status"], model_quality["status"]))
-            doc["model_quality"] = model_quality
-        return doc
-
-    # -- recording (request path; callers run these inside the internal-error guard) --------
-
-    def see_inputs(self, batch: Any, extractor: InputExtractor | None
-                   ) -> tuple[int | None, int | None]:
-        """Queue a batch for feature monitoring; return its ``(rows, bytes)``.
-
-        The sizes are returned, not recorded, so a tracked call can record them together with
-        its outcome under one lock.
-        """
-        if self.features is not None and self.features.observe(batch) and extractor is None:
-            return 1, None  # one dict row (the monitor has just checked it)
-        if extractor is None:
-            return input_size(batch)
-        measured = extractor(batch)
-        rows, nbytes = measured if isinstance(measured, tuple) else (measured, None)
-        return _count_or_none(rows), _count_or_none(nbytes)
-
-    def observe_outputs_with_id(self, result: Any, extractor: ScoreExtractor | None,
-                                prediction_id: Any = NO_ID) -> None:
-        """Record a result, and keep it for its outcome (a probe with quality monitoring)."""
-        if extractor is not None:
-            result = extractor(result)
-        assert self.quality is not None
-        record_prediction(self.quality, self.store, result, prediction_id)
-        self.observe_outputs(result, None)
-
-    def observe_outputs(self, result: Any, extractor: ScoreExtractor | None) -> None:
-        """Record scores and classes of a result."""
-        if extractor is not None:
-            result = extractor(result)
-        if type(result) is float and not self._feeds_predictions:  # fast path: one score
-            if math.isfinite(result):
-                hist = self._single_score
-                if hist is None:
-                    hist = self._single_score = self.scores.child("score")
-                hist.observe(result)
-            return
-        values = output_values(result, self.config.max_outputs)
-        if self.features is not None:
-            self._feed_prediction(self.features, values)
-        for output, scores in values.scores.items():
-            if type(scores) is float:
-                if math.isfinite(scores):
-                    self.scores.child(output).observe(scores)
-            else:
-                self.scores.child(output).observe_array(scores)
-        if values.classes is not None:
-            add = self.classes.add
-            for label, n in class_counts(values.classes):
-                add(label, n)
-
-    def _feed_prediction(self, features: FeatureMonitor, values: Any) -> None:
-        prediction = features.profile.prediction
-        if prediction is None:
-            return
-        if isinstance(prediction, NumericProfile):
-            # one score, or the positive-class column of a two-class probability matrix
-            scores = values.scores.get("score", values.scores.get("1"))
-            if scores is not None:
-                features.observe_predictions(scores)
-        elif values.classes is not None:
-            # Raw classes: the monitor encodes them to codes value by value (level keys), so a
-            # class whose str() fails costs that one value, not the call's predictions.
-            features.observe_predictions(values.classes)
 
 
 def _sensitive(reference: ReferenceProfile | None,
@@ -243,10 +43,6 @@ def _sensitive(reference: ReferenceProfile | None,
         raise ConfigurationError(f"sensitive_features {unknown} are not features of the "
                                  f"reference; known features: {sorted(reference.features)}")
     return reference.sensitive | given
-
-
-def _count_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, np.integer)) and value >= 0 else None
 
 
 class Probe(QualityMethods):
@@ -363,11 +159,12 @@ class Probe(QualityMethods):
         if config.quality is not None:  # resolved first: a bad spec fails before any state
             task = quality_task(config.quality, reference)
             store = model_store(self.registry, self.name, config.quality)
+        self._key = ("probe", self.name, self.version)
         self._state = self.registry.get_or_create(
-            ("probe", self.name, self.version),
-            lambda: _ProbeState(self.name, self.version, config, reference,
+            self._key,
+            lambda: ProbeSource(self.name, self.version, config, reference,
                                 drift or DriftSpec(), float(window_seconds), window_buckets,
-                                task, store))
+                                quality=task, store=store))
         if self._state.config != config:
             _log.warning("mlprobe: probe %r version %r already exists with other settings; "
                          "keeping the first settings", self.name, self.version)
@@ -446,10 +243,15 @@ class Probe(QualityMethods):
         (the work a scrape does); never raises.
         """
         try:
-            return self._state.drift_status()
+            return self._current_state().drift_status()
         except Exception as exc:  # noqa: BLE001
             report_internal_error("probe.drift_status", exc)
             return {"model": self.name, "model_version": self.version, "status": "error"}
+
+    def _current_state(self) -> ProbeState:
+        """The model's raw state as a scrape sees it: this process's, merged with the other
+        workers' in multi-process mode (:mod:`mlprobe.multiprocess`)."""
+        return self.registry.source_state(self._key)  # type: ignore[return-value]
 
     def observe(self, inputs: Any = None, outputs: Any = None) -> None:
         """Record an input batch and/or a result by hand (for code that is not decorated).

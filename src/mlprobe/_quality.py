@@ -82,6 +82,11 @@ class QualityMonitor:
     def _empty(self) -> QualityCounts:
         return QualityCounts(self.task, self.target)
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The wall clock the buckets are indexed by (a copy of the state keeps it)."""
+        return self._clock
+
     def _index(self) -> int:
         return int(self._clock() // self.bucket_seconds)
 

@@ -13,6 +13,9 @@ clocks for this; see "Start times" in :mod:`mlprobe.snapshot`.
 Core, not an exporter: nothing here imports ``mlprobe.exporters`` or a metrics backend. The
 default registry reaches prometheus_client's default registry through
 :meth:`Registry.on_first_source`, a hook the composition root (``mlprobe/_wiring.py``) sets.
+
+Sources implement :class:`~mlprobe._source.Source`, and, to be merged across worker
+processes, the state protocol described in :mod:`mlprobe._source` ("Mergeable sources").
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from . import _guard
 from ._catalog import spec
+from ._source import MergeableSource, Source, SourceState
 from .snapshot import HistogramSample, MetricFamily, Sample, SummarySample
 
-__all__ = ["FamilyBuilder", "Registry", "Source", "default_registry"]
+__all__ = ["FamilyBuilder", "MergeableSource", "Registry", "Source", "SourceState",
+           "default_registry"]
 
 
 _set_field = object.__setattr__  # bypasses the frozen dataclass's guard; see FamilyBuilder.add
@@ -91,16 +96,6 @@ IMPORT_TIME_UNIX_NANO = time.time_ns()
 """When mlprobe was imported: the start of ``mlprobe_internal_errors``, a process-wide count."""
 
 
-class Source(Protocol):
-    """Anything that reports samples at collect time."""
-
-    def collect_into(self, builder: FamilyBuilder) -> None:
-        """Add this source's current samples to ``builder`` (new sample objects each time)."""
-
-    def reset(self) -> None:
-        """Forget everything (called in a child process after fork)."""
-
-
 S = TypeVar("S", bound=Source)
 
 
@@ -124,6 +119,11 @@ class Registry:
         self._lock = threading.Lock()
         # Emptied, under the lock, by whichever call adds the first source.
         self._first_source_callbacks: tuple[Callable[[Registry], object], ...] = ()
+        # Multi-process mode: what merges this process's states with the other workers'
+        # (mlprobe._mp_merge.Merger), set by mlprobe.multiprocess; None: this process alone.
+        self.merger: Any = None
+        # Called (under the lock) before the first source is created; may raise to refuse it.
+        self._before_first_source: Callable[[Registry], object] | None = None
         # The collect in progress, if any (see collect()); read and replaced under its lock.
         self._flight: _Flight | None = None
         self._flight_lock = threading.Lock()
@@ -138,16 +138,53 @@ class Registry:
             existing = self._sources.get(key)
             if existing is not None:
                 return existing  # type: ignore[return-value]
+            if not self._sources and self._before_first_source is not None:
+                # e.g. the multi-process switch from the environment: a bad setting fails the
+                # construction of the first probe, loudly, and is checked again next time
+                self._before_first_source(self)
+                self._before_first_source = None
             created = factory()
             callbacks: tuple[Callable[[Registry], object], ...] = ()
             if not self._sources:
                 callbacks, self._first_source_callbacks = self._first_source_callbacks, ()
-            # The start time first: a collect that sees the source also sees its start.
-            self._started = {**self._started, key: time.time_ns()}
+            # The start time first: a collect that sees the source also sees its start. In
+            # multi-process mode it is the start of the key's stream in the directory.
+            merger = self.merger
+            start = time.time_ns() if merger is None else merger.stream_start(key, created)
+            self._started = {**self._started, key: start}
             self._sources = {**self._sources, key: created}
         for callback in callbacks:  # outside the lock: a callback may create sources itself
             self._run_callback(callback)
         return created
+
+    def before_first_source(self, callback: Callable[[Registry], object] | None) -> None:
+        """Call ``callback(self)`` just before this registry creates its first source (once).
+
+        Unlike :meth:`on_first_source` its exceptions propagate: they fail the creation of that
+        source (a ``ConfigurationError`` in the ``Probe`` constructor), and it is called again
+        at the next attempt. The composition root uses it for settings read from the
+        environment (``MLPROBE_MULTIPROCESS_DIR``).
+        """
+        with self._lock:
+            self._before_first_source = callback
+
+    @property
+    def sources(self) -> Mapping[object, Source]:
+        """The registered sources by key (a read-only view of the current table)."""
+        return dict(self._sources)
+
+    def source_state(self, key: object) -> Any:
+        """The raw state of the source under ``key`` as a collect sees it: merged with the
+        other workers' in multi-process mode.
+
+        Raises:
+            KeyError: no source under ``key``. TypeError: it is not a MergeableSource.
+        """
+        source = self._sources[key]
+        merger = self.merger
+        if merger is not None:
+            return merger.merged_state(key, source)
+        return source.state()  # type: ignore[attr-defined]
 
     def on_first_source(self, callback: Callable[[Registry], object]) -> None:
         """Call ``callback(self)`` once, when this registry gets its first source.
@@ -209,19 +246,31 @@ class Registry:
     def _collect_now(self) -> list[MetricFamily]:
         builder = FamilyBuilder()
         sources, started = self._sources, self._started
+        merger = self.merger
+        # Multi-process mode: one pass over the other workers' published states, then each
+        # source reports its own state merged with theirs.
+        view = merger.view(sources) if merger is not None else None
         for key, source in list(sources.items()):
             # Each source reports into its own builder, merged only when it succeeded: a
             # source that fails half-way costs its own samples, never an inconsistent half.
             part = FamilyBuilder(started.get(key, 0))
             try:
-                source.collect_into(part)
+                if view is None:
+                    source.collect_into(part)
+                else:
+                    view.collect_into(key, source, part)
             except Exception as exc:  # noqa: BLE001 - one broken source must not hide the rest
                 _guard.report_internal_error("registry.collect", exc)
                 continue
             builder.update(part)
-        # Counted after the sources, so a source that failed in this collect is included.
+        if view is not None:
+            view.report(builder, sources)
+        # Counted after the sources, so a source that failed in this collect is included. In
+        # multi-process mode the count is every worker's (see _guard.set_elsewhere), a stream
+        # that started when the server claimed its directory.
+        start = IMPORT_TIME_UNIX_NANO if merger is None else merger.ledger.claimed_ns
         builder.add("mlprobe_internal_errors",
-                    [Sample((), float(_guard.internal_error_count()), IMPORT_TIME_UNIX_NANO)])
+                    [Sample((), float(_guard.internal_error_count()), start)])
         return builder.families()
 
     def _reset_after_fork(self) -> None:
@@ -239,7 +288,12 @@ class Registry:
                 source.reset()
             except Exception as exc:  # noqa: BLE001 - an at-fork hook must not raise
                 _guard.report_internal_error("registry.fork_reset", exc)
-        self._started = dict.fromkeys(self._sources, now)
+        merger = self.merger
+        if merger is not None:  # the worker joins the streams of its server's directory
+            self._started = {key: merger.stream_start(key, source, cached_only=True)
+                             for key, source in self._sources.items()}
+        else:
+            self._started = dict.fromkeys(self._sources, now)
 
 
 class _Flight:

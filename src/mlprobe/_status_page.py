@@ -29,20 +29,21 @@ def probe_view_model(probe: Any) -> dict[str, Any] | None:
     from ._fingerprint import profile_fingerprint
     from ._html_report import view_model
 
-    state = probe._state
-    monitor = state.features
-    if monitor is None:
+    source = probe._state
+    state = probe._current_state()
+    if state.features is None:
         return None
-    window = monitor.window()
+    monitor = state.features.monitor
+    window, _ = state.features.window_and_totals()
     model_quality = None
-    if state.quality is not None:  # labels as label drift, metrics as their own section
-        from ._quality_metrics import quality_document, quality_view
+    view = state.evaluate_quality()
+    if view is not None:  # labels as label drift, metrics as their own section
+        from ._quality_metrics import quality_document
 
-        view = quality_view(state.quality, state.store, state.quality_reference)
         window.target = view.labels
-        model_quality = quality_document(state.quality, state.store, view)
-    report = drift_report(monitor, state.drift_spec, window)
-    sensitive = state.config.sensitive
+        model_quality = quality_document(state.quality, source.store, view)
+    report = drift_report(monitor.profile, source.drift_spec, window)
+    sensitive = source.config.sensitive
     profile = monitor.profile
     return view_model(profile, window, report, sensitive=sensitive,
                       title=f"mlprobe · {probe.name}", model=probe.name, version=probe.version,

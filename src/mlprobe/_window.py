@@ -148,15 +148,65 @@ class FeatureWindow:
         out.sketch = self.sketch.copy() if self.sketch is not None else None
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict of the raw summary."""
+    def to_dict(self, *, arrays: bool = False) -> dict[str, Any]:
+        """Return a dict of the raw summary: JSON-ready, or with ``arrays=True`` compact (count
+        arrays as numpy arrays, no reference data: what processes exchange, see
+        :meth:`from_dict`)."""
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "missing": self.missing,
                                "invalid": self.invalid, "out_of_range": self.out_of_range}
-        for attr in ("moments", "bins", "categories", "sketch"):
-            v = getattr(self, attr)
-            if v is not None:
-                out[attr] = v.to_dict()
+        if not arrays:
+            for attr in ("moments", "bins", "categories", "sketch"):
+                v = getattr(self, attr)
+                if v is not None:
+                    out[attr] = v.to_dict()
+            return out
+        if self.moments is not None:
+            out["moments"] = self.moments.to_dict()
+        if self.bins is not None:
+            out["bins"] = {"counts": self.bins.counts.copy(),
+                           "outer_sums": self.bins.outer_sums.copy()}
+        if self.categories is not None:
+            out["categories"] = {"counts": self.categories.counts.copy()}
+        if self.sketch is not None:
+            out["sketch"] = self.sketch.to_dict(arrays=True)
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], like: FeatureWindow) -> FeatureWindow:
+        """Rebuild a window from :meth:`to_dict` output (either form), on the reference data of
+        ``like`` (an empty window of the same feature: its bins, vocabulary and sketch
+        setting).
+
+        Raises:
+            ValueError: the dict describes another feature or other bins, or is malformed.
+        """
+        if data.get("name") != like.name or data.get("kind") != like.kind:
+            raise ValueError(f"a window of {data.get('name')!r} cannot be read as one of "
+                             f"{like.name!r}")
+        out = like.copy()
+        out.missing, out.invalid = int(data["missing"]), int(data["invalid"])
+        out.out_of_range = int(data["out_of_range"])
+        if out.moments is not None:
+            out.moments = Moments.from_dict(data["moments"])
+        if out.bins is not None:
+            out.bins.counts = _counts(data["bins"]["counts"], out.bins.counts.shape)
+            sums = np.asarray(data["bins"].get("outer_sums", (0.0, 0.0)), dtype=np.float64)
+            if sums.shape != (2,):
+                raise ValueError("outer_sums must hold two numbers")
+            out.bins.outer_sums = sums.copy()
+        if out.categories is not None:
+            out.categories.counts = _counts(data["categories"]["counts"],
+                                            out.categories.counts.shape)
+        if out.sketch is not None:
+            out.sketch = QuantileSketch.from_dict(data["sketch"])
+        return out
+
+
+def _counts(values: Any, shape: tuple[int, ...]) -> np.ndarray:
+    counts = np.array(values, dtype=np.int64)  # a copy: the window owns its counts
+    if counts.shape != shape:
+        raise ValueError(f"expected {shape[0]} counts, got shape {counts.shape}")
+    return counts
 
 
 def _sum_sq_dev(v: np.ndarray) -> float:
@@ -303,6 +353,41 @@ class DatasetWindow:
         out.schema_violations = Counter(self.schema_violations)
         out.rows = self.rows
         out._names = self._names
+        return out
+
+    def to_dict(self, *, arrays: bool = False) -> dict[str, Any]:
+        """Return a dict of the raw summaries (see :meth:`FeatureWindow.to_dict`)."""
+        return {"features": {n: w.to_dict(arrays=arrays) for n, w in self.features.items()},
+                "prediction": (self.prediction.to_dict(arrays=arrays)
+                               if self.prediction is not None else None),
+                "target": self.target.to_dict(arrays=arrays) if self.target is not None else None,
+                "schema_violations": dict(self.schema_violations), "rows": self.rows}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], like: DatasetWindow) -> DatasetWindow:
+        """Rebuild a window from :meth:`to_dict` output, on the reference data of ``like``
+        (an empty window of the same profile and settings).
+
+        Raises:
+            ValueError: the dict holds other features than ``like`` or is malformed.
+        """
+        features = data["features"]
+        if set(features) != set(like.features):
+            raise ValueError("the window's features differ from the profile's")
+        out = DatasetWindow.__new__(DatasetWindow)
+        out.features = {n: FeatureWindow.from_dict(features[n], w)
+                        for n, w in like.features.items()}
+        out.prediction = out.target = None
+        for attr in ("prediction", "target"):
+            mine, theirs = getattr(like, attr), data.get(attr)
+            if (mine is None) != (theirs is None):
+                raise ValueError(f"the window's {attr} does not match the profile's")
+            if mine is not None:
+                setattr(out, attr, FeatureWindow.from_dict(theirs, mine))
+        out.schema_violations = Counter({str(k): int(v)
+                                         for k, v in data["schema_violations"].items()})
+        out.rows = int(data["rows"])
+        out._names = like._names
         return out
 
     def merge(self, other: DatasetWindow) -> DatasetWindow:

@@ -33,7 +33,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from . import _config
-from ._asgi_endpoints import DriftEndpoint, MetricsEndpoint
+from ._asgi_endpoints import DriftEndpoint, MetricsEndpoint, run_off_loop
 from ._asgi_routes import RouteResolver
 from ._config import check_buckets, check_positive_int
 from ._guard import report_internal_error
@@ -218,6 +218,9 @@ class ProbeMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection (HTTP is recorded; everything else passes through)."""
         if scope["type"] != "http" or _SCOPE_KEY in scope:
+            if scope["type"] == "lifespan" and self.registry.merger is not None:
+                await self.app(scope, receive, self._lifespan_send(send))
+                return
             await self.app(scope, receive, send)
             return
         scope[_SCOPE_KEY] = True
@@ -329,6 +332,23 @@ class ProbeMiddleware:
             # nothing was started, or cuts the connection.
             self._record(scope, entry_root, method, status, "incomplete_response",
                          disconnected, start, perf_counter(), first, received, sent)
+
+    def _lifespan_send(self, send: Send) -> Send:
+        """``send`` of the lifespan scope in multi-process mode: when the app has shut down,
+        this worker folds its last state into the directory's archive before the server is
+        told (servers may end the process with the signal that stopped it, so an atexit
+        handler would not run)."""
+        merger = self.registry.merger
+
+        async def lifespan_send(message: Message) -> None:
+            if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                try:
+                    await run_off_loop(merger.final)
+                except Exception as exc:  # noqa: BLE001 - shutting down must go on
+                    report_internal_error("asgi.lifespan_final", exc)
+            await send(message)
+
+        return lifespan_send
 
     def _record(self, scope: Scope, entry_root: str, method: int, status: int, error: str,
                 disconnected: bool, start: float, end: float, first: float, received: int,

@@ -4,7 +4,10 @@ An exporter reads a :class:`Registry` through :meth:`Registry.collect`, which re
 :mod:`mlprobe.snapshot` families; :data:`default_registry` is the one probes use when none is
 given. A custom source (anything with ``collect_into(builder)`` and ``reset()``, the
 :class:`Source` protocol) is added with :meth:`Registry.get_or_create` and reports catalogue
-metrics into the :class:`FamilyBuilder` it is given.
+metrics into the :class:`FamilyBuilder` it is given. A source that implements the state
+protocol (:class:`MergeableSource` and :class:`SourceState`, described under "Mergeable
+sources" in ``mlprobe._registry`` and in ``docs/operating.md``) is merged across worker
+processes in multi-process mode (:mod:`mlprobe.multiprocess`).
 
 Together with :mod:`mlprobe.snapshot` (the families, samples and the metric catalogue) and
 the error accounting in :mod:`mlprobe.errors`, this is the public read side: what
@@ -19,6 +22,14 @@ Example:
 
 from __future__ import annotations
 
-from ._registry import FamilyBuilder, Registry, Source, default_registry
+from ._registry import (
+    FamilyBuilder,
+    MergeableSource,
+    Registry,
+    Source,
+    SourceState,
+    default_registry,
+)
 
-__all__ = ["FamilyBuilder", "Registry", "Source", "default_registry"]
+__all__ = ["FamilyBuilder", "MergeableSource", "Registry", "Source", "SourceState",
+           "default_registry"]

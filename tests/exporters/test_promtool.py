@@ -22,6 +22,7 @@ from expositions import (
 )
 
 import mlprobe
+from mlprobe import multiprocess
 from mlprobe._catalog import CATALOG
 from mlprobe.exporters._otel_push import ExportFailures
 from mlprobe.testing import sample_value
@@ -81,10 +82,12 @@ def test_promtool_accepts_model_quality_and_a_shadow(registry):
     assert promtool_problems(exposition) == ""
 
 
-def test_promtool_accepts_everything_at_once_and_it_covers_the_catalogue():
-    """All sources in one exposition lint clean, and every catalogue family appears in it."""
+def test_promtool_accepts_everything_at_once_and_it_covers_the_catalogue(tmp_path):
+    """All sources in one exposition lint clean, and every catalogue family appears in it
+    (one registry in multi-process mode, for the families only that mode reports)."""
     probes, profiled, http = mlprobe.Registry(), mlprobe.Registry(), mlprobe.Registry()
     quality = mlprobe.Registry()
+    multiprocess.attach(probes, str(tmp_path), interval=1.0, background=False)
     bare_probe(probes)
     probes.get_or_create("export", lambda: ExportFailures("otlp_http")).add()
     profiled_probe(profiled)

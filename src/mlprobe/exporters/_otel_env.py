@@ -222,4 +222,9 @@ def _sdk_made_id() -> Any:
 
 def with_new_instance_id(resource: Resource) -> Resource:
     """``resource`` with a fresh random ``service.instance.id``."""
-    return resource.merge(Resource({SERVICE_INSTANCE_ID: str(uuid.uuid4())}))
+    return with_instance_id(resource, str(uuid.uuid4()))
+
+
+def with_instance_id(resource: Resource, instance_id: str) -> Resource:
+    """``resource`` with ``service.instance.id`` set to ``instance_id``."""
+    return resource.merge(Resource({SERVICE_INSTANCE_ID: instance_id}))

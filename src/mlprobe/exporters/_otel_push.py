@@ -15,9 +15,12 @@ long the collector is away.
 Processes: the thread is per process. After ``fork`` the child resets its state (delta
 baselines, failure streak, a new ``service.instance.id`` unless one was configured), starts
 its own thread if the parent's was running, and builds its OTLP exporter anew at its first
-push (a connection must not be shared with the parent). ``exports_here`` is the seam for the
-multi-worker mode: a predicate asked before every push, so that only the process it names
-exports.
+push (a connection must not be shared with the parent). ``exports_here`` is a predicate asked
+before every push, so that only the process it names exports. In multi-process mode
+(:mod:`mlprobe.multiprocess`) the default predicate names the one worker holding the
+directory's exporter lock, which pushes the merged view of every worker, under one
+``service.instance.id`` shared by the server's workers (unless one was configured): what
+reaches the collector is what one scrape shows, counted once, whichever worker pushes.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -42,6 +45,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from .. import multiprocess
 from ..errors import report_internal_error
 from ..registry import FamilyBuilder, Registry
 from ..snapshot import Sample, label_value
@@ -69,7 +73,11 @@ def mlprobe_scope() -> InstrumentationScope:
 
 
 class ExportFailures:
-    """Registry source counting one exporter's failed pushes (``mlprobe_export_failures``)."""
+    """Registry source counting one exporter's failed pushes (``mlprobe_export_failures``).
+
+    Mergeable across worker processes (the state protocol of :mod:`mlprobe.registry`): in
+    multi-process mode the count shown is every worker's, whichever worker pushes.
+    """
 
     def __init__(self, exporter: str) -> None:
         self.exporter = exporter
@@ -88,17 +96,53 @@ class ExportFailures:
 
     def collect_into(self, builder: FamilyBuilder) -> None:
         """Report the count."""
-        builder.add("mlprobe_export_failures",
-                    [Sample((("exporter", self.exporter),), float(self._count))])
+        self.state().collect_into(builder)
 
     def reset(self) -> None:
         """Start from zero (a fork child)."""
         self._lock = threading.Lock()
         self._count = 0
 
+    def fingerprint(self) -> str:
+        """The exporter's name: the only setting."""
+        return self.exporter
 
-def _always() -> bool:
-    return True
+    def state(self) -> FailureCount:
+        """The count, as a mergeable state."""
+        with self._lock:
+            return FailureCount(self.exporter, self._count)
+
+    def state_from_dict(self, data: Mapping[str, Any],
+                        parts: Mapping[str, Any] | None = None) -> FailureCount:
+        """Rebuild a state from :meth:`FailureCount.to_dict` output."""
+        return FailureCount(self.exporter, int(data["count"]))
+
+
+class FailureCount:
+    """The raw state of :class:`ExportFailures`: one count."""
+
+    __slots__ = ("count", "exporter")
+
+    def __init__(self, exporter: str, count: int) -> None:
+        self.exporter, self.count = exporter, count
+
+    def merge(self, other: FailureCount) -> FailureCount:
+        """Add ``other``'s count; returns ``self``."""
+        self.count += other.count
+        return self
+
+    def to_dict(self, parts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Plain data."""
+        return {"count": self.count}
+
+    def archived(self) -> FailureCount:
+        """Nothing here describes a live process."""
+        return self
+
+    def collect_into(self, builder: FamilyBuilder) -> None:
+        """Report the count."""
+        builder.add("mlprobe_export_failures",
+                    [Sample((("exporter", self.exporter),), float(self.count))])
 
 
 class PushExporter:
@@ -120,7 +164,8 @@ class PushExporter:
         self.resource = resource
         self.name = name
         self._own_instance_id = own_instance_id
-        self._exports_here = exports_here or _always
+        self._shared: tuple[str, Any] | None = None  # (server's instance id, its resource)
+        self._exports_here = exports_here or (lambda: multiprocess.exports_here(registry))
         self._rebuild = rebuild  # after fork: a fresh OTLP exporter (None: the user's own)
         self._scope = mlprobe_scope()
         self._translator = Translator(temporalities_of(exporter))
@@ -200,7 +245,18 @@ class PushExporter:
     def metrics_data(self, translation: Translation) -> MetricsData:
         """The ``MetricsData`` of one translation, with this exporter's resource and scope."""
         scope = ScopeMetrics(self._scope, translation.metrics, "")
-        return MetricsData([ResourceMetrics(self.resource, [scope], "")])
+        return MetricsData([ResourceMetrics(self.current_resource(), [scope], "")])
+
+    def current_resource(self) -> Any:
+        """The resource of the next push: in multi-process mode, with the server's shared
+        ``service.instance.id`` (unless one was configured)."""
+        if self._own_instance_id:
+            shared = multiprocess.instance_id(self.registry)
+            if shared is not None:
+                if self._shared is None or self._shared[0] != shared:
+                    self._shared = (shared, _otel_env.with_instance_id(self.resource, shared))
+                return self._shared[1]
+        return self.resource
 
     def _failed(self, error: BaseException | None) -> None:
         self.failures.add()

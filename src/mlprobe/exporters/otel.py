@@ -37,8 +37,10 @@ to the pod name) when both paths must agree on ``instance``; queries that aggreg
 Processes: each process that runs a pusher exports its own metrics under its own
 ``service.instance.id``. In a pre-fork server (gunicorn) the pusher started in the master
 restarts its thread in every worker after fork, and each worker's counts start at zero there,
-so a backend summing over instances counts every request once. The multi-worker mode will
-pass ``exports_here`` so that one process exports the merged state.
+so a backend summing over instances counts every request once. In multi-process mode
+(:mod:`mlprobe.multiprocess`) only one worker pushes (``exports_here`` defaults to
+:func:`mlprobe.multiprocess.exports_here`): the merged view of every worker, under one
+``service.instance.id`` per server, so the collector gets what one scrape shows.
 
 Example:
     >>> from mlprobe.exporters import otel
@@ -66,6 +68,7 @@ except ImportError as exc:  # pragma: no cover - opentelemetry-sdk is a declared
     raise ImportError("mlprobe.exporters.otel needs opentelemetry-sdk: "
                       "pip install opentelemetry-sdk") from exc
 
+from .. import multiprocess
 from ..errors import ConfigurationError, report_internal_error
 from ..registry import Registry, default_registry
 from ..snapshot import label_value
@@ -104,7 +107,8 @@ def push(exporter: MetricExporter | None = None, *, registry: Registry | None = 
         name: the ``exporter`` label of ``mlprobe_export_failures_total`` (default
             ``otlp_http``, ``otlp_grpc``, or the given exporter's class name).
         exports_here: asked before every push; a process where it returns False does not
-            push (the seam for the multi-worker mode). Default: every process pushes.
+            push. Default: every process pushes, except in multi-process mode, where one
+            worker pushes everyone's merged metrics (:func:`mlprobe.multiprocess.exports_here`).
 
     Raises:
         ConfigurationError: a bad argument, arguments for the OTLP exporter together with
@@ -214,6 +218,9 @@ class _Bridge(MetricExporter):
             translation = None
             data = metrics_data
             try:
+                if not multiprocess.exports_here(self.registry):
+                    # multi-process mode: another worker's exports carry the merged view
+                    return self._export_alone(metrics_data, timeout_millis, **kwargs)
                 translation = self._translator.translate(self.registry.collect())
                 data = _with_scope(metrics_data, ScopeMetrics(self._scope, translation.metrics,
                                                               ""))
@@ -226,6 +233,13 @@ class _Bridge(MetricExporter):
             else:
                 self.failures.add()
             return result
+
+    def _export_alone(self, data: MetricsData, timeout_millis: float, **kwargs: Any
+                      ) -> MetricExportResult:
+        result = self.inner.export(data, timeout_millis=timeout_millis, **kwargs)
+        if result is not MetricExportResult.SUCCESS:
+            self.failures.add()
+        return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Flush the wrapped exporter."""

@@ -63,14 +63,17 @@ class _Store:
         out.offset, out.counts = self.offset, self.counts.copy()
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"offset": self.offset, "counts": self.counts.tolist()}
+    def to_dict(self, arrays: bool = False) -> dict[str, Any]:
+        return {"offset": self.offset,
+                "counts": self.counts.copy() if arrays else self.counts.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> _Store:
         out = cls()
         out.offset = int(data["offset"])
-        out.counts = np.asarray(data["counts"], dtype=np.int64)
+        out.counts = np.array(data["counts"], dtype=np.int64)  # a copy the store owns
+        if out.counts.ndim != 1:
+            raise ValueError("sketch counts must be one-dimensional")
         return out
 
 
@@ -244,15 +247,15 @@ class QuantileSketch:
         # near the largest double; a / 2 + b / 2 is exact here (powers of two apart).
         return bounds[:-1] / 2.0 + bounds[1:] / 2.0
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
+    def to_dict(self, *, arrays: bool = False) -> dict[str, Any]:
+        """Return a JSON-ready dict (``arrays=True``: bucket counts as numpy arrays)."""
         empty = self.count == 0
         return {
             "mapping": "log-linear", "subbucket_bits": 52 - self._shift,
             "alpha": self.alpha, "max_buckets": self.max_buckets, "min_value": self.min_value,
             "count": self.count, "zero": self.zero,
             "min": None if empty else self.min, "max": None if empty else self.max,
-            "positive": self._pos.to_dict(), "negative": self._neg.to_dict(),
+            "positive": self._pos.to_dict(arrays), "negative": self._neg.to_dict(arrays),
         }
 
     @classmethod
