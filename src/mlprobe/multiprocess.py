@@ -128,6 +128,8 @@ def detach(registry: Registry) -> None:
     if merger is None:
         return
     publisher.remove(merger)
+    with merger._publish_lock:  # waits for a publish in progress; none writes after this
+        merger.closed = True
     registry.merger = None
     for path, owner in list(_directories.items()):
         if owner is registry:
