@@ -1,0 +1,416 @@
+"""The outcome exchange: every outcome counted once, in the worker holding its prediction.
+
+Under several workers an outcome (``record_outcome(id, label)``) may reach another worker than
+the one whose :class:`~mlprobe._outcomes.PredictionStore` holds the prediction. The receiving
+worker keeps it waiting (up to ``unknown_grace_seconds``), and the workers settle it between
+them through one small file each, ``mlprobe-outcomes-<worker>.state``, written atomically by
+the publisher thread every interval (never on the request path)::
+
+    waiting   [(model, key, serial, time, label, version)]: outcomes this worker received (or
+              adopted from a dead worker) whose prediction it does not hold, not yet settled
+    claims    [(receiver, model, key, serial)]: outcomes other workers list that this worker
+              has claimed, kept until their receiver no longer lists them
+    adopted   [worker]: dead workers whose files this worker has taken over
+
+Every cycle a worker reads the others' files and drops (``forget``) its waiting outcomes that
+another worker has claimed. When it has something to decide it takes the directory lock,
+reads every file afresh, and
+
+- **claims** each outcome another worker lists, unclaimed, whose key it knows (it holds the
+  prediction, or the prediction's tombstone: matched, expired or evicted);
+- **settles** its own waiting outcomes, unclaimed: joins those whose prediction has arrived
+  here since, counts ``unknown`` those that waited ``unknown_grace_seconds``;
+- **adopts** a dead worker's unclaimed waiting outcomes and its claims, then deletes its file.
+
+It writes its own file (claims added, settled outcomes left out) before it releases the lock,
+and counts only after that write succeeded: the joins it claimed (matched, late or duplicate,
+on the version that made the prediction) and its settled outcomes.
+
+Why each outcome is counted exactly once: a worker counts an outcome only after deciding it
+under the lock, from files read under the lock, and publishing the decision: a claim is in the
+claimer's file before the claimer counts; a settled outcome has left its receiver's file before
+the receiver counts. So a holder cannot claim what its receiver counted unknown (the
+receiver's file no longer lists it), and a receiver cannot count unknown what a holder claimed
+(it sees the claim). Outside the lock a worker only adds waiting outcomes to its file or drops
+what is decided already (forgotten outcomes, claims their receiver no longer lists, adopted
+names whose file is gone), which changes no decision. Serials tell two waits of one key at one
+worker apart. A worker that dies between publishing a decision and counting it loses that
+outcome (counted nowhere, never twice). An adopter names the dead worker in ``adopted``
+before deleting its file, so a file left by an adopter that died in between is not adopted
+twice.
+
+Latency: a waiting outcome is in its receiver's file within one interval and claimed at the
+holder's next cycle, so it is joined within about two intervals; ``unknown_grace_seconds``
+must be at least :data:`JOIN_INTERVALS` intervals (checked when the probe is created).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._mp_files import DEAD_PREFIX, FORMAT, OUTCOMES_PREFIX, SUFFIX, decode, encode
+from ._mp_process import WorkerId
+from ._outcomes import PredictionStore, Recipient
+from .stats._categorical import level_key
+
+if TYPE_CHECKING:
+    from ._mp_merge import Merger
+
+__all__ = ["JOIN_INTERVALS", "OutcomeExchange", "plain_label"]
+
+_log = logging.getLogger("mlprobe")
+
+JOIN_INTERVALS = 2
+"""Publish intervals within which an outcome reaching another worker is joined (the least
+``unknown_grace_seconds`` allowed in multi-process mode)."""
+
+Claim = tuple[str, str, str, int]
+"""``(receiving worker, model, key, serial)``: one waiting outcome of one worker."""
+
+
+class _Local:
+    """This worker's prediction stores and the quality monitors outcomes count on, by model."""
+
+    def __init__(self, sources: Mapping[object, Any]) -> None:
+        self.monitors: dict[str, dict[str, Recipient]] = {}
+        self.version_of: dict[int, str] = {}
+        stores: dict[str, PredictionStore] = {}
+        for key, source in sources.items():
+            if not isinstance(key, tuple):
+                continue
+            if len(key) == 2 and key[0] == "outcomes" \
+                    and isinstance(getattr(source, "store", None), PredictionStore):
+                stores[key[1]] = source.store
+            elif len(key) == 3 and key[0] == "probe" \
+                    and getattr(source, "quality", None) is not None:
+                self.monitors.setdefault(key[1], {})[key[2]] = source.quality
+                self.version_of[id(source.quality)] = key[2]
+        # a store joins only where a monitor can count (always, once its probe exists)
+        self.stores = {m: s for m, s in stores.items() if m in self.monitors}
+
+    def recipient(self, model: str, version: str) -> Recipient:
+        """The monitor of ``model``'s ``version`` here, else of its first version."""
+        versions = self.monitors[model]
+        return versions.get(version) or next(iter(versions.values()))
+
+
+class _File:
+    """Another worker's outcomes file, parsed."""
+
+    __slots__ = ("adopted", "alive", "claims", "name", "waiting")
+
+    def __init__(self, name: str, data: dict[str, Any]) -> None:
+        self.name = name
+        self.alive = True
+        self.waiting: list[tuple[str, str, int, float, Any, str]] = [
+            (str(m), str(k), int(n), float(t), label, str(v))
+            for m, k, n, t, label, v in data["waiting"]]
+        self.claims: set[Claim] = {(str(r), str(m), str(k), int(n))
+                                   for r, m, k, n in data["claims"]}
+        self.adopted: set[str] = {str(a) for a in data["adopted"]}
+
+
+class _Decision:
+    """What one locked exchange decided, counted once the lock is released."""
+
+    def __init__(self) -> None:
+        self.claimed: list[tuple[str, str, Any, str]] = []  # (model, key, label, version)
+        self.settled: dict[str, list[tuple[str, int]]] = {}  # model -> [(key, serial)]
+        self.orphans: list[tuple[str, str, Any, str]] = []  # adopted ones settled here
+        self.overflow: list[tuple[str, str]] = []  # (model, version): adopted past the bound
+        self.known: dict[str, set[str]] = {}
+
+
+class OutcomeExchange:
+    """One worker's side of the exchange (see the module docstring); run by the publisher."""
+
+    def __init__(self, merger: Merger) -> None:
+        self.merger = merger
+        # One exchange at a time in this process: only it writes this worker's file and
+        # changes the claims, the adopted names and the orphans below.
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[bytes, _File]] = {}
+        self._claims: set[Claim] = set()
+        self._adopted: set[str] = set()
+        # Outcomes adopted from dead workers: (model, key, serial) -> (time, label, version).
+        # Negative serials: never those of this worker's stores.
+        self._orphans: dict[tuple[str, str, int], tuple[float, Any, str]] = {}
+        self._orphan_serials = itertools.count(-1, -1)
+        self._written: dict[str, Any] | None = None  # this worker's file as last written
+        self.closed = False
+        self.decisions = 0  # locked exchanges that published a decision (tests, benchmarks)
+
+    def close(self) -> None:
+        """Exchange no more (this worker is exiting: its file stays for a live worker)."""
+        with self._lock:
+            self.closed = True
+
+    def run(self) -> None:
+        """One cycle: forget what others claimed; decide under the lock when there is
+        something to decide, else publish this worker's waiting outcomes if they changed."""
+        with self._lock:
+            if self.closed:
+                return
+            local = _Local(self.merger.registry.sources)
+            if not local.stores and self._written is None:
+                return
+            me = self.merger.worker().name
+            files = self._read(me)
+            self._forget_claimed(files, me, local)
+            self._drop_decided(files)
+            if not (local.stores and self._pending(files, me, local)):
+                self._write(me, self._content(local, self._claims, self._orphans,
+                                              self._adopted))
+                return
+            try:
+                with self.merger.directory.locked():
+                    decision = self._decide(me, local)
+            except TimeoutError as exc:  # nothing was decided: again next cycle
+                _log.warning("mlprobe: outcome exchange skipped: %s", exc)
+                return
+            self._count(decision, local)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _read(self, me: str) -> dict[str, _File]:
+        """Every other worker's file (each parsed once per change of its bytes)."""
+        directory = self.merger.directory
+        names = os.listdir(directory.path)
+        marked_dead = {n[len(DEAD_PREFIX):-len(SUFFIX)] for n in names
+                       if n.startswith(DEAD_PREFIX) and n.endswith(SUFFIX)}
+        files = {}
+        for name in names:
+            if not (name.startswith(OUTCOMES_PREFIX) and name.endswith(SUFFIX)):
+                continue
+            worker = name[len(OUTCOMES_PREFIX):-len(SUFFIX)]
+            if worker == me:
+                continue
+            try:
+                found = directory.read(name)
+                if found is None:
+                    continue
+                cached = self._cache.get(worker)
+                if cached is not None and cached[0] == found[0]:
+                    parsed = cached[1]
+                else:
+                    decoded = decode(found[0])
+                    if not isinstance(decoded, dict) or decoded.get("format") != FORMAT:
+                        raise ValueError(f"{name} is not an outcomes file of this version")
+                    parsed = _File(worker, decoded)
+                    self._cache[worker] = (found[0], parsed)
+            except Exception as exc:  # noqa: BLE001 - a file this worker cannot read is counted
+                self.merger.unmerged["unreadable"] += 1
+                _log.warning("mlprobe: cannot read %s: %r", name, exc)
+                continue
+            ident = WorkerId.parse(worker)
+            parsed.alive = worker not in marked_dead and ident is not None \
+                and self.merger.alive(ident)
+            files[worker] = parsed
+        for gone in [w for w in self._cache if w not in files]:
+            del self._cache[gone]
+        return files
+
+    def _forget_claimed(self, files: Mapping[str, _File], me: str, local: _Local) -> None:
+        """Drop this worker's waiting outcomes that another worker has claimed."""
+        forget: dict[str, list[tuple[str, int]]] = {}
+        for f in files.values():
+            for receiver, model, key, serial in f.claims:
+                if receiver != me:
+                    continue
+                if serial < 0:
+                    self._orphans.pop((model, key, serial), None)
+                elif model in local.stores:
+                    forget.setdefault(model, []).append((key, serial))
+        for model, claims in forget.items():
+            local.stores[model].forget(claims)
+
+    def _drop_decided(self, files: Mapping[str, _File]) -> None:
+        """Drop claims their receiver no longer lists, and adopted names whose file is gone
+        (neither comes back: a receiver never lists a settled outcome again)."""
+        listed = {(f.name, m, k, n) for f in files.values() for m, k, n, *_ in f.waiting}
+        self._claims = {c for c in self._claims if c in listed}
+        self._adopted = {name for name in self._adopted if name in files}
+
+    def _pending(self, files: Mapping[str, _File], me: str, local: _Local) -> bool:
+        """True when a locked exchange would decide something (a cheap look, unlocked)."""
+        void = self._adopted.union(*(f.adopted for f in files.values()))
+        if any(not f.alive or f.name in void for f in files.values()):
+            return True  # a dead worker's file to adopt (or a void one to delete)
+        claimed = self._claims.union(*(f.claims for f in files.values()))
+        wanted: dict[str, set[str]] = {}
+        for f in files.values():
+            for model, key, serial, *_ in f.waiting:
+                if model in local.stores and (f.name, model, key, serial) not in claimed:
+                    wanted.setdefault(model, set()).add(key)
+        expired = False
+        for model, store in local.stores.items():
+            cutoff = store.clock() - store.grace
+            for key, _, t, _, _ in store.waiting():
+                wanted.setdefault(model, set()).add(key)
+                expired = expired or t < cutoff
+        for (model, key, _), (t, _, _) in self._orphans.items():
+            store = local.stores.get(model)
+            if store is None or t < store.clock() - store.grace:
+                return True
+            wanted.setdefault(model, set()).add(key)
+        return expired or any(local.stores[m].known(keys) for m, keys in wanted.items())
+
+    # -- deciding (under the directory lock) ---------------------------------------------------
+
+    def _decide(self, me: str, local: _Local) -> _Decision:
+        """Decide from every file read afresh, publish the decision, then commit it."""
+        files = self._read(me)
+        self._forget_claimed(files, me, local)
+        decision = _Decision()
+        claimed = self._claims.union(*(f.claims for f in files.values()))
+        void = self._adopted.union(*(f.adopted for f in files.values()))
+        own = {model: store.waiting() for model, store in local.stores.items()}
+        wanted: dict[str, set[str]] = {m: {item[0] for item in items} for m, items in own.items()}
+        for model, key, _ in self._orphans:
+            wanted.setdefault(model, set()).add(key)
+        live = [f for f in files.values() if f.name not in void]
+        for f in live:
+            for model, key, serial, *_ in f.waiting:
+                if model in local.stores and (f.name, model, key, serial) not in claimed:
+                    wanted.setdefault(model, set()).add(key)
+        known = decision.known = {m: local.stores[m].known(keys) for m, keys in wanted.items()
+                                  if m in local.stores}
+        claims = set(self._claims)
+        for f in live:  # claims: other workers' outcomes whose key this worker knows
+            for model, key, serial, _, label, version in f.waiting:
+                claim = (f.name, model, key, serial)
+                if claim not in claimed and key in known.get(model, ()):
+                    claims.add(claim)
+                    claimed.add(claim)
+                    decision.claimed.append((model, key, label, version))
+        orphans, adopted = self._adopt([f for f in live if not f.alive], claimed, claims,
+                                       local, decision)
+        excluded = set()
+        for model, items in own.items():  # this worker's: joined here, or unknown
+            store = local.stores[model]
+            cutoff = store.clock() - store.grace
+            for key, serial, t, _, _ in items:
+                if (me, model, key, serial) in claimed:
+                    continue
+                if key in known[model] or t < cutoff:
+                    decision.settled.setdefault(model, []).append((key, serial))
+                    excluded.add((model, key, serial))
+        for slot, (t, label, version) in list(orphans.items()):
+            model, key, serial = slot
+            store = local.stores.get(model)
+            if store is None:  # (its probe was removed: a test's registry) nowhere to count
+                del orphans[slot]
+            elif (me, model, key, serial) not in claimed and (
+                    key in known.get(model, ()) or t < store.clock() - store.grace):
+                decision.orphans.append((model, key, label, version))
+                del orphans[slot]
+        # Publish before anything changes here: if the write fails nothing was decided.
+        self._write(me, self._content(local, claims, orphans, adopted, excluded))
+        self._claims, self._orphans, self._adopted = claims, orphans, adopted
+        for name in [f.name for f in files.values() if not f.alive or f.name in void]:
+            self.merger.directory.remove(f"{OUTCOMES_PREFIX}{name}{SUFFIX}")
+        self.decisions += 1
+        return decision
+
+    def _adopt(self, dead: list[_File], claimed: set[Claim], claims: set[Claim],
+               local: _Local, decision: _Decision
+               ) -> tuple[dict[tuple[str, str, int], tuple[float, Any, str]], set[str]]:
+        """Take over dead workers' unclaimed waiting outcomes and their claims."""
+        orphans = dict(self._orphans)
+        adopted = set(self._adopted)
+        for f in dead:
+            for model, key, serial, t, label, version in f.waiting:
+                if (f.name, model, key, serial) in claimed:
+                    continue
+                store = local.stores.get(model)
+                if store is None:
+                    _log.warning("mlprobe: an outcome of model %r left by a dead worker has "
+                                 "no store here; dropped", model)
+                elif len(orphans) >= store.max_unmatched:
+                    decision.overflow.append((model, version))
+                else:
+                    orphans[(model, key, next(self._orphan_serials))] = (t, label, version)
+            claims |= f.claims
+            adopted.add(f.name)
+        return orphans, adopted
+
+    # -- publishing and counting ---------------------------------------------------------------
+
+    def _content(self, local: _Local, claims: set[Claim],
+                 orphans: Mapping[tuple[str, str, int], tuple[float, Any, str]],
+                 adopted: set[str], excluded: set[tuple[str, str, int]] | None = None
+                 ) -> dict[str, Any]:
+        waiting = []
+        for model, store in local.stores.items():
+            for key, serial, t, label, via in store.waiting():
+                if excluded is None or (model, key, serial) not in excluded:
+                    waiting.append((model, key, serial, t, plain_label(label),
+                                    local.version_of.get(id(via), "")))
+        waiting += [(m, k, n, t, label, v) for (m, k, n), (t, label, v) in orphans.items()]
+        return {"waiting": waiting, "claims": sorted(claims), "adopted": sorted(adopted)}
+
+    def _write(self, me: str, content: dict[str, Any]) -> None:
+        """Write this worker's file atomically (remove it when empty; skip it if unchanged)."""
+        if content == self._written:
+            return
+        name = f"{OUTCOMES_PREFIX}{me}{SUFFIX}"
+        if not any(content.values()):
+            self.merger.directory.remove(name)
+            self._written = None
+            return
+        self.merger.directory.write(name, encode({"format": FORMAT, "worker": me, **content}))
+        self._written = content
+
+    def _count(self, decision: _Decision, local: _Local) -> None:
+        """Count what was decided (after the lock: the joins take the stores' locks)."""
+        claimed: dict[tuple[str, str], list[tuple[str, Any]]] = {}
+        for model, key, label, version in decision.claimed:
+            claimed.setdefault((model, version), []).append((key, label))
+        for (model, version), outcomes in claimed.items():
+            local.stores[model].join_foreign(outcomes, local.recipient(model, version),
+                                             claimed=True)
+        for model, pairs in decision.settled.items():
+            store, known = local.stores[model], decision.known[model]
+            for key, _, label, via in store.take_waiting(pairs):
+                if key in known:
+                    store.join_foreign([(key, label)], via, claimed=True)
+                else:
+                    via.count("unknown")
+        for model, key, label, version in decision.orphans:
+            via = local.recipient(model, version)
+            if key in decision.known.get(model, ()):
+                local.stores[model].join_foreign([(key, label)], via, claimed=True)
+            else:
+                via.count("unknown")
+        for model, version in decision.overflow:
+            local.recipient(model, version).count("unknown")
+
+
+def plain_label(value: Any) -> Any:
+    """An outcome as plain data a state file carries (numbers, strings, lists), read by the
+    quality monitor as the value itself would be."""
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is float or kind is bool:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return [plain_label(v) for v in value.ravel().tolist()]
+    if isinstance(value, (list, tuple)):
+        return [plain_label(v) for v in value]
+    if hasattr(value, "to_numpy") and hasattr(value, "shape"):
+        return [plain_label(v) for v in value.to_numpy().ravel().tolist()]
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return level_key(value)  # the label key a classifier's monitor reads it as
