@@ -420,22 +420,6 @@ class PredictionStore:
                     out.append((key, waiting[0], waiting[1], waiting[2]))
         return out
 
-    def adopt(self, outcomes: Iterable[tuple[str, float, Any, Recipient]]
-              ) -> list[Recipient]:
-        """Keep outcomes a dead worker was waiting with (``(key, time, actual, recipient)``,
-        their time unchanged) as this store's own; return the recipients of those that do
-        not fit (``max_unmatched`` reached, or the key already waiting here), which the
-        caller counts unknown (as :meth:`resolve` does)."""
-        rejected = []
-        with self._lock:
-            unmatched = self._unmatched
-            for key, t, actual, via in outcomes:
-                if len(unmatched) < self.max_unmatched and key not in unmatched:
-                    unmatched[key] = (t, actual, via, next(self._serials))
-                else:
-                    rejected.append(via)
-        return rejected
-
 
 class _Join:
     """What one batch join found, counted after the store's lock is released."""
