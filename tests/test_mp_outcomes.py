@@ -282,17 +282,20 @@ def test_a_receiver_that_dies_has_its_waiting_outcomes_adopted(server):
     assert server.outcome_files() == []
 
 
-def test_a_holder_that_dies_after_claiming_keeps_its_claims(server):
+@pytest.mark.parametrize("adopter", ["third worker", "the receiver"])
+def test_a_holder_that_dies_after_claiming_keeps_its_claims(server, adopter):
     """A worker claims an outcome, counts it, publishes its state and dies before the
-    receiver has seen the claim: the adopter takes the claim over, so the receiver still
-    forgets the outcome and never counts it unknown."""
+    receiver has seen the claim: whoever adopts its file (a third worker, or the receiver
+    itself), the receiver still forgets the outcome and never counts it unknown."""
     a, b, c = server.worker(), server.worker(), server.worker()
     a.predict(0.9, "p")
     b.outcome("p", 1)
     b.cycle()
     a.cycle()  # claims and counts; its state file has the match
     a.die()
-    c.cycle()  # adopts A's file: its claim with it
+    first = c if adopter == "third worker" else b
+    first.cycle()  # adopts A's file: its claim with it
+    assert f"{OUTCOMES_PREFIX}{a.ident.name}.state" not in server.outcome_files()
     past_grace(server, [b, c])
     assert b.own("unknown") == 0 and b.store.waiting_outcomes == 0
     for w in (b, c):

@@ -290,7 +290,7 @@ class OutcomeExchange:
                     claims.add(claim)
                     claimed.add(claim)
                     decision.claimed.append((model, key, label, version))
-        orphans, adopted = self._adopt([f for f in live if not f.alive], claimed, claims,
+        orphans, adopted = self._adopt(me, [f for f in live if not f.alive], claimed, claims,
                                        local, decision)
         excluded = set()
         for model, items in own.items():  # this worker's: joined here, or unknown
@@ -319,7 +319,7 @@ class OutcomeExchange:
         self.decisions += 1
         return decision
 
-    def _adopt(self, dead: list[_File], claimed: set[Claim], claims: set[Claim],
+    def _adopt(self, me: str, dead: list[_File], claimed: set[Claim], claims: set[Claim],
                local: _Local, decision: _Decision
                ) -> tuple[dict[tuple[str, str, int], tuple[float, Any, str]], set[str]]:
         """Take over dead workers' unclaimed waiting outcomes and their claims."""
@@ -337,7 +337,8 @@ class OutcomeExchange:
                     decision.overflow.append((model, version))
                 else:
                     orphans[(model, key, next(self._orphan_serials))] = (t, label, version)
-            claims |= f.claims
+            # (its claims on this worker's outcomes were forgotten when its file was read)
+            claims |= {claim for claim in f.claims if claim[0] != me}
             adopted.add(f.name)
         return orphans, adopted
 
