@@ -497,3 +497,36 @@ def test_a_worker_publishes_its_last_waiting_outcomes_at_exit(server):
     past_grace(server, [a])
     assert a.results() == {"matched": 1}
     assert Directory.worker_file(b.ident.name) not in os.listdir(server.path)
+
+
+def test_a_shadow_version_is_joined_and_its_counters_merge_across_workers(server):
+    """A shadow candidate in every worker: a label that reaches another worker joins both the
+    primary's and the candidate's prediction where they are, and the shadow's agreement
+    counters are the sum over workers in every scrape."""
+    workers = [server.worker(), server.worker()]
+    shadows, ids = [], []
+    for w in workers:
+        shadow = mlprobe.Shadow(w.probe, lambda row: 0.8, version="2")
+
+        @shadow.track
+        def predict(row: Any) -> float:
+            return row
+
+        for j in range(3):
+            predict(0.9 if j else 0.1)
+            ids.append(mlprobe.current_prediction_id())
+        assert shadow.join()
+        shadows.append(shadow)
+    for i, prediction_id in enumerate(ids):
+        workers[1 - i // 3].outcome(prediction_id, 1)  # every label at the other worker
+    past_grace(server, workers)
+    for w in workers:
+        for version in ("1", "2"):
+            assert sample_value(w.registry, "mlprobe_outcomes",
+                                {"model_version": version, "result": "matched"}) == 6
+        agree = sample_value(w.registry, "mlprobe_shadow_comparisons", {"result": "agree"})
+        disagree = sample_value(w.registry, "mlprobe_shadow_comparisons",
+                                {"result": "disagree"})
+        assert (agree, disagree) == (4, 2)
+    for shadow in shadows:
+        shadow.close()

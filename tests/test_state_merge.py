@@ -3,7 +3,7 @@
 Random traffic (calls, errors, calls left in flight, scores, classes, feature rows and batches
 with missing and unseen values, predictions, HTTP requests of every shape and requests left
 active, failed pushes, and model quality: predictions, matched outcomes with their delays,
-pairs, outcome results) is split at random across k = 1..4 recorders sharing one fake wall
+pairs, outcome results; a shadow's comparisons and drops) is split at random across k = 1..4 recorders sharing one fake wall
 clock that moves across sub-buckets and past the window. Each recorder's state goes through
 ``to_dict`` and pickle (with frozen parts passed by uid, or inline) into the state of a
 receiving source; the merged state's exposition must equal that of one recorder that saw all
@@ -37,6 +37,7 @@ from mlprobe._probe_source import ProbeSource
 from mlprobe._probe_state import ProbeConfig
 from mlprobe._quality_task import resolve_task
 from mlprobe._registry import FamilyBuilder
+from mlprobe._shadow_counts import DIFFERENCE_BUCKETS, ShadowCounters
 from mlprobe.exporters._otel_push import ExportFailures
 
 WINDOW_S, SUB_BUCKETS = 30.0, 3
@@ -88,6 +89,8 @@ event = st.one_of(
     st.tuples(st.just("q_matched"), dyadic.map(lambda v: v / 4), st.sampled_from([0, 1, 1, "x"]),
               st.sampled_from([0.5, 3.0, 400.0, 90_000.0])),
     st.tuples(st.just("q_pair"), dyadic.map(lambda v: v / 4), st.sampled_from([0, 1])),
+    st.tuples(st.just("shadow"), st.booleans(), st.one_of(st.none(), dyadic.map(lambda v: v / 8))),
+    st.tuples(st.just("shadow_drop")),
     st.tuples(st.just("q_result"), st.sampled_from(["late", "duplicate", "unknown", "stored",
                                                      "expired"])),
     st.tuples(st.just("tick"), st.integers(1, 45)),
@@ -106,9 +109,11 @@ class Recorder:
         self.quality._clock = lambda: clock[0]  # quality buckets on the test's clock too
         self.http = HttpMetrics(HTTP)
         self.failures = ExportFailures("otlp_http")
+        self.shadow = ShadowCounters((("model", "m"), ("model_version", "2"),
+                                      ("primary_version", "1")), DIFFERENCE_BUCKETS)
 
     def sources(self) -> list[Any]:
-        return [self.probe, self.http, self.failures]
+        return [self.probe, self.http, self.failures, self.shadow]
 
     def apply(self, e: tuple[Any, ...]) -> None:
         probe, kind = self.probe, e[0]
@@ -152,6 +157,10 @@ class Recorder:
             self.quality.add_pairs(e[1], e[2])
         elif kind == "q_result":
             self.quality.count(e[1])
+        elif kind == "shadow":
+            self.shadow.compared_one(e[1], e[2])
+        elif kind == "shadow_drop":
+            self.shadow.drop()
 
     def flush(self) -> None:
         """Ingest buffered rows now, so they land in the current sub-bucket."""
