@@ -282,6 +282,22 @@ def test_a_receiver_that_dies_has_its_waiting_outcomes_adopted(server):
     assert server.outcome_files() == []
 
 
+def test_an_adopted_outcome_joins_a_prediction_that_arrives_at_its_adopter(server):
+    """An outcome adopted from a dead worker waits on at the adopter like its own: when its
+    prediction arrives there, it is joined at the adopter's next interval (matched)."""
+    a, b = server.worker(), server.worker()
+    b.outcome("later", 0)
+    b.cycle()
+    b.die()
+    a.cycle()  # adopts it
+    assert f"{OUTCOMES_PREFIX}{b.ident.name}.state" not in server.outcome_files()
+    a.predict(0.3, "later")
+    a.cycle()  # joined at the next interval, not at the end of the grace
+    assert a.own("matched") == 1 and not a.merger.outcomes._orphans
+    past_grace(server, [a])
+    assert a.results() == {"matched": 1}
+
+
 @pytest.mark.parametrize("adopter", ["third worker", "the receiver"])
 def test_a_holder_that_dies_after_claiming_keeps_its_claims(server, adopter):
     """A worker claims an outcome, counts it, publishes its state and dies before the

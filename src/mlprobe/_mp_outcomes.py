@@ -104,7 +104,7 @@ class _Local:
 class _File:
     """Another worker's outcomes file, parsed."""
 
-    __slots__ = ("adopted", "alive", "claims", "name", "waiting")
+    __slots__ = ("adopted", "alive", "claims", "index", "name", "waiting")
 
     def __init__(self, name: str, data: dict[str, Any]) -> None:
         self.name = name
@@ -115,6 +115,10 @@ class _File:
         self.claims: set[Claim] = {(str(r), str(m), str(k), int(n))
                                    for r, m, k, n in data["claims"]}
         self.adopted: set[str] = {str(a) for a in data["adopted"]}
+        # model -> key -> serials: what it lists, looked up without a pass over the list
+        self.index: dict[str, dict[str, list[int]]] = {}
+        for model, key, serial, *_ in self.waiting:
+            self.index.setdefault(model, {}).setdefault(key, []).append(serial)
 
 
 class _Decision:
@@ -144,6 +148,8 @@ class OutcomeExchange:
         self._orphans: dict[tuple[str, str, int], tuple[float, Any, str]] = {}
         self._orphan_serials = itertools.count(-1, -1)
         self._written: dict[str, Any] | None = None  # this worker's file as last written
+        # each store's waiting outcomes as listed in the file, with the store's change count
+        self._listed: dict[str, tuple[int, list[tuple[str, str, int, float, Any, str]]]] = {}
         self.closed = False
         self.decisions = 0  # locked exchanges that published a decision (tests, benchmarks)
 
@@ -234,8 +240,8 @@ class OutcomeExchange:
     def _drop_decided(self, files: Mapping[str, _File]) -> None:
         """Drop claims their receiver no longer lists, and adopted names whose file is gone
         (neither comes back: a receiver never lists a settled outcome again)."""
-        listed = {(f.name, m, k, n) for f in files.values() for m, k, n, *_ in f.waiting}
-        self._claims = {c for c in self._claims if c in listed}
+        self._claims = {(r, m, k, n) for r, m, k, n in self._claims
+                        if r in files and n in files[r].index.get(m, {}).get(k, ())}
         self._adopted = {name for name in self._adopted if name in files}
 
     def _pending(self, files: Mapping[str, _File], me: str, local: _Local) -> bool:
@@ -243,24 +249,30 @@ class OutcomeExchange:
         void = self._adopted.union(*(f.adopted for f in files.values()))
         if any(not f.alive or f.name in void for f in files.values()):
             return True  # a dead worker's file to adopt (or a void one to delete)
-        claimed = self._claims.union(*(f.claims for f in files.values()))
         wanted: dict[str, set[str]] = {}
         for f in files.values():
-            for model, key, serial, *_ in f.waiting:
-                if model in local.stores and (f.name, model, key, serial) not in claimed:
-                    wanted.setdefault(model, set()).add(key)
-        expired = False
-        for model, store in local.stores.items():
-            cutoff = store.clock() - store.grace
-            for key, _, t, _, _ in store.waiting():
-                wanted.setdefault(model, set()).add(key)
-                expired = expired or t < cutoff
+            for model, keys in f.index.items():
+                if model in local.stores:
+                    wanted.setdefault(model, set()).update(keys)
+        for store in local.stores.values():
+            # a prediction arrived for a waiting outcome, or the oldest waited the grace
+            store.ingest()  # (queued predictions: arrived is set as they enter the store)
+            oldest = store.oldest_waiting()
+            if store.arrived or (oldest is not None and oldest < store.clock() - store.grace):
+                return True
         for (model, key, _), (t, _, _) in self._orphans.items():
             store = local.stores.get(model)
-            if store is None or t < store.clock() - store.grace:
+            if store is None or t < store.clock() - store.grace \
+                    or store.known((key,)):
                 return True
-            wanted.setdefault(model, set()).add(key)
-        return expired or any(local.stores[m].known(keys) for m, keys in wanted.items())
+        claimed = self._claims.union(*(f.claims for f in files.values()))
+        for model, keys in wanted.items():
+            for key in local.stores[model].known(keys):  # known here: claimed already?
+                for f in files.values():
+                    for serial in f.index.get(model, {}).get(key, ()):
+                        if (f.name, model, key, serial) not in claimed:
+                            return True
+        return False
 
     # -- deciding (under the directory lock) ---------------------------------------------------
 
@@ -271,6 +283,8 @@ class OutcomeExchange:
         decision = _Decision()
         claimed = self._claims.union(*(f.claims for f in files.values()))
         void = self._adopted.union(*(f.adopted for f in files.values()))
+        for store in local.stores.values():
+            store.arrived = False  # (before the snapshot: a later arrival sets it again)
         own = {model: store.waiting() for model, store in local.stores.items()}
         wanted: dict[str, set[str]] = {m: {item[0] for item in items} for m, items in own.items()}
         for model, key, _ in self._orphans:
@@ -350,12 +364,24 @@ class OutcomeExchange:
                  ) -> dict[str, Any]:
         waiting = []
         for model, store in local.stores.items():
-            for key, serial, t, label, via in store.waiting():
-                if excluded is None or (model, key, serial) not in excluded:
-                    waiting.append((model, key, serial, t, plain_label(label),
-                                    local.version_of.get(id(via), "")))
+            listed = self._listed_of(model, store, local)
+            if excluded:
+                listed = [e for e in listed if (e[0], e[1], e[2]) not in excluded]
+            waiting += listed
         waiting += [(m, k, n, t, label, v) for (m, k, n), (t, label, v) in orphans.items()]
         return {"waiting": waiting, "claims": sorted(claims), "adopted": sorted(adopted)}
+
+    def _listed_of(self, model: str, store: PredictionStore, local: _Local
+                   ) -> list[tuple[str, str, int, float, Any, str]]:
+        """A store's waiting outcomes as the file lists them, rebuilt only after a change."""
+        changes = store.waiting_changes  # read first: a change after it rebuilds next time
+        cached = self._listed.get(model)
+        if cached is not None and cached[0] == changes:
+            return cached[1]
+        listed = [(model, key, serial, t, plain_label(label), local.version_of.get(id(via), ""))
+                  for key, serial, t, label, via in store.waiting()]
+        self._listed[model] = (changes, listed)
+        return listed
 
     def _write(self, me: str, content: dict[str, Any]) -> None:
         """Write this worker's file atomically (remove it when empty; skip it if unchanged)."""

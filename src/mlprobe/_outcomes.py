@@ -122,6 +122,10 @@ class PredictionStore:
         # serial tells two waits of one key apart (a claim names the one it claimed)
         self._unmatched: OrderedDict[str, tuple[float, Any, Recipient, int]] = OrderedDict()
         self._serials = itertools.count(1)
+        # Read by the outcome exchange: how many times the waiting outcomes changed (it
+        # republishes them only then), and whether a prediction they wait for has arrived.
+        self.waiting_changes = getattr(self, "waiting_changes", 0) + 1
+        self.arrived = False
         # predictions queued on the request path, not yet in the store: (key, recipient,
         # payload, time)
         self._queued: list[tuple[str, Recipient, Any, float]] = []
@@ -196,10 +200,12 @@ class PredictionStore:
                     entry[4] = [*more, (recipient, payload)]
                     entry[1] += size - ENTRY_OVERHEAD
                     self._bytes += size - ENTRY_OVERHEAD
-                if unmatched and not self.coordinated:  # (coordinated: the exchange joins)
-                    waiting = unmatched.pop(key, None)
-                    if waiting is not None:
-                        early.append((key, waiting))
+                if unmatched and key in unmatched:
+                    if self.coordinated:  # joined by the exchange (the outcome may be
+                        self.arrived = True  # published already)
+                    else:
+                        early.append((key, unmatched.pop(key)))
+                        self.waiting_changes += 1
             dropped = self._evict(batch[-1][3])
         # Counted outside the store's lock: a recipient takes its own lock.
         for recipient in replaced:
@@ -277,6 +283,7 @@ class PredictionStore:
                 elif wait and self.grace > 0 and len(self._unmatched) < self.max_unmatched \
                         and key not in self._unmatched:
                     self._unmatched[key] = (now, actual, via, next(self._serials))
+                    self.waiting_changes += 1
                     result = "waiting"
                 else:
                     result = "unknown"
@@ -307,6 +314,7 @@ class PredictionStore:
                 if self.grace > 0 and len(self._unmatched) < self.max_unmatched \
                         and key not in self._unmatched:
                     self._unmatched[key] = (join.now, actual, via, next(self._serials))
+                    self.waiting_changes += 1
                 else:
                     join.counted.append((via, "unknown"))
         self._count(join)
@@ -360,6 +368,7 @@ class PredictionStore:
                 if t >= cutoff:
                     break
                 waiting.popitem(last=False)
+                self.waiting_changes += 1
                 unknown.append(via)
         self._count_dropped(dropped)
         for via in unknown:
@@ -372,6 +381,13 @@ class PredictionStore:
         oldest first (for publication to the other workers)."""
         with self._lock:
             return [(k, n, t, a, via) for k, (t, a, via, n) in self._unmatched.items()]
+
+    def oldest_waiting(self) -> float | None:
+        """When the oldest waiting outcome was recorded (None: none waits)."""
+        with self._lock:
+            for t, *_ in self._unmatched.values():
+                return t
+        return None
 
     def known(self, keys: Iterable[str]) -> set[str]:
         """Those of ``keys`` this store holds a prediction or a tombstone of (what it would
@@ -417,6 +433,7 @@ class PredictionStore:
                 waiting = unmatched.get(key)
                 if waiting is not None and waiting[3] == serial:
                     del unmatched[key]
+                    self.waiting_changes += 1
                     out.append((key, waiting[0], waiting[1], waiting[2]))
         return out
 
