@@ -22,9 +22,9 @@ and prints medians (and ratios to the baseline of the section). Sections:
    window: the monitor read directly (``snapshot()``, what a collect did before states were
    copied), the plain-data round trip (``from_dict(to_dict())``, as of aa8cd50) and
    ``copy()``, with the merge of a second monitor both ways; (b) the outcome exchange with
-   1,000 outcomes waiting: a receiver's cycle when nothing changed, its cycle that rewrites
-   its file, the holder's cycle that claims and joins all 1,000, beside one publish of the
-   probe's state.
+   1,000 and 10,000 outcomes waiting: a receiver's cycle when nothing changed and when it
+   rewrites its file, a holder's cycle with nothing to claim and the one that claims and joins
+   them all, beside one publish of the probe's state.
 
 Run: ``python benchmarks/bench_quality.py [--rounds N] [--http] [--only 7]``.
 """
@@ -369,12 +369,20 @@ def section_multiprocess(rounds: int, out: Callable[[str], None]) -> None:
         for name, ns in result.items():
             out(f"      {name:<32} {ns / 1e6:7.3f} ms   {ns / round_trip:5.2f}x of the round "
                 "trip")
-    out("\n7b. the outcome exchange, 1,000 outcomes waiting (ms, median of rounds)")
+    for n in (1000, 10_000):
+        exchange(n, rounds if n == 1000 else max(3, rounds // 3), out)
+
+
+def exchange(n: int, rounds: int, out: Callable[[str], None]) -> None:
+    """The outcome exchange between a holder of ``n`` predictions and the receiver of their
+    ``n`` labels (simulated workers of one directory)."""
     import tempfile
 
+    out(f"\n7b. the outcome exchange, {n:,} outcomes waiting (ms, median of rounds)")
     samples: dict[str, list[float]] = {k: [] for k in (
         "receiver cycle, nothing changed", "receiver cycle, file rewritten",
-        "holder cycle, claims and joins 1,000", "publish of the probe state (reference)")}
+        "holder cycle, nothing to claim", f"holder cycle, claims and joins {n:,}",
+        "publish of the probe state (reference)")}
     sizes = []
     for r in range(rounds):
         with tempfile.TemporaryDirectory() as path:
@@ -385,19 +393,20 @@ def section_multiprocess(rounds: int, out: Callable[[str], None]) -> None:
                 merger = multiprocess.attach(registry, path, interval=1.0, background=False,
                                              worker=lambda ident=ident: ident,
                                              alive=lambda w, live=live: w in live)
-                probe = mlprobe.Probe("bench", registry=registry,
-                                      quality=QualitySpec(task="binary"))
+                probe = mlprobe.Probe("bench", registry=registry, quality=QualitySpec(
+                    task="binary", max_unmatched=n + 10))  # (room for "one-more" below)
                 workers.append((merger, probe))
             (holder_merger, holder), (receiver_merger, receiver) = workers
-            tracked = holder.track(lambda row, pid: 0.7, prediction_id="pid")
-            for i in range(1000):
-                tracked(ROW, f"id{i}")
+            for i in range(n):
                 receiver.record_outcome(f"id{i}", i % 2)
             receiver_merger.exchange_outcomes()  # the file, first written
             sizes.append(os.path.getsize(os.path.join(
                 path, f"mlprobe-outcomes-{receiver_merger.worker().name}.state")))
+            holder_merger.exchange_outcomes()  # (reads the receiver's file once)
             for name, fn in (("receiver cycle, nothing changed",
                               receiver_merger.exchange_outcomes),
+                             ("holder cycle, nothing to claim",
+                              holder_merger.exchange_outcomes),
                              ("publish of the probe state (reference)",
                               receiver_merger.publish)):
                 t0 = time.perf_counter()
@@ -407,17 +416,20 @@ def section_multiprocess(rounds: int, out: Callable[[str], None]) -> None:
             t0 = time.perf_counter()
             receiver_merger.exchange_outcomes()
             samples["receiver cycle, file rewritten"].append((time.perf_counter() - t0) * 1e3)
+            tracked = holder.track(lambda row, pid: 0.7, prediction_id="pid")
+            for i in range(n):
+                tracked(ROW, f"id{i}")
             t0 = time.perf_counter()
             holder_merger.exchange_outcomes()
-            samples["holder cycle, claims and joins 1,000"].append(
+            samples[f"holder cycle, claims and joins {n:,}"].append(
                 (time.perf_counter() - t0) * 1e3)
             holder._state.quality.flush()
-            assert holder._state.quality.counters["matched"] == 1000
+            assert holder._state.quality.counters["matched"] == n
             for merger in (holder_merger, receiver_merger):
                 merger.closed = True
     for name, values in samples.items():
         out(f"   {name:<40} {statistics.median(values):7.2f} ms")
-    out(f"   the receiver's file: {statistics.median(sizes) / 1024:.0f} KiB for 1,000 outcomes")
+    out(f"   the receiver's file: {statistics.median(sizes) / 1024:.0f} KiB for {n:,} outcomes")
 
 
 def main(argv: list[str] | None = None) -> int:
