@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import mlprobe
 from mlprobe import multiprocess
 from mlprobe._mp_files import OUTCOMES_PREFIX, Directory, decode
-from mlprobe._mp_outcomes import plain_label
+from mlprobe._mp_outcome_files import plain_label
 from mlprobe._mp_process import WorkerId
 from mlprobe.errors import ConfigurationError
 from mlprobe.testing import sample_value

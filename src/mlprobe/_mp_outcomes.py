@@ -48,77 +48,31 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ._mp_files import DEAD_PREFIX, FORMAT, OUTCOMES_PREFIX, SUFFIX, decode, encode
-from ._mp_process import WorkerId
-from ._outcomes import PredictionStore, Recipient
-from .stats._categorical import level_key
+from ._mp_files import FORMAT, encode
+from ._mp_outcome_files import (
+    Claim,
+    LocalQuality,
+    OutcomeFile,
+    OutcomeFiles,
+    file_name,
+    plain_label,
+)
+from ._outcomes import PredictionStore
 
 if TYPE_CHECKING:
     from ._mp_merge import Merger
 
-__all__ = ["JOIN_INTERVALS", "OutcomeExchange", "plain_label"]
+__all__ = ["JOIN_INTERVALS", "OutcomeExchange"]
 
 _log = logging.getLogger("mlprobe")
 
 JOIN_INTERVALS = 2
 """Publish intervals within which an outcome reaching another worker is joined (the least
 ``unknown_grace_seconds`` allowed in multi-process mode)."""
-
-Claim = tuple[str, str, str, int]
-"""``(receiving worker, model, key, serial)``: one waiting outcome of one worker."""
-
-
-class _Local:
-    """This worker's prediction stores and the quality monitors outcomes count on, by model."""
-
-    def __init__(self, sources: Mapping[object, Any]) -> None:
-        self.monitors: dict[str, dict[str, Recipient]] = {}
-        self.version_of: dict[int, str] = {}
-        stores: dict[str, PredictionStore] = {}
-        for key, source in sources.items():
-            if not isinstance(key, tuple):
-                continue
-            if len(key) == 2 and key[0] == "outcomes" \
-                    and isinstance(getattr(source, "store", None), PredictionStore):
-                stores[key[1]] = source.store
-            elif len(key) == 3 and key[0] == "probe" \
-                    and getattr(source, "quality", None) is not None:
-                self.monitors.setdefault(key[1], {})[key[2]] = source.quality
-                self.version_of[id(source.quality)] = key[2]
-        # a store joins only where a monitor can count (always, once its probe exists)
-        self.stores = {m: s for m, s in stores.items() if m in self.monitors}
-
-    def recipient(self, model: str, version: str) -> Recipient:
-        """The monitor of ``model``'s ``version`` here, else of its first version."""
-        versions = self.monitors[model]
-        return versions.get(version) or next(iter(versions.values()))
-
-
-class _File:
-    """Another worker's outcomes file, parsed."""
-
-    __slots__ = ("adopted", "alive", "claims", "index", "name", "waiting")
-
-    def __init__(self, name: str, data: dict[str, Any]) -> None:
-        self.name = name
-        self.alive = True
-        self.waiting: list[tuple[str, str, int, float, Any, str]] = [
-            (str(m), str(k), int(n), float(t), label, str(v))
-            for m, k, n, t, label, v in data["waiting"]]
-        self.claims: set[Claim] = {(str(r), str(m), str(k), int(n))
-                                   for r, m, k, n in data["claims"]}
-        self.adopted: set[str] = {str(a) for a in data["adopted"]}
-        # model -> key -> serials: what it lists, looked up without a pass over the list
-        self.index: dict[str, dict[str, list[int]]] = {}
-        for model, key, serial, *_ in self.waiting:
-            self.index.setdefault(model, {}).setdefault(key, []).append(serial)
 
 
 class _Decision:
@@ -140,7 +94,7 @@ class OutcomeExchange:
         # One exchange at a time in this process: only it writes this worker's file and
         # changes the claims, the adopted names and the orphans below.
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[bytes, _File]] = {}
+        self._files = OutcomeFiles(merger.directory)
         self._claims: set[Claim] = set()
         self._adopted: set[str] = set()
         # Outcomes adopted from dead workers: (model, key, serial) -> (time, label, version).
@@ -164,7 +118,7 @@ class OutcomeExchange:
         with self._lock:
             if self.closed:
                 return
-            local = _Local(self.merger.registry.sources)
+            local = LocalQuality(self.merger.registry.sources)
             if not local.stores and self._written is None:
                 return
             me = self.merger.worker().name
@@ -185,45 +139,11 @@ class OutcomeExchange:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _read(self, me: str) -> dict[str, _File]:
-        """Every other worker's file (each parsed once per change of its bytes)."""
-        directory = self.merger.directory
-        names = os.listdir(directory.path)
-        marked_dead = {n[len(DEAD_PREFIX):-len(SUFFIX)] for n in names
-                       if n.startswith(DEAD_PREFIX) and n.endswith(SUFFIX)}
-        files = {}
-        for name in names:
-            if not (name.startswith(OUTCOMES_PREFIX) and name.endswith(SUFFIX)):
-                continue
-            worker = name[len(OUTCOMES_PREFIX):-len(SUFFIX)]
-            if worker == me:
-                continue
-            try:
-                found = directory.read(name)
-                if found is None:
-                    continue
-                cached = self._cache.get(worker)
-                if cached is not None and cached[0] == found[0]:
-                    parsed = cached[1]
-                else:
-                    decoded = decode(found[0])
-                    if not isinstance(decoded, dict) or decoded.get("format") != FORMAT:
-                        raise ValueError(f"{name} is not an outcomes file of this version")
-                    parsed = _File(worker, decoded)
-                    self._cache[worker] = (found[0], parsed)
-            except Exception as exc:  # noqa: BLE001 - a file this worker cannot read is counted
-                self.merger.unmerged["unreadable"] += 1
-                _log.warning("mlprobe: cannot read %s: %r", name, exc)
-                continue
-            ident = WorkerId.parse(worker)
-            parsed.alive = worker not in marked_dead and ident is not None \
-                and self.merger.alive(ident)
-            files[worker] = parsed
-        for gone in [w for w in self._cache if w not in files]:
-            del self._cache[gone]
-        return files
+    def _read(self, me: str) -> dict[str, OutcomeFile]:
+        """Every other worker's file, with whether it lives."""
+        return self._files.read(me, self.merger.alive, self.merger.unmerged)
 
-    def _forget_claimed(self, files: Mapping[str, _File], me: str, local: _Local) -> None:
+    def _forget_claimed(self, files: Mapping[str, OutcomeFile], me: str, local: LocalQuality) -> None:
         """Drop this worker's waiting outcomes that another worker has claimed."""
         forget: dict[str, list[tuple[str, int]]] = {}
         for f in files.values():
@@ -237,14 +157,14 @@ class OutcomeExchange:
         for model, claims in forget.items():
             local.stores[model].forget(claims)
 
-    def _drop_decided(self, files: Mapping[str, _File]) -> None:
+    def _drop_decided(self, files: Mapping[str, OutcomeFile]) -> None:
         """Drop claims their receiver no longer lists, and adopted names whose file is gone
         (neither comes back: a receiver never lists a settled outcome again)."""
         self._claims = {(r, m, k, n) for r, m, k, n in self._claims
                         if r in files and n in files[r].index.get(m, {}).get(k, ())}
         self._adopted = {name for name in self._adopted if name in files}
 
-    def _pending(self, files: Mapping[str, _File], me: str, local: _Local) -> bool:
+    def _pending(self, files: Mapping[str, OutcomeFile], me: str, local: LocalQuality) -> bool:
         """True when a locked exchange would decide something (a cheap look, unlocked)."""
         void = self._adopted.union(*(f.adopted for f in files.values()))
         if any(not f.alive or f.name in void for f in files.values()):
@@ -276,7 +196,7 @@ class OutcomeExchange:
 
     # -- deciding (under the directory lock) ---------------------------------------------------
 
-    def _decide(self, me: str, local: _Local) -> _Decision:
+    def _decide(self, me: str, local: LocalQuality) -> _Decision:
         """Decide from every file read afresh, publish the decision, then commit it."""
         files = self._read(me)
         self._forget_claimed(files, me, local)
@@ -329,12 +249,12 @@ class OutcomeExchange:
         self._write(me, self._content(local, claims, orphans, adopted, excluded))
         self._claims, self._orphans, self._adopted = claims, orphans, adopted
         for name in [f.name for f in files.values() if not f.alive or f.name in void]:
-            self.merger.directory.remove(f"{OUTCOMES_PREFIX}{name}{SUFFIX}")
+            self.merger.directory.remove(file_name(name))
         self.decisions += 1
         return decision
 
-    def _adopt(self, me: str, dead: list[_File], claimed: set[Claim], claims: set[Claim],
-               local: _Local, decision: _Decision
+    def _adopt(self, me: str, dead: list[OutcomeFile], claimed: set[Claim], claims: set[Claim],
+               local: LocalQuality, decision: _Decision
                ) -> tuple[dict[tuple[str, str, int], tuple[float, Any, str]], set[str]]:
         """Take over dead workers' unclaimed waiting outcomes and their claims."""
         orphans = dict(self._orphans)
@@ -358,7 +278,7 @@ class OutcomeExchange:
 
     # -- publishing and counting ---------------------------------------------------------------
 
-    def _content(self, local: _Local, claims: set[Claim],
+    def _content(self, local: LocalQuality, claims: set[Claim],
                  orphans: Mapping[tuple[str, str, int], tuple[float, Any, str]],
                  adopted: set[str], excluded: set[tuple[str, str, int]] | None = None
                  ) -> dict[str, Any]:
@@ -371,7 +291,7 @@ class OutcomeExchange:
         waiting += [(m, k, n, t, label, v) for (m, k, n), (t, label, v) in orphans.items()]
         return {"waiting": waiting, "claims": sorted(claims), "adopted": sorted(adopted)}
 
-    def _listed_of(self, model: str, store: PredictionStore, local: _Local
+    def _listed_of(self, model: str, store: PredictionStore, local: LocalQuality
                    ) -> list[tuple[str, str, int, float, Any, str]]:
         """A store's waiting outcomes as the file lists them, rebuilt only after a change."""
         changes = store.waiting_changes  # read first: a change after it rebuilds next time
@@ -387,7 +307,7 @@ class OutcomeExchange:
         """Write this worker's file atomically (remove it when empty; skip it if unchanged)."""
         if content == self._written:
             return
-        name = f"{OUTCOMES_PREFIX}{me}{SUFFIX}"
+        name = file_name(me)
         if not any(content.values()):
             self.merger.directory.remove(name)
             self._written = None
@@ -395,7 +315,7 @@ class OutcomeExchange:
         self.merger.directory.write(name, encode({"format": FORMAT, "worker": me, **content}))
         self._written = content
 
-    def _count(self, decision: _Decision, local: _Local) -> None:
+    def _count(self, decision: _Decision, local: LocalQuality) -> None:
         """Count what was decided (after the lock: the joins take the stores' locks)."""
         claimed: dict[tuple[str, str], list[tuple[str, Any]]] = {}
         for model, key, label, version in decision.claimed:
@@ -420,24 +340,3 @@ class OutcomeExchange:
             local.recipient(model, version).count("unknown")
 
 
-def plain_label(value: Any) -> Any:
-    """An outcome as plain data a state file carries (numbers, strings, lists), read by the
-    quality monitor as the value itself would be."""
-    kind = type(value)
-    if value is None or kind is str or kind is int or kind is float or kind is bool:
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return [plain_label(v) for v in value.ravel().tolist()]
-    if isinstance(value, (list, tuple)):
-        return [plain_label(v) for v in value]
-    if hasattr(value, "to_numpy") and hasattr(value, "shape"):
-        return [plain_label(v) for v in value.to_numpy().ravel().tolist()]
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    return level_key(value)  # the label key a classifier's monitor reads it as
