@@ -546,3 +546,109 @@ def test_a_shadow_version_is_joined_and_its_counters_merge_across_workers(server
         assert (agree, disagree) == (4, 2)
     for shadow in shadows:
         shadow.close()
+
+
+FORKED_WORKERS = r"""
+import json, os, random, sys, time, multiprocessing as mp
+import mlprobe
+from mlprobe import multiprocess
+from mlprobe.testing import sample_value
+
+directory, racing = sys.argv[1], sys.argv[2] == "racing"
+workers, per_worker, grace = 4, 150, 0.1 if racing else 1.0
+multiprocess.enable(directory, interval=0.05)  # in the "master", before the workers exist
+ready, labelled, settled = (mp.Barrier(workers) for _ in range(3))
+rng = random.Random(3)
+ids = [[f"w{w}-{j}" for j in range(per_worker)] for w in range(workers)]
+plan = {w: [] for w in range(workers)}  # worker -> [(id, label)]: labels land anywhere
+for w in range(workers):
+    for prediction_id in ids[w]:
+        first = rng.randrange(workers)
+        plan[first].append((prediction_id, rng.randrange(2)))
+        if not racing and rng.random() < 0.1:  # posted again, to another worker: duplicate
+            plan[(first + rng.randrange(1, workers)) % workers].append((prediction_id, 1))
+for k in range(20):
+    plan[k % workers].append((f"nobody-{k}", 1))
+children = []
+for w in range(workers):
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            probe = mlprobe.Probe("m", quality=mlprobe.QualitySpec(
+                task="binary", unknown_grace_seconds=grace))
+            predict = probe.track(lambda row, pid: 0.75, prediction_id="pid")
+            mine = random.Random(w)
+
+            def predictions():
+                for prediction_id in ids[w]:
+                    predict([1.0], prediction_id)
+                    if racing:  # spread over about 2.5 graces: around each one's expiry
+                        time.sleep(mine.uniform(0, 0.0035))
+
+            if not racing:
+                predictions()
+            ready.wait(30)
+            for prediction_id, label in plan[w]:
+                probe.record_outcome(prediction_id, label)
+                time.sleep(0.0005)
+            if racing:  # the labels first, their predictions during their grace
+                predictions()
+            labelled.wait(30)
+            time.sleep(1.5)  # the grace and many intervals
+            settled.wait(30)
+            results = {r: sample_value(mlprobe.default_registry, "mlprobe_outcomes",
+                                       {"result": r}) or 0
+                       for r in ("matched", "duplicate", "unknown", "late", "invalid")}
+            os.write(1, (json.dumps(results) + "\n").encode())  # one write: lines never mix
+            code = 0
+        finally:
+            os._exit(code)
+    children.append(pid)
+statuses = [os.waitpid(pid, 0)[1] for pid in children]
+sent = sum(len(v) for v in plan.values())
+print(json.dumps({"statuses": statuses, "sent": sent,
+                  "predicted": workers * per_worker, "unknown": 20}), flush=True)
+"""
+
+
+def forked_workers(tmp_path: Path, mode: str) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """Run FORKED_WORKERS; return its summary and every worker's outcome counts."""
+    import json
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLPROBE_", "OTEL_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
+    env["MLPROBE_PROMETHEUS_AUTO"] = "0"
+    done = subprocess.run([sys.executable, "-c", FORKED_WORKERS, str(tmp_path), mode],
+                          capture_output=True, text=True, timeout=120, env=env,
+                          start_new_session=True)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines[-1]["statuses"] == [0, 0, 0, 0] and len(lines) == 5, done.stderr
+    return lines[-1], lines[:-1]
+
+
+def test_forked_workers_settle_every_label_exactly_once_under_contention(tmp_path):
+    """Four forked worker processes publishing every 50 ms, each predicting 150 ids and
+    posting labels for ids of any worker (some twice, to two workers; 20 for ids nobody
+    holds) while the others do the same: once settled, every worker's scrape shows each
+    label counted exactly once: every predicted id matched, the second labels duplicate, the
+    20 unknown."""
+    summary, scrapes = forked_workers(tmp_path, "steady")
+    duplicates = summary["sent"] - summary["predicted"] - summary["unknown"]
+    expected = {"matched": summary["predicted"], "duplicate": duplicates,
+                "unknown": summary["unknown"], "late": 0, "invalid": 0}
+    for results in scrapes:
+        assert results == expected, (results, expected)
+
+
+def test_forked_workers_racing_the_grace_count_each_label_once(tmp_path):
+    """The same four processes with a grace of 0.1 s (two intervals), the labels posted
+    first and their predictions made during the labels' grace, so holders claim while
+    receivers expire: some labels are matched, some unknown, none counted twice or lost."""
+    summary, scrapes = forked_workers(tmp_path, "racing")
+    for results in scrapes:
+        assert results["matched"] + results["unknown"] == summary["sent"], results
+        assert results["duplicate"] == results["late"] == results["invalid"] == 0, results
+        assert results["matched"] > 0 and results["unknown"] > summary["unknown"], results
