@@ -143,7 +143,8 @@ class OutcomeExchange:
         """Every other worker's file, with whether it lives."""
         return self._files.read(me, self.merger.alive, self.merger.unmerged)
 
-    def _forget_claimed(self, files: Mapping[str, OutcomeFile], me: str, local: LocalQuality) -> None:
+    def _forget_claimed(self, files: Mapping[str, OutcomeFile], me: str,
+                        local: LocalQuality) -> None:
         """Drop this worker's waiting outcomes that another worker has claimed."""
         forget: dict[str, list[tuple[str, int]]] = {}
         for f in files.values():
