@@ -17,8 +17,16 @@ and prints medians (and ratios to the baseline of the section). Sections:
 6. ``--http``: server CPU per request and client latency under a real uvicorn (load from
    ``http_load.py`` in its own process) for the same three request paths: no quality, quality
    with ids through the middleware header, and quality with ids and a shadow.
+7. Multi-process mode: (a) the copy of a version's quality state that ``ProbeSource.state()``
+   makes for every collect and publish, for a 10-class and a regression monitor over a full
+   window: the monitor read directly (``snapshot()``, what a collect did before states were
+   copied), the plain-data round trip (``from_dict(to_dict())``, as of aa8cd50) and
+   ``copy()``, with the merge of a second monitor both ways; (b) the outcome exchange with
+   1,000 and 10,000 outcomes waiting: a receiver's cycle when nothing changed and when it
+   rewrites its file, a holder's cycle with nothing to claim and the one that claims and joins
+   them all, beside one publish of the probe's state.
 
-Run: ``python benchmarks/bench_quality.py [--rounds N] [--http]``.
+Run: ``python benchmarks/bench_quality.py [--rounds N] [--http] [--only 7]``.
 """
 
 from __future__ import annotations
@@ -43,7 +51,10 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 import mlprobe  # noqa: E402
 from mlprobe import QualitySpec, Shadow  # noqa: E402
+from mlprobe import multiprocess  # noqa: E402
+from mlprobe._mp_process import WorkerId  # noqa: E402
 from mlprobe._outcomes import PredictionStore  # noqa: E402
+from mlprobe._quality import QualityMonitor  # noqa: E402
 
 ROW = [0.3, 1.2, -0.4, 2.0]
 
@@ -313,11 +324,120 @@ def section_http(rounds: int, out: Callable[[str], None]) -> None:
             f"{lat['p50']:6.0f} µs  p99 {lat['p99']:6.0f} µs")
 
 
+def full_monitor(task: str) -> tuple[mlprobe.Probe, QualityMonitor]:
+    """A probe whose monitor's window and 48-bucket history are full (2,000 pairs a bucket)."""
+    g = np.random.default_rng(0)
+    classes = [f"c{i}" for i in range(10)]
+    spec = QualitySpec(task="multiclass", classes=classes, labels=classes) \
+        if task == "multiclass" else QualitySpec(task="regression")
+    probe = mlprobe.Probe("bench", registry=mlprobe.Registry(), quality=spec)
+    monitor = probe._state.quality
+    clock = [time.time() - 48 * 300]
+    monitor._clock = lambda: clock[0]
+    for _ in range(48):
+        if task == "multiclass":
+            proba = g.dirichlet(np.ones(10), 2000)
+            probe.record_pairs(proba, np.array(classes)[g.integers(0, 10, 2000)])
+            for row in proba[:200]:
+                monitor.observe_prediction(row[None, :], clock[0])
+        else:
+            predicted = g.normal(0, 1, 2000)
+            probe.record_pairs(predicted, predicted + g.normal(0, 0.3, 2000))
+        monitor.flush()
+        clock[0] += 300
+    monitor._clock = time.time
+    return probe, monitor
+
+
+def section_multiprocess(rounds: int, out: Callable[[str], None]) -> None:
+    out("\n7a. the quality state's copy in ProbeSource.state() (ms, median of rounds)")
+    for task in ("multiclass", "regression"):
+        _, m = full_monitor(task)
+        other = m.copy()
+        variants = {
+            "snapshot() (read directly)": m.snapshot,
+            "from_dict(to_dict()) (aa8cd50)": lambda m=m: QualityMonitor.from_dict(
+                m.to_dict(), m.task, m.target, clock=m.clock),
+            "copy()": m.copy,
+            "merge_dict(other.to_dict())": lambda m=m, o=other: m.copy().merge_dict(
+                o.to_dict()),
+            "merge(other)": lambda m=m, o=other: m.copy().merge(o),
+        }
+        result = interleaved(variants, rounds, 5)
+        out(f"   {'10-class' if task == 'multiclass' else 'regression'} monitor, full window:")
+        round_trip = result["from_dict(to_dict()) (aa8cd50)"]
+        for name, ns in result.items():
+            out(f"      {name:<32} {ns / 1e6:7.3f} ms   {ns / round_trip:5.2f}x of the round "
+                "trip")
+    for n in (1000, 10_000):
+        exchange(n, rounds if n == 1000 else max(3, rounds // 3), out)
+
+
+def exchange(n: int, rounds: int, out: Callable[[str], None]) -> None:
+    """The outcome exchange between a holder of ``n`` predictions and the receiver of their
+    ``n`` labels (simulated workers of one directory)."""
+    import tempfile
+
+    out(f"\n7b. the outcome exchange, {n:,} outcomes waiting (ms, median of rounds)")
+    samples: dict[str, list[float]] = {k: [] for k in (
+        "receiver cycle, nothing changed", "receiver cycle, file rewritten",
+        "holder cycle, nothing to claim", f"holder cycle, claims and joins {n:,}",
+        "publish of the probe state (reference)")}
+    sizes = []
+    for r in range(rounds):
+        with tempfile.TemporaryDirectory() as path:
+            live = {WorkerId(70_000 + r * 2, 1), WorkerId(70_001 + r * 2, 1)}
+            workers = []
+            for ident in sorted(live, key=lambda w: w.pid):
+                registry = mlprobe.Registry()
+                merger = multiprocess.attach(registry, path, interval=1.0, background=False,
+                                             worker=lambda ident=ident: ident,
+                                             alive=lambda w, live=live: w in live)
+                probe = mlprobe.Probe("bench", registry=registry, quality=QualitySpec(
+                    task="binary", max_unmatched=n + 10))  # (room for "one-more" below)
+                workers.append((merger, probe))
+            (holder_merger, holder), (receiver_merger, receiver) = workers
+            for i in range(n):
+                receiver.record_outcome(f"id{i}", i % 2)
+            receiver_merger.exchange_outcomes()  # the file, first written
+            sizes.append(os.path.getsize(os.path.join(
+                path, f"mlprobe-outcomes-{receiver_merger.worker().name}.state")))
+            holder_merger.exchange_outcomes()  # (reads the receiver's file once)
+            for name, fn in (("receiver cycle, nothing changed",
+                              receiver_merger.exchange_outcomes),
+                             ("holder cycle, nothing to claim",
+                              holder_merger.exchange_outcomes),
+                             ("publish of the probe state (reference)",
+                              receiver_merger.publish)):
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+            receiver.record_outcome("one-more", 1)
+            t0 = time.perf_counter()
+            receiver_merger.exchange_outcomes()
+            samples["receiver cycle, file rewritten"].append((time.perf_counter() - t0) * 1e3)
+            tracked = holder.track(lambda row, pid: 0.7, prediction_id="pid")
+            for i in range(n):
+                tracked(ROW, f"id{i}")
+            t0 = time.perf_counter()
+            holder_merger.exchange_outcomes()
+            samples[f"holder cycle, claims and joins {n:,}"].append(
+                (time.perf_counter() - t0) * 1e3)
+            holder._state.quality.flush()
+            assert holder._state.quality.counters["matched"] == n
+            for merger in (holder_merger, receiver_merger):
+                merger.closed = True
+    for name, values in samples.items():
+        out(f"   {name:<40} {statistics.median(values):7.2f} ms")
+    out(f"   the receiver's file: {statistics.median(sizes) / 1024:.0f} KiB for {n:,} outcomes")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--http", action="store_true", help="also measure under uvicorn")
     parser.add_argument("--http-only", action="store_true", help="only measure under uvicorn")
+    parser.add_argument("--only", type=int, choices=[7], help="only this section")
     parser.add_argument("--serve", nargs=2, metavar=("VARIANT", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -328,11 +448,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.http_only:
         section_http(max(10, args.rounds), out)
         return 0
+    if args.only == 7:
+        section_multiprocess(args.rounds, out)
+        return 0
     section_ids(args.rounds, out)
     section_outcomes(max(3, args.rounds // 3), out)
     section_memory(out)
     section_collect(args.rounds, out)
     section_shadow(max(3, args.rounds // 3), out)
+    section_multiprocess(args.rounds, out)
     if args.http:
         section_http(max(10, args.rounds), out)
     return 0

@@ -7,8 +7,10 @@ machine noise hits both alike. Prints per-workload medians and the per-round rat
 ``now / baseline`` with its interquartile range. Workloads: a tracked call (count, errors,
 latency, in-flight), ``probe.observe`` of one dict row (25 features, buffered), a 10,000-row
 batch against a 100,000-row reference and ``drift_status()`` after it, ``evaluate_dataset`` of
-25 features, ``registry.collect()`` of a 100-feature model, and one request through the ASGI
-middleware.
+25 features, ``registry.collect()`` of a 100-feature model, one request through the ASGI
+middleware, and, when both trees have model quality, a tracked call storing its prediction
+id, ``record_outcome`` per call, ``record_outcomes`` of 10,000 and the collect of a 10-class
+quality probe with a full window.
 
 Run: ``python benchmarks/bench_trees.py --baseline REV [--rounds N]``.
 """
@@ -124,7 +126,7 @@ def workloads(name: str, m: ModuleType) -> dict[str, Callable[[], float]]:
         loop.run_until_complete(go())
         return (time.perf_counter() - start) / 2000 * 1e6
 
-    return {
+    out = {
         "tracked call, count only (ns)": timed(lambda: tracked(1), 20_000, 1e9),
         "probe.observe of a dict row (ns)": timed(lambda: rows_probe.observe(inputs=row),
                                                   8192, 1e9),
@@ -134,6 +136,51 @@ def workloads(name: str, m: ModuleType) -> dict[str, Callable[[], float]]:
         "evaluate_dataset, 25 features (ms)": timed(lambda: evaluate(profile, window), 20, 1e3),
         "registry.collect(), 100 features (ms)": timed(wide_registry.collect, 5, 1e3),
         "one ASGI request (µs)": requests,
+    }
+    if hasattr(m, "QualitySpec"):
+        out.update(quality_workloads(m, timed))
+    return out
+
+
+def quality_workloads(m: ModuleType, timed: Callable[..., Callable[[], float]]
+                      ) -> dict[str, Callable[[], float]]:
+    """Model quality: ids on the request path, the join, and the collect."""
+    g = np.random.default_rng(1)
+    spec = m.QualitySpec(task="binary", unknown_grace_seconds=0, max_entries=10_000_000,
+                         max_bytes=1 << 40)
+    ids = m.Probe("ids", registry=m.Registry(), quality=spec).track(lambda x: 0.5,
+                                                                     inputs=False)
+
+    def joins(batch: bool) -> Callable[[], float]:
+        def run() -> float:
+            probe = m.Probe("join", registry=m.Registry(), quality=spec)
+            store, monitor = probe._state.store, probe._state.quality
+            keys = [f"id{i}" for i in range(10_000)]
+            for key in keys:
+                store.put(key, monitor, 0.7)
+            store.ingest()
+            labels = [i % 2 for i in range(10_000)]
+            start = time.perf_counter()
+            if batch:
+                probe.record_outcomes(keys, labels)
+                return (time.perf_counter() - start) * 1e3
+            for key, label in zip(keys, labels):
+                probe.record_outcome(key, label)
+            return (time.perf_counter() - start) / 10_000 * 1e9
+        return run
+
+    classes = [f"c{i}" for i in range(10)]
+    registry = m.Registry()
+    probe = m.Probe("ten", registry=registry, quality=m.QualitySpec(
+        task="multiclass", classes=classes, labels=classes))
+    for _ in range(12):
+        proba = g.dirichlet(np.ones(10), 2000)
+        probe.record_pairs(proba, np.array(classes)[g.integers(0, 10, 2000)])
+    return {
+        "tracked call, quality, id stored (ns)": timed(lambda: ids(1), 20_000, 1e9),
+        "record_outcome, per call (ns)": joins(batch=False),
+        "record_outcomes, 10k batch (ms)": joins(batch=True),
+        "collect, 10-class quality probe (ms)": timed(registry.collect, 10, 1e3),
     }
 
 

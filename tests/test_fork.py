@@ -121,6 +121,12 @@ class Service:
             lambda row: 0.25)
         for _ in range(3):
             self.mp_predict(ROW)
+        # model quality: an outcome waiting for a prediction no worker holds (the child must
+        # not inherit it), published by the outcome exchange
+        self.quality = mlprobe.Probe("forked-q", registry=self.mp_registry,
+                                     quality=mlprobe.QualitySpec(task="binary"))
+        self.quality.record_outcome("parent-only", 1)
+        self.merger.exchange_outcomes()
         self.mp_registry.collect()  # published
         with raise_internal_errors(False):
             _guard.report_internal_error("test.parent", RuntimeError("parent's error"))
@@ -152,6 +158,11 @@ class Service:
             "flusher": _flusher.flusher._lock,
             "flusher event": _flusher.flusher._event._cond,
             "multiprocess publish": self.merger._publish_lock,
+            "outcome exchange": self.merger.outcomes._lock,
+            "quality counters": self.quality._state.quality._lock,
+            "quality flush": self.quality._state.quality._flush_lock,
+            "quality window": self.quality._state.quality._window_lock,
+            "prediction store": self.quality._state.store._lock,
             "publisher": publisher._lock,
             "publisher stop": publisher._stop._cond,
             "mp directories": _mp_files._thread_locks_guard,
@@ -238,6 +249,12 @@ def child_checks(service: Service) -> None:
     service.mp_predict(ROW)
     assert sample_value(service.mp_registry, "mlprobe_predictions",
                         {"outcome": "ok"}) == before + 1
+    store = service.quality._state.store
+    assert store.waiting_outcomes == 0, "the child inherited its parent's waiting outcomes"
+    service.quality.record_outcome("child-only", 0)
+    service.merger.exchange_outcomes()  # the child's own outcomes file, from zero
+    assert [k for k, *_ in store.waiting()] == ["child-only"]
+    assert service.merger.outcomes._written["waiting"][0][1] == "child-only"
     modules = [m for name, m in sys.modules.items() if name.startswith("mlprobe")]
     held = [path for _, path, lock in reachable_locks([vars(service), *modules]) if is_held(lock)]
     assert not held, f"locks still held in the child: {held}"
@@ -293,7 +310,9 @@ LOCK_NAMES = ("guard", "exporter attach", "registry", "registry collect", "defau
               "error types", "score histograms", "score histogram", "score histogram flush",
               "predicted classes", "feature pending", "feature flush", "feature ingest",
               "http series", "http started", "http route cap", "http status cap", "http error cap", "flusher",
-              "flusher event", "multiprocess publish", "publisher", "publisher stop",
+              "flusher event", "multiprocess publish", "outcome exchange", "quality counters",
+              "quality flush", "quality window", "prediction store", "publisher",
+              "publisher stop",
               "mp directories", "mp directory")
 
 

@@ -284,11 +284,13 @@ def test_foreign_outcomes_join_where_their_prediction_is():
     holder.put("x", via_h, 0.9)
     assert receiver.resolve("x", 1, via_r) == "waiting"
     assert receiver.resolve("y", 0, via_r) == "waiting"
-    published = [(k, a) for k, _, a in receiver.waiting()]
+    published = [(k, a) for k, _, _, a, _ in receiver.waiting()]
     claimed = holder.join_foreign(published, via_h)
     assert claimed == ["x"]
     assert via_h.joined == [(0.9, 1, 0.0)]
-    receiver.forget(claimed)
+    serials = {k: n for k, n, *_ in receiver.waiting()}
+    assert receiver.forget([("x", serials["x"] + 1)]) == 0  # another wait of "x": kept
+    assert receiver.forget([(k, serials[k]) for k in claimed]) == 1
     clock.t += 31
     receiver.sweep()
     assert via_r.counts == {"unknown": 1}  # only "y", nobody held it

@@ -120,3 +120,30 @@ def test_shadow_counters_merge_from_plain_data():
     merged.collect_into(a)
     single.collect_into(b)
     assert [f.samples for f in a.families()] == [f.samples for f in b.families()]
+
+
+@given(st.sampled_from(["binary", "multiclass", "regression"]).flatmap(
+    lambda task: st.tuples(st.just(task), st.lists(event(task), max_size=40),
+                           st.lists(event(task), max_size=20))))
+@settings(max_examples=30, deadline=None)
+def test_copy_and_merge_equal_the_plain_data_round_trip(case):
+    """``copy()`` exports what ``from_dict(to_dict())`` exports and stays as it was when the
+    original records more; ``merge()`` of a live monitor equals ``merge_dict`` of its plain
+    data and leaves that monitor unchanged."""
+    task, events, more = case
+    clock = Clock()
+    a, b = monitor(task, clock), monitor(task, clock)
+    for i, e in enumerate(events):
+        clock.t += e[0]
+        replay(a if i % 2 else b, clock, [e])
+    copied = a.copy()
+    assert exported(copied) == exported(QualityMonitor.from_dict(a.to_dict(), a.task,
+                                                                 clock=clock))
+    before = exported(copied)
+    replay(a, clock, more)
+    assert exported(copied) == before
+    b_before = exported(b)
+    merged = a.copy().merge(b)
+    assert exported(b) == b_before
+    assert exported(merged) == exported(QualityMonitor.from_dict(
+        a.to_dict(), a.task, clock=clock).merge_dict(json.loads(json.dumps(b.to_dict()))))

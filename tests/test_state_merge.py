@@ -2,7 +2,8 @@
 
 Random traffic (calls, errors, calls left in flight, scores, classes, feature rows and batches
 with missing and unseen values, predictions, HTTP requests of every shape and requests left
-active, failed pushes) is split at random across k = 1..4 recorders sharing one fake wall
+active, failed pushes, and model quality: predictions, matched outcomes with their delays,
+pairs, outcome results; a shadow's comparisons and drops) is split at random across k = 1..4 recorders sharing one fake wall
 clock that moves across sub-buckets and past the window. Each recorder's state goes through
 ``to_dict`` and pickle (with frozen parts passed by uid, or inline) into the state of a
 receiving source; the merged state's exposition must equal that of one recorder that saw all
@@ -34,13 +35,19 @@ from mlprobe._http_metrics import (
 from mlprobe._label_table import OVERFLOW
 from mlprobe._probe_source import ProbeSource
 from mlprobe._probe_state import ProbeConfig
+from mlprobe._quality_task import resolve_task
 from mlprobe._registry import FamilyBuilder
+from mlprobe._shadow_counts import DIFFERENCE_BUCKETS, ShadowCounters
 from mlprobe.exporters._otel_push import ExportFailures
 
 WINDOW_S, SUB_BUCKETS = 30.0, 3
 CONFIG = ProbeConfig(latency_buckets=(0.001, 0.01, 0.1, 1.0), rows_buckets=(1, 10, 100),
                      bytes_buckets=(64, 4096), score_buckets=(0.25, 0.5, 0.75, 1.0),
                      max_classes=5, max_error_types=4, max_outputs=3)
+QUALITY = mlprobe.QualitySpec(task="binary", window_seconds=60, window_buckets=3,
+                              history_buckets=6, min_count=3, reference={"accuracy": 0.7})
+QUALITY_CONFIG = ProbeConfig(**{**{f: getattr(CONFIG, f) for f in CONFIG.__dataclass_fields__},
+                                "quality": QUALITY})
 HTTP = HttpConfig(duration_buckets=DEFAULT_DURATION_BUCKETS, size_buckets=DEFAULT_BYTES_BUCKETS,
                   known_methods=DEFAULT_KNOWN_METHODS, max_routes=6, max_status_codes=5,
                   max_error_types=4)
@@ -78,6 +85,14 @@ event = st.one_of(
               st.sampled_from([0, 10, 5000]), st.sampled_from([0, 300, 70_000])),
     st.tuples(st.just("http_enter"), st.sampled_from([3, 4, 99])),
     st.tuples(st.just("push_failed")),
+    st.tuples(st.just("q_prediction"), dyadic.map(lambda v: v / 4)),
+    st.tuples(st.just("q_matched"), dyadic.map(lambda v: v / 4), st.sampled_from([0, 1, 1, "x"]),
+              st.sampled_from([0.5, 3.0, 400.0, 90_000.0])),
+    st.tuples(st.just("q_pair"), dyadic.map(lambda v: v / 4), st.sampled_from([0, 1])),
+    st.tuples(st.just("shadow"), st.booleans(), st.one_of(st.none(), dyadic.map(lambda v: v / 8))),
+    st.tuples(st.just("shadow_drop")),
+    st.tuples(st.just("q_result"), st.sampled_from(["late", "duplicate", "unknown", "stored",
+                                                     "expired"])),
     st.tuples(st.just("tick"), st.integers(1, 45)),
 )
 
@@ -86,13 +101,19 @@ class Recorder:
     """One process's sources: a profiled probe, the HTTP series and an exporter's failures."""
 
     def __init__(self, clock: list[float]) -> None:
-        self.probe = ProbeSource("m", "1", CONFIG, PROFILE, DriftSpec(), WINDOW_S, SUB_BUCKETS,
-                                 clock=lambda: clock[0])
+        self.probe = ProbeSource("m", "1", QUALITY_CONFIG, PROFILE, DriftSpec(), WINDOW_S,
+                                 SUB_BUCKETS, clock=lambda: clock[0],
+                                 quality=resolve_task(QUALITY))
+        self.quality = self.probe.quality
+        assert self.quality is not None
+        self.quality._clock = lambda: clock[0]  # quality buckets on the test's clock too
         self.http = HttpMetrics(HTTP)
         self.failures = ExportFailures("otlp_http")
+        self.shadow = ShadowCounters((("model", "m"), ("model_version", "2"),
+                                      ("primary_version", "1")), DIFFERENCE_BUCKETS)
 
     def sources(self) -> list[Any]:
-        return [self.probe, self.http, self.failures]
+        return [self.probe, self.http, self.failures, self.shadow]
 
     def apply(self, e: tuple[Any, ...]) -> None:
         probe, kind = self.probe, e[0]
@@ -128,6 +149,18 @@ class Recorder:
             self.http.enter(min(e[1], len(DEFAULT_KNOWN_METHODS)))
         elif kind == "push_failed":
             self.failures.add()
+        elif kind == "q_prediction":
+            self.quality.observe_prediction(e[1], self.quality.clock(), True)
+        elif kind == "q_matched":
+            self.quality.add_outcome(e[1], e[2], e[3])
+        elif kind == "q_pair":
+            self.quality.add_pairs(e[1], e[2])
+        elif kind == "q_result":
+            self.quality.count(e[1])
+        elif kind == "shadow":
+            self.shadow.compared_one(e[1], e[2])
+        elif kind == "shadow_drop":
+            self.shadow.drop()
 
     def flush(self) -> None:
         """Ingest buffered rows now, so they land in the current sub-bucket."""

@@ -116,6 +116,37 @@ def assert_drift_of_the_union(server: WorkerServer, sent: list[dict[str, Any]]) 
         stats.psi(r / r.sum(), c / c.sum()), rel=1e-9)
 
 
+def predict_and_label(server: WorkerServer, n: int, seed: int, unknown: int = 0
+                      ) -> tuple[list[int], list[float], int]:
+    """POST ``n`` predictions, then their labels (random 0/1) and ``unknown`` labels of ids no
+    worker holds, each on a new connection; return (labels, scores, labels that reached
+    another worker than their prediction)."""
+    made = []
+    for row in rows(n, seed=seed):
+        response = server.post("/predict", row)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        made.append((body["id"], body["score"], body["pid"]))
+    labels = np.random.default_rng(seed).integers(0, 2, n).tolist()
+    crossed = 0
+    for (prediction_id, _, holder), label in zip(made, labels):
+        response = server.post("/outcome", {"id": prediction_id, "actual": label})
+        assert response.status_code == 200, response.text
+        crossed += response.json()["pid"] != holder
+    for i in range(unknown):
+        assert server.post("/outcome", {"id": f"nobody-{i}", "actual": 1}).status_code == 200
+    return labels, [score for _, score, _ in made], crossed
+
+
+def wait_for_matched(server: WorkerServer, n: int, timeout: float = 20.0) -> float:
+    """Scrape until ``n`` outcomes show as matched; return the seconds it took."""
+    started = time.monotonic()
+    while value(server.scrape(), "mlprobe_outcomes_total", result="matched", **MODEL) != n:
+        assert time.monotonic() - started < timeout, "the labels were not all joined"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
 def worker_files(directory: Path) -> list[str]:
     return [n for n in os.listdir(directory) if n.startswith(("mlprobe-worker-",
                                                               "mlprobe-dead-"))]
@@ -138,6 +169,46 @@ def test_uvicorn_workers_every_scrape_and_drift_show_every_worker(tmp_path):
     finally:
         server.stop()
     assert worker_files(tmp_path / "mp") == []
+
+
+def test_uvicorn_workers_join_each_label_where_its_prediction_is(tmp_path):
+    """uvicorn --workers 3 with a quality probe (grace 4 s): N predictions, then their N
+    labels and 5 labels of ids nobody predicted, each on a new connection (most land on
+    another worker than their prediction). Once the grace is over, each of 10 scrapes,
+    whichever worker answers, shows N matched and 5 unknown (every label counted once),
+    nothing waiting, and the accuracy scikit-learn computes on the pairs sent."""
+    from sklearn.metrics import accuracy_score
+
+    grace = 4.0
+    server = WorkerServer("uvicorn", tmp_path / "mp",
+                          env={"WORKERS_APP_QUALITY_GRACE": str(grace)}).start()
+    try:
+        n = 90
+        labels, scores, crossed = predict_and_label(server, n, seed=7, unknown=5)
+        posted = time.monotonic()
+        assert crossed >= 10, crossed  # the labels did cross workers
+        took = wait_for_matched(server, n)
+        print(f"{crossed} of {n} labels reached another worker; all joined {took:.2f} s "
+              "after the last label")
+        time.sleep(max(0.0, posted + grace + 2 * INTERVAL_S + 0.5 - time.monotonic()))
+        accuracy = accuracy_score(labels, [int(s > 0.5) for s in scores])
+        answered = set()
+        for _ in range(10):
+            response = server.get("/metrics")
+            answered.add(int(response.headers["x-worker-pid"]))
+            text = response.text
+            results = {r: value(text, "mlprobe_outcomes_total", result=r, **MODEL)
+                       for r in ("matched", "unknown", "late", "duplicate", "invalid")}
+            assert results == {"matched": n, "unknown": 5, "late": 0, "duplicate": 0,
+                               "invalid": 0}, results
+            assert value(text, "mlprobe_model_quality", metric="accuracy", **MODEL) == \
+                pytest.approx(accuracy, abs=1e-12)
+            assert value(text, "mlprobe_waiting_outcomes") == 0
+            assert value(text, "mlprobe_prediction_store_entries") == 0
+        assert len(answered) >= 2, answered
+    finally:
+        server.stop()
+    assert not [f for f in os.listdir(tmp_path / "mp") if f.startswith("mlprobe-outcomes-")]
 
 
 def test_gunicorn_workers_exact_scrapes_prometheus_increase_and_sigkill(tmp_path):
@@ -298,27 +369,42 @@ def test_gunicorn_recycling_100_workers_keeps_files_and_scrape_time_bounded(tmp_
 
 @pytest.mark.real_collector
 def test_gunicorn_workers_push_one_merged_view_to_a_collector(tmp_path):
-    """gunicorn -w 3 pushing OTLP through a real collector (rotel) every second: one worker
-    pushes, under one service.instance.id, and the collector gets what one scrape shows."""
+    """gunicorn -w 3 pushing OTLP through a real collector (rotel) every second, with a
+    quality probe whose labels cross workers: one worker pushes, under one
+    service.instance.id, and the collector gets what one scrape shows, the merged quality
+    families (outcomes, model quality) included."""
     with collector(tmp_path) as (rotel, sink):
         server = WorkerServer("gunicorn", tmp_path / "mp", env={
-            "WORKERS_APP_OTLP": rotel.http_endpoint})
+            "WORKERS_APP_OTLP": rotel.http_endpoint, "WORKERS_APP_QUALITY_GRACE": "60"})
         server.start()
         try:
-            sent = rows(90, seed=5)
-            assert len(send(server, sent)) >= 2
+            n = 90
+            predict_and_label(server, n, seed=5)
+            wait_for_matched(server, n)
             time.sleep(INTERVAL_S + 0.5)
             scrape = exposition_samples(server.scrape())
             key = ("mlprobe_predictions_total", frozenset({**MODEL, "outcome": "ok"}.items()))
-            assert scrape[key] == len(sent)
+            matched = ("mlprobe_outcomes_total",
+                       frozenset({**MODEL, "result": "matched"}.items()))
+            assert scrape[key] == scrape[matched] == n
             requests = sink.wait_for(lambda reqs: bool(reqs) and as_prometheus(
-                reqs[-1]).get(key) == len(sent), timeout=20)
+                reqs[-1]).get(matched) == n, timeout=20)
             time.sleep(2.5)  # a few more pushes: every one is the same merged view
             requests = sink.snapshot()
             pushed = as_prometheus(requests[-1])
             counters = {k: v for k, v in scrape.items()
                         if k[0].endswith(("_total", "_count", "_bucket", "_sum"))}
-            assert {k: pushed.get(k) for k in counters} == counters
+            # (a summary's sum comes from the merged moments: equal to rounding, whichever
+            # worker merges; every other counter exactly)
+            rounded = {k for k in counters if k[0] == "mlprobe_feature_quantile_sum"}
+            assert {k: pushed.get(k) for k in counters if k not in rounded} == \
+                {k: v for k, v in counters.items() if k not in rounded}
+            for k in rounded:
+                assert pushed[k] == pytest.approx(counters[k], rel=1e-12)
+            quality = {k: v for k, v in scrape.items() if k[0] == "mlprobe_model_quality"}
+            assert {k[1] for k in quality} >= {frozenset({**MODEL, "metric": m}.items())
+                                                for m in ("accuracy", "roc_auc", "log_loss")}
+            assert {k: pushed.get(k) for k in quality} == quality
             instances = {a["value"]["stringValue"] for r in requests[-3:]
                          for rm in r["resourceMetrics"]
                          for a in rm["resource"]["attributes"] if a["key"] ==

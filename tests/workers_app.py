@@ -9,8 +9,11 @@ which worker served each request; ``POST /batch`` takes ``{"batch": {column: [va
 fleet tests' replica). ``MLPROBE_MULTIPROCESS_DIR`` turns multi-process mode on;
 ``WORKERS_APP_PROFILE`` (a profile file) and ``WORKERS_APP_MODEL`` (``name:version``) replace
 the built-in profile and model; ``WORKERS_APP_OTLP`` (an OTLP/HTTP metrics URL) starts the
-OTLP push exporter (interval ``WORKERS_APP_OTLP_INTERVAL``, default 1 s). (Not a test
-module.)
+OTLP push exporter (interval ``WORKERS_APP_OTLP_INTERVAL``, default 1 s).
+``WORKERS_APP_QUALITY_GRACE`` (seconds) turns model quality on (a binary model: its score
+above 0.5 predicts 1) with that ``unknown_grace_seconds``: ``/predict`` then answers the
+prediction's id too, and ``POST /outcome`` takes ``{"id": .., "actual": ..}`` and records it
+(on whichever worker answers). (Not a test module.)
 """
 
 from __future__ import annotations
@@ -52,7 +55,11 @@ if os.environ.get("WORKERS_APP_MODEL"):
     MODEL, VERSION = os.environ["WORKERS_APP_MODEL"].split(":")
 REFERENCE = (mlprobe.ReferenceProfile.load(os.environ["WORKERS_APP_PROFILE"])
              if os.environ.get("WORKERS_APP_PROFILE") else profile())
-probe = mlprobe.Probe(MODEL, version=VERSION, reference=REFERENCE, window_seconds=600)
+GRACE = os.environ.get("WORKERS_APP_QUALITY_GRACE")
+QUALITY = None if GRACE is None else mlprobe.QualitySpec(
+    task="binary", labels=[0, 1], unknown_grace_seconds=float(GRACE))
+probe = mlprobe.Probe(MODEL, version=VERSION, reference=REFERENCE, window_seconds=600,
+                      quality=QUALITY)
 
 
 @probe.track
@@ -70,7 +77,13 @@ def create_app() -> FastAPI:
 
     @app.post("/predict")
     def predict_endpoint(row: dict[str, Any]) -> dict[str, Any]:
-        return {"score": predict(row), "pid": os.getpid()}
+        return {"score": predict(row), "pid": os.getpid(),
+                "id": mlprobe.current_prediction_id()}
+
+    @app.post("/outcome")
+    def outcome_endpoint(body: dict[str, Any]) -> dict[str, Any]:
+        probe.record_outcome(body["id"], body["actual"])
+        return {"pid": os.getpid()}
 
     @app.post("/batch")
     def batch_endpoint(body: dict[str, Any]) -> dict[str, int]:

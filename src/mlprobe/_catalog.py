@@ -225,6 +225,10 @@ _SPECS = (
        "Predictions waiting for their outcome (all versions of the model).", updown=True),
     _m("mlprobe_prediction_store_bytes", "gauge", "By", ("model",), "mlprobe.prediction_store",
        "Estimated memory of the predictions waiting for their outcome.", updown=True),
+    _m("mlprobe_waiting_outcomes", "gauge", "{outcome}", ("model",), "mlprobe.waiting_outcomes",
+       "Outcomes waiting for their prediction: recorded before it, or, under several "
+       "workers, until the worker holding it joins them (at most unknown_grace_seconds).",
+       updown=True),
     _m("mlprobe_outcome_delay_seconds", "histogram", "s", MODEL_LABELS, "mlprobe.outcome.delay",
        "Time from a prediction to its outcome, per matched outcome."),
     _m("mlprobe_outcome_stats", "counter", "{value}", MODEL_LABELS + ("metric",),

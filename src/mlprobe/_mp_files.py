@@ -7,6 +7,7 @@ Layout (every name starts with ``mlprobe-``; nothing else in the directory is to
     mlprobe-archive.state          the merged counts of workers that died
     mlprobe-worker-<pid>-<start>.state   one live worker's latest published state
     mlprobe-dead-<pid>-<start>.state     the same, marked dead by gunicorn's child_exit
+    mlprobe-outcomes-<pid>-<start>.state one worker's outcomes exchange (mlprobe._mp_outcomes)
     mlprobe-exporter.lock          held (fcntl) by the one worker that pushes OTLP
     .mlprobe-tmp-*                 a file being written (renamed over its target when whole)
 
@@ -38,7 +39,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["ARCHIVE", "EXPORTER_LOCK", "FORMAT", "LEDGER", "Directory", "decode", "encode"]
+__all__ = ["ARCHIVE", "EXPORTER_LOCK", "FORMAT", "LEDGER", "OUTCOMES_PREFIX", "Directory",
+           "decode", "encode"]
 
 FORMAT = 1
 """Version of the state files' layout (a worker reading another version counts them
@@ -50,6 +52,7 @@ ARCHIVE = "mlprobe-archive.state"
 EXPORTER_LOCK = "mlprobe-exporter.lock"
 WORKER_PREFIX = "mlprobe-worker-"
 DEAD_PREFIX = "mlprobe-dead-"
+OUTCOMES_PREFIX = "mlprobe-outcomes-"
 SUFFIX = ".state"
 TMP_PREFIX = ".mlprobe-tmp-"
 

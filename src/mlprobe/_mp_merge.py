@@ -33,6 +33,7 @@ from . import _guard
 from ._mp_archive import fold
 from ._mp_files import ARCHIVE, EXPORTER_LOCK, FORMAT, Directory, decode, encode
 from ._mp_ledger import Ledger, ServerId, stream_start
+from ._mp_outcomes import OutcomeExchange
 from ._mp_process import WorkerId, current_worker, is_alive
 from ._registry import FamilyBuilder, Registry
 from ._source import is_mergeable as mergeable
@@ -92,6 +93,7 @@ class Merger:
         self._export_fd: int | None = None
         self._export_pid = 0
         self.published = 0  # files written (read by tests and benchmarks)
+        self.outcomes = OutcomeExchange(self)  # outcomes joined across workers
 
     def after_fork(self) -> None:
         """Called in a forked child: a new worker, with nothing of its parent's locks."""
@@ -266,6 +268,13 @@ class Merger:
             return source.state()
         return View(self, {key: source.state()}, self.origins()).state(key, source)
 
+    def exchange_outcomes(self) -> None:
+        """Settle outcomes that reached another worker than their prediction (see
+        :mod:`mlprobe._mp_outcomes`); the publisher runs it every cycle, before publishing,
+        so what it counts is in the same cycle's file."""
+        if not self.closed:
+            self.outcomes.run()
+
     # -- deaths --------------------------------------------------------------------------------
 
     def fold_dead(self) -> int:
@@ -290,6 +299,13 @@ class Merger:
         with self._publish_lock:
             if self.closed:
                 return
+            # A last exchange first (what it counts must be in the folded state), then none:
+            # this worker's waiting outcomes stay in its file, for a live worker to adopt.
+            try:
+                self.outcomes.run()
+            except Exception as exc:  # noqa: BLE001 - the fold below must happen anyway
+                _guard.report_internal_error("multiprocess.final", exc)
+            self.outcomes.close()
             self.closed = True
             states = self.own_states(self.registry.sources)
             if states or os.path.exists(self.directory.file(

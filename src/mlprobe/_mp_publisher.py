@@ -71,10 +71,12 @@ class Publisher:
         return min((m.interval for m in list(self._mergers)), default=1.0)
 
     def run_once(self) -> None:
-        """One cycle: publish every merger, then fold dead workers' files (tests call it)."""
+        """One cycle: settle outcomes across workers, publish every merger, then fold dead
+        workers' files (tests call it)."""
         self.cycles += 1
         for merger in list(self._mergers):
             try:
+                merger.exchange_outcomes()
                 merger.publish()
                 merger.fold_dead()
             except Exception as exc:  # noqa: BLE001 - the publisher must never die

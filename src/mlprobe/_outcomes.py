@@ -26,21 +26,22 @@ unknown.
 Outcome before prediction: an outcome whose id is not known waits up to
 ``unknown_grace_seconds`` (at most ``max_unmatched`` of them); a prediction stored meanwhile
 joins it at once. This is also the multi-worker seam: under several worker processes an
-outcome may reach another worker than its prediction. The design (``docs/quality.md``): each
-worker publishes its waiting outcomes with its raw state; every worker joins the others'
-waiting outcomes against its own store (:meth:`PredictionStore.join_foreign`) and publishes
-the ids it claimed, which the receiving worker then forgets (:meth:`PredictionStore.forget`);
-an outcome nobody claims within the grace counts as unknown, once, on the worker that received
-it. Counts stay exact because exactly one worker, the one holding the prediction, records a
-pair.
+outcome may reach another worker than its prediction. In multi-process mode the store is
+*coordinated* (:attr:`PredictionStore.coordinated`): waiting outcomes are settled only by the
+outcome exchange (:mod:`mlprobe._mp_outcomes`), which publishes them (:meth:`waiting`), joins
+the other workers' against this store (:meth:`known`, :meth:`join_foreign`), drops those
+another worker claimed (:meth:`forget`), and takes out those to join here or count unknown
+(:meth:`take_waiting`), each decision under the directory lock, so that exactly one worker
+counts each outcome.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -104,6 +105,9 @@ class PredictionStore:
         self.max_unmatched = spec.max_unmatched
         self.max_tombstones = max(1000, int(spec.max_entries * TOMBSTONES_PER_ENTRY))
         self._clock = clock
+        # Multi-process mode: waiting outcomes are settled by the outcome exchange alone (see
+        # the module docstring). Kept across reset(): a forked worker is in the mode too.
+        self.coordinated = False
         self.reset()
 
     def reset(self) -> None:
@@ -114,8 +118,14 @@ class PredictionStore:
         self._entries: OrderedDict[str, list[Any]] = OrderedDict()
         # key -> (reason, recipient): "matched", "expired" or "evicted"
         self._tombstones: OrderedDict[str, tuple[str, Recipient]] = OrderedDict()
-        # key -> (time, actual, recipient): outcomes waiting for their prediction
-        self._unmatched: OrderedDict[str, tuple[float, Any, Recipient]] = OrderedDict()
+        # key -> (time, actual, recipient, serial): outcomes waiting for their prediction; the
+        # serial tells two waits of one key apart (a claim names the one it claimed)
+        self._unmatched: OrderedDict[str, tuple[float, Any, Recipient, int]] = OrderedDict()
+        self._serials = itertools.count(1)
+        # Read by the outcome exchange: how many times the waiting outcomes changed (it
+        # republishes them only then), and whether a prediction they wait for has arrived.
+        self.waiting_changes = getattr(self, "waiting_changes", 0) + 1
+        self.arrived = False
         # predictions queued on the request path, not yet in the store: (key, recipient,
         # payload, time)
         self._queued: list[tuple[str, Recipient, Any, float]] = []
@@ -132,6 +142,11 @@ class PredictionStore:
         """Predictions waiting."""
         self.ingest()
         return len(self._entries)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The wall clock the store's times are read from."""
+        return self._clock
 
     @property
     def waiting_outcomes(self) -> int:
@@ -185,16 +200,18 @@ class PredictionStore:
                     entry[4] = [*more, (recipient, payload)]
                     entry[1] += size - ENTRY_OVERHEAD
                     self._bytes += size - ENTRY_OVERHEAD
-                if unmatched:
-                    waiting = unmatched.pop(key, None)
-                    if waiting is not None:
-                        early.append((key, waiting))
+                if unmatched and key in unmatched:
+                    if self.coordinated:  # joined by the exchange (the outcome may be
+                        self.arrived = True  # published already)
+                    else:
+                        early.append((key, unmatched.pop(key)))
+                        self.waiting_changes += 1
             dropped = self._evict(batch[-1][3])
         # Counted outside the store's lock: a recipient takes its own lock.
         for recipient in replaced:
             recipient.count("replaced")
         self._count_dropped(dropped)
-        for key, (_, actual, via) in early:
+        for key, (_, actual, via, _) in early:
             self.resolve(key, actual, via)
 
     def _evict(self, now: float) -> list[tuple[str, list[Any]]]:
@@ -265,7 +282,8 @@ class PredictionStore:
                     via = tombstone[1]
                 elif wait and self.grace > 0 and len(self._unmatched) < self.max_unmatched \
                         and key not in self._unmatched:
-                    self._unmatched[key] = (now, actual, via)
+                    self._unmatched[key] = (now, actual, via, next(self._serials))
+                    self.waiting_changes += 1
                     result = "waiting"
                 else:
                     result = "unknown"
@@ -288,47 +306,56 @@ class PredictionStore:
                      via: Recipient) -> None:
         """:meth:`resolve` for a batch, taking the lock once for the whole join."""
         self.ingest()
-        now = self._clock()
-        joined: dict[int, tuple[Recipient, list[tuple[Any, Any, float]]]] = {}
-        counted: list[tuple[Recipient, str]] = []
-        dropped: list[tuple[str, list[Any]]] = []
-        cutoff = now - self.ttl
+        join = _Join(self._clock(), self.ttl)
         with self._lock:
-            entries, tombstones = self._entries, self._tombstones
             for key, actual in zip(keys, actuals):
-                entry = entries.pop(key, None)
-                if entry is not None:
-                    self._bytes -= entry[1]
-                    if entry[0] < cutoff:
-                        self._tombstone(key, "expired", entry[2])
-                        dropped.append(("expired", entry))
-                        counted.append((entry[2], "late"))
-                        counted += [(r, "late") for r, _ in entry[4] or ()]
-                        continue
-                    self._tombstone(key, "matched", entry[2])
-                    delay = max(now - entry[0], 0.0)
-                    for recipient, payload in [(entry[2], entry[3]), *(entry[4] or ())]:
-                        joined.setdefault(id(recipient), (recipient, []))[1].append(
-                            (payload, actual, delay))
+                if self._join_known(key, actual, join):
                     continue
-                tombstone = tombstones.get(key)
-                if tombstone is not None:
-                    counted.append((tombstone[1],
-                                    "duplicate" if tombstone[0] == "matched" else "late"))
-                elif self.grace > 0 and len(self._unmatched) < self.max_unmatched \
+                if self.grace > 0 and len(self._unmatched) < self.max_unmatched \
                         and key not in self._unmatched:
-                    self._unmatched[key] = (now, actual, via)
+                    self._unmatched[key] = (join.now, actual, via, next(self._serials))
+                    self.waiting_changes += 1
                 else:
-                    counted.append((via, "unknown"))
-        self._count_dropped(dropped)
-        for recipient, result in counted:
+                    join.counted.append((via, "unknown"))
+        self._count(join)
+
+    def _join_known(self, key: str, actual: Any, join: _Join) -> bool:
+        """Join one outcome if this store knows its key (caller holds the lock): with the
+        prediction (matched, or late if it expired unswept) or against its tombstone (late,
+        duplicate). False, untouched, for a key it does not know."""
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[1]
+            if entry[0] < join.cutoff:
+                self._tombstone(key, "expired", entry[2])
+                join.dropped.append(("expired", entry))
+                join.counted.append((entry[2], "late"))
+                join.counted += [(r, "late") for r, _ in entry[4] or ()]
+                return True
+            self._tombstone(key, "matched", entry[2])
+            delay = max(join.now - entry[0], 0.0)
+            for recipient, payload in [(entry[2], entry[3]), *(entry[4] or ())]:
+                join.joined.setdefault(id(recipient), (recipient, []))[1].append(
+                    (payload, actual, delay))
+            return True
+        tombstone = self._tombstones.get(key)
+        if tombstone is None:
+            return False
+        join.counted.append((tombstone[1], "duplicate" if tombstone[0] == "matched" else "late"))
+        return True
+
+    def _count(self, join: _Join) -> None:
+        # Outside the store's lock: a recipient takes its own lock.
+        self._count_dropped(join.dropped)
+        for recipient, result in join.counted:
             recipient.count(result)
-        for recipient, items in joined.values():
+        for recipient, items in join.joined.values():
             recipient.add_outcomes(items)
 
     def sweep(self) -> None:
         """Expire old predictions and count outcomes that waited past the grace as unknown
-        (runs at collect time)."""
+        (runs at collect time; a coordinated store leaves its waiting outcomes to the
+        exchange)."""
         self.ingest()
         now = self._clock()
         unknown = []
@@ -336,39 +363,88 @@ class PredictionStore:
             dropped = self._evict(now)
             waiting = self._unmatched
             cutoff = now - self.grace
-            while waiting:
-                key, (t, _, via) = next(iter(waiting.items()))
+            while waiting and not self.coordinated:
+                key, (t, _, via, _) = next(iter(waiting.items()))
                 if t >= cutoff:
                     break
                 waiting.popitem(last=False)
+                self.waiting_changes += 1
                 unknown.append(via)
         self._count_dropped(dropped)
         for via in unknown:
             via.count("unknown")
 
-    # -- the multi-worker seam -----------------------------------------------------------------
+    # -- the multi-worker seam (mlprobe._mp_outcomes) ------------------------------------------
 
-    def waiting(self) -> list[tuple[str, float, Any]]:
-        """The outcomes waiting for a prediction: ``(key, time, actual)`` (for publication to
-        the other workers)."""
+    def waiting(self) -> list[tuple[str, int, float, Any, Recipient]]:
+        """The outcomes waiting for a prediction: ``(key, serial, time, actual, recipient)``,
+        oldest first (for publication to the other workers)."""
         with self._lock:
-            return [(k, t, a) for k, (t, a, _) in self._unmatched.items()]
+            return [(k, n, t, a, via) for k, (t, a, via, n) in self._unmatched.items()]
 
-    def join_foreign(self, outcomes: Sequence[tuple[str, Any]],
-                     via: Recipient) -> list[str]:
-        """Join outcomes another worker received against this store; return the keys of those
-        this store held (and recorded). Keys it does not hold are left alone: not counted."""
+    def oldest_waiting(self) -> float | None:
+        """When the oldest waiting outcome was recorded (None: none waits)."""
+        with self._lock:
+            for t, *_ in self._unmatched.values():
+                return t
+        return None
+
+    def known(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` this store holds a prediction or a tombstone of (what it would
+        join now as matched, late or duplicate)."""
         self.ingest()
-        claimed = []
-        for key, actual in outcomes:
-            with self._lock:
-                held = key in self._entries
-            if held and self.resolve(key, actual, via, wait=False) in ("matched", "late"):
-                claimed.append(key)
-        return claimed
-
-    def forget(self, keys: Sequence[str]) -> None:
-        """Drop waiting outcomes another worker has claimed (they are counted there)."""
         with self._lock:
-            for key in keys:
-                self._unmatched.pop(key, None)
+            entries, tombstones = self._entries, self._tombstones
+            return {k for k in keys if k in entries or k in tombstones}
+
+    def join_foreign(self, outcomes: Sequence[tuple[str, Any]], via: Recipient, *,
+                     claimed: bool = False) -> list[str]:
+        """Join outcomes another worker received: each whose key this store knows is counted
+        here (matched, late or duplicate, on the version of its prediction) and its key
+        returned; the others are left alone, not counted. ``claimed``: the caller has claimed
+        every one of them (:mod:`mlprobe._mp_outcomes`), so each is counted here, once: one
+        whose key this store no longer knows (its tombstone just dropped) counts ``unknown``
+        on ``via``."""
+        self.ingest()
+        join = _Join(self._clock(), self.ttl)
+        out = []
+        with self._lock:
+            for key, actual in outcomes:
+                if self._join_known(key, actual, join):
+                    out.append(key)
+                elif claimed:
+                    join.counted.append((via, "unknown"))
+        self._count(join)
+        return out
+
+    def forget(self, claims: Iterable[tuple[str, int]]) -> int:
+        """Drop the waiting outcomes ``(key, serial)`` another worker has claimed (they are
+        counted there); return how many were still waiting."""
+        return len(self.take_waiting(claims))
+
+    def take_waiting(self, claims: Iterable[tuple[str, int]]
+                     ) -> list[tuple[str, float, Any, Recipient]]:
+        """Remove the waiting outcomes ``(key, serial)`` still waiting and return them as
+        ``(key, time, actual, recipient)``: the caller joins or counts each, once."""
+        out = []
+        with self._lock:
+            unmatched = self._unmatched
+            for key, serial in claims:
+                waiting = unmatched.get(key)
+                if waiting is not None and waiting[3] == serial:
+                    del unmatched[key]
+                    self.waiting_changes += 1
+                    out.append((key, waiting[0], waiting[1], waiting[2]))
+        return out
+
+
+class _Join:
+    """What one batch join found, counted after the store's lock is released."""
+
+    __slots__ = ("counted", "cutoff", "dropped", "joined", "now")
+
+    def __init__(self, now: float, ttl: float) -> None:
+        self.now, self.cutoff = now, now - ttl
+        self.joined: dict[int, tuple[Recipient, list[tuple[Any, Any, float]]]] = {}
+        self.counted: list[tuple[Recipient, str]] = []
+        self.dropped: list[tuple[str, list[Any]]] = []

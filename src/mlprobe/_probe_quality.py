@@ -11,11 +11,13 @@ counted.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ._guard import report_internal_error
+from ._mp_outcomes import JOIN_INTERVALS
 from ._outcomes import PredictionStore
 from ._prediction_ids import id_key, new_id, request_ids, set_current, set_id
 from ._profile import ReferenceProfile
@@ -26,8 +28,8 @@ from ._registry import FamilyBuilder, Registry
 from .errors import ConfigurationError
 from .snapshot import Sample
 
-__all__ = ["NO_ID", "QualityMethods", "StoreSource", "check_quality_option", "model_store",
-           "quality_task", "record_prediction"]
+__all__ = ["NO_ID", "QualityMethods", "StoreSource", "StoreState", "check_grace",
+           "check_quality_option", "model_store", "quality_task", "record_prediction"]
 
 _log = logging.getLogger("mlprobe")
 
@@ -37,24 +39,71 @@ NO_ID = object()
 
 class StoreSource:
     """A model's prediction store as a registry source: expires entries at collect time and
-    reports how many predictions wait and their estimated memory."""
+    reports how many predictions and outcomes wait and the predictions' estimated memory.
+
+    Mergeable (the state protocol of :mod:`mlprobe._source`): in multi-process mode the
+    gauges are summed over live workers (a dead worker's store is gone with it)."""
 
     def __init__(self, model: str, spec: QualitySpec) -> None:
         self.model = model
         self.spec = spec
         self.store = PredictionStore(spec)
 
+    def fingerprint(self) -> str:
+        """Gauges of stores of any bounds add up."""
+        return "prediction-store-1"
+
+    def state(self) -> StoreState:
+        """Sweep (expire predictions), then read the store's sizes."""
+        store = self.store
+        store.sweep()
+        return StoreState(self.model, store.entries, store.bytes, store.waiting_outcomes)
+
+    def state_from_dict(self, data: Mapping[str, Any],
+                        parts: Mapping[str, Any] | None = None) -> StoreState:
+        """Rebuild a state another worker wrote (:meth:`StoreState.to_dict`)."""
+        return StoreState(self.model, int(data["entries"]), int(data["bytes"]),
+                          int(data["waiting"]))
+
     def collect_into(self, builder: FamilyBuilder) -> None:
         """Sweep, then report the store's size."""
-        self.store.sweep()
-        labels = (("model", self.model),)
-        builder.add("mlprobe_prediction_store_entries",
-                    [Sample(labels, float(self.store.entries))])
-        builder.add("mlprobe_prediction_store_bytes", [Sample(labels, float(self.store.bytes))])
+        self.state().collect_into(builder)
 
     def reset(self) -> None:
         """Forget every waiting prediction (a forked child)."""
         self.store.reset()
+
+
+class StoreState:
+    """The sizes of one worker's prediction store (gauges; summed across live workers)."""
+
+    __slots__ = ("bytes", "entries", "model", "waiting")
+
+    def __init__(self, model: str, entries: int, nbytes: int, waiting: int) -> None:
+        self.model, self.entries, self.bytes, self.waiting = model, entries, nbytes, waiting
+
+    def merge(self, other: StoreState) -> StoreState:
+        """Add another live worker's sizes."""
+        self.entries += other.entries
+        self.bytes += other.bytes
+        self.waiting += other.waiting
+        return self
+
+    def archived(self) -> StoreState:
+        """A dead worker's store is gone: nothing waits in it."""
+        self.entries = self.bytes = self.waiting = 0
+        return self
+
+    def to_dict(self, parts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Plain data."""
+        return {"entries": self.entries, "bytes": self.bytes, "waiting": self.waiting}
+
+    def collect_into(self, builder: FamilyBuilder) -> None:
+        """Report the store's gauges."""
+        labels = (("model", self.model),)
+        builder.add("mlprobe_prediction_store_entries", [Sample(labels, float(self.entries))])
+        builder.add("mlprobe_prediction_store_bytes", [Sample(labels, float(self.bytes))])
+        builder.add("mlprobe_waiting_outcomes", [Sample(labels, float(self.waiting))])
 
 
 def quality_task(spec: QualitySpec, reference: ReferenceProfile | None) -> QualityTask:
@@ -70,8 +119,22 @@ def quality_task(spec: QualitySpec, reference: ReferenceProfile | None) -> Quali
 
 
 def model_store(registry: Registry, name: str, spec: QualitySpec) -> PredictionStore:
-    """The prediction store of model ``name`` in ``registry`` (shared by its versions)."""
-    source = registry.get_or_create(("outcomes", name), lambda: StoreSource(name, spec))
+    """The prediction store of model ``name`` in ``registry`` (shared by its versions).
+
+    Raises:
+        ConfigurationError: In multi-process mode, ``unknown_grace_seconds`` is shorter than
+            the time an outcome takes to reach the worker holding its prediction.
+    """
+    def create() -> StoreSource:
+        # (called after the registry's first-source hook: the environment switch has run)
+        merger = registry.merger
+        if merger is not None:
+            check_grace(spec, merger.interval)
+        source = StoreSource(name, spec)
+        source.store.coordinated = merger is not None  # outcomes settled across workers
+        return source
+
+    source = registry.get_or_create(("outcomes", name), create)
     if source.spec != spec and (source.spec.ttl_seconds, source.spec.max_entries,
                                 source.spec.max_bytes) != (spec.ttl_seconds, spec.max_entries,
                                                            spec.max_bytes):
@@ -214,6 +277,23 @@ def _as_list(values: Any) -> list[Any]:
     if isinstance(values, (list, tuple)):
         return list(values)
     return [values]
+
+
+def check_grace(spec: QualitySpec, interval: float) -> None:
+    """Refuse a grace too short for multi-process mode (see :mod:`mlprobe._mp_outcomes`).
+
+    Raises:
+        ConfigurationError: ``unknown_grace_seconds`` < :data:`JOIN_INTERVALS` intervals.
+    """
+    least = JOIN_INTERVALS * interval
+    if spec.unknown_grace_seconds < least:
+        raise ConfigurationError(
+            f"QualitySpec(unknown_grace_seconds={spec.unknown_grace_seconds!r}) is too short "
+            f"for multi-process mode: an outcome that reaches another worker than its "
+            f"prediction is joined within {JOIN_INTERVALS} publish intervals "
+            f"({least:g} s at the interval of {interval:g} s), and would count as unknown "
+            f"before; set unknown_grace_seconds to at least {least:g} (the default, 60 s, "
+            f"leaves ample margin) or shorten MLPROBE_MULTIPROCESS_INTERVAL")
 
 
 def check_quality_option(quality: Any) -> QualitySpec | None:

@@ -108,7 +108,7 @@ class ProbeSource:
         features = self.features.state() if self.features is not None else None
         quality = None
         if self.quality is not None:  # a copy: merging into it leaves the live one alone
-            quality = self._quality_from_dict(self.quality.to_dict())
+            quality = self.quality.copy()
         return ProbeState(self, calls, errors, errors_seen, scores, scores_seen, classes,
                           classes_seen, features, quality)
 

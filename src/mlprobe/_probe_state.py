@@ -98,7 +98,7 @@ class ProbeState:
         if self.features is not None and other.features is not None:
             self.features.merge(other.features)
         if self.quality is not None and other.quality is not None:
-            self.quality.merge_dict(other.quality.to_dict())
+            self.quality.merge(other.quality)
         return self
 
     def compacted(self, uid_prefix: str) -> ProbeState:

@@ -288,7 +288,23 @@ class QualityMonitor:
         Raises:
             ValueError: Different bucket lengths or another task.
         """
-        return cls(task, target, clock=clock).merge_dict(data)
+        out = cls(task, target, clock=clock)
+        if float(data["bucket_seconds"]) != out.bucket_seconds:
+            raise ValueError("cannot merge quality windows with different bucket lengths")
+        out._ring = {int(i): QualityCounts.from_dict(c, task, target)
+                     for i, c in data["ring"].items()}
+        out._expired = QualityCounts.from_dict(data["expired"], task, target)
+        out._history = {int(i): (int(n), int(total), int(squares))
+                        for i, (n, total, squares) in data["history"].items()}
+        for name, n in data["counters"].items():
+            out.counters[name] = out.counters.get(name, 0) + int(n)
+        out.delay_counts = [int(n) for n in data["delay_counts"]]
+        if len(out.delay_counts) != len(DELAY_BUCKETS) + 1:
+            raise ValueError("quality delay histogram of other buckets")
+        out.delay_sum = int(data["delay_sum"])
+        with out._window_lock:
+            out._expire(out._index())
+        return out
 
     def merge_dict(self, data: dict[str, Any]) -> QualityMonitor:
         """Merge the state another monitor of the same task serialised (:meth:`to_dict`).
@@ -296,31 +312,55 @@ class QualityMonitor:
         Raises:
             ValueError: Different bucket lengths or another task.
         """
-        if float(data["bucket_seconds"]) != self.bucket_seconds:
+        return self.merge(QualityMonitor.from_dict(data, self.task, self.target,
+                                                   clock=self._clock))
+
+    def copy(self) -> QualityMonitor:
+        """An independent copy of the state (pending items folded in first): what
+        ``from_dict(to_dict())`` gives, at a fraction of its cost (no plain-data round trip;
+        ``benchmarks/bench_quality.py``, section 7)."""
+        self.flush()
+        out = QualityMonitor(self.task, self.target, clock=self._clock)
+        out.counters, out.delay_counts, out.delay_sum = self.counter_values()
+        with self._window_lock:
+            out._ring = {i: c.copy() for i, c in self._ring.items()}
+            out._expired = self._expired.copy()
+            out._history = dict(self._history)
+        return out
+
+    def merge(self, other: QualityMonitor) -> QualityMonitor:
+        """Add another monitor's state (same task and buckets) in place; ``other`` is left
+        unchanged (its counts are copied before they are added).
+
+        Raises:
+            ValueError: Different bucket lengths.
+        """
+        if other.bucket_seconds != self.bucket_seconds:
             raise ValueError("cannot merge quality windows with different bucket lengths")
-        ring = {int(i): QualityCounts.from_dict(c, self.task, self.target)
-                for i, c in data["ring"].items()}
-        expired = QualityCounts.from_dict(data["expired"], self.task, self.target)
+        other.flush()
+        counters, delays, delay_sum = other.counter_values()
+        with other._window_lock:  # copied first: never two window locks held at once
+            ring = [(i, c.copy()) for i, c in other._ring.items()]
+            expired = other._expired.copy()
+            history = list(other._history.items())
         self.flush()
         with self._window_lock:
-            for index, counts in ring.items():
+            for index, counts in ring:
                 bucket = self._ring.get(index)
                 if bucket is None:
                     self._ring[index] = counts
                 else:
                     bucket.merge(counts)
             self._expired.merge(expired)
-            for i, triple in data["history"].items():
-                old = self._history.get(int(i), (0, 0, 0))
-                n, total, squares = (a + int(b) for a, b in zip(old, triple))
-                self._history[int(i)] = (n, total, squares)
+            for i, (n, total, squares) in history:
+                old = self._history.get(i, (0, 0, 0))
+                self._history[i] = (old[0] + n, old[1] + total, old[2] + squares)
             self._expire(self._index())
         with self._lock:
-            for name, n in data["counters"].items():
-                self.counters[name] = self.counters.get(name, 0) + int(n)
-            self.delay_counts = [a + int(b) for a, b in zip(self.delay_counts,
-                                                           data["delay_counts"])]
-            self.delay_sum += int(data["delay_sum"])
+            for name, n in counters.items():
+                self.counters[name] = self.counters.get(name, 0) + n
+            self.delay_counts = [a + b for a, b in zip(self.delay_counts, delays)]
+            self.delay_sum += delay_sum
         return self
 
 

@@ -80,8 +80,10 @@ class QualitySpec:
         max_entries: Most predictions kept waiting (the oldest are evicted first).
         max_bytes: Most memory the waiting predictions may take (estimated per entry).
         unknown_grace_seconds: How long an outcome whose prediction is not (yet) known is kept
-            in case the prediction arrives (an outcome racing its prediction; in multi-worker
-            mode, a prediction made by another worker); then it counts as unknown.
+            in case the prediction arrives (an outcome racing its prediction; in multi-process
+            mode, a prediction held by another worker, which joins it within about two
+            publish intervals: the grace must be at least that, checked when the probe is
+            created); then it counts as unknown.
         max_unmatched: Most outcomes kept waiting for their prediction.
         detector_delta: False-alarm probability per evaluation of the concept-drift detector.
 

@@ -3,14 +3,16 @@
 Agreement counts of the candidate's predictions with the primary's, calls dropped by a full
 queue, and the histogram of absolute score differences (counts and an exact sum), exported as
 ``mlprobe_shadow_comparisons_total``, ``mlprobe_shadow_dropped_total`` and
-``mlprobe_shadow_score_difference``; a registry source of its own (:mod:`mlprobe._shadow`).
+``mlprobe_shadow_score_difference``; a registry source of its own (:mod:`mlprobe._shadow`),
+mergeable across worker processes (the state protocol of :mod:`mlprobe._source`: its state is
+a copy of the counters, of the same class).
 """
 
 from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,7 +89,32 @@ class ShadowCounters:
         builder.add("mlprobe_shadow_score_difference", [HistogramSample(
             base, self.bounds, differences, exact_to_float(total))])
 
-    def to_dict(self) -> dict[str, Any]:
+    # -- the state protocol (mlprobe._source): merged across worker processes -----------------
+
+    def fingerprint(self) -> str:
+        """Counters merge when their difference buckets agree."""
+        return repr(self.bounds)
+
+    def state(self) -> ShadowCounters:
+        """An independent copy of the counts."""
+        return ShadowCounters.from_dict(self.to_dict(), self.labels, self.bounds)
+
+    def state_from_dict(self, data: Mapping[str, Any],
+                        parts: Mapping[str, Any] | None = None) -> ShadowCounters:
+        """Counters another process serialised (:meth:`to_dict`)."""
+        if len(data["differences"]) != len(self.bounds) + 1:
+            raise ValueError("shadow score differences of other buckets")
+        return ShadowCounters.from_dict(dict(data), self.labels, self.bounds)
+
+    def merge(self, other: ShadowCounters) -> ShadowCounters:
+        """Add another process's counters (same buckets); returns ``self``."""
+        return self.merge_dict(other.to_dict())
+
+    def archived(self) -> ShadowCounters:
+        """Counts only: nothing to drop for a dead process."""
+        return self
+
+    def to_dict(self, parts: dict[str, Any] | None = None) -> dict[str, Any]:
         """Plain data."""
         with self._lock:
             return {"agree": self.agree, "disagree": self.disagree, "dropped": self.dropped,

@@ -130,7 +130,12 @@ def detach(registry: Registry) -> None:
     publisher.remove(merger)
     with merger._publish_lock:  # waits for a publish in progress; none writes after this
         merger.closed = True
+    merger.outcomes.close()
     registry.merger = None
+    for source in registry.sources.values():  # outcomes wait and expire in this process again
+        store = getattr(source, "store", None)
+        if store is not None:
+            store.coordinated = False
     for path, owner in list(_directories.items()):
         if owner is registry:
             del _directories[path]
