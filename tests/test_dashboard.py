@@ -183,6 +183,25 @@ def test_every_panel_query_returns_data_from_the_demo(tmp_path, web_page):
     web_page.set_content(page)
     assert web_page.locator(".panel").count() == len(panels())
     assert web_page.locator("svg polyline.series").count() >= 10
+    assert web_page.locator("svg.heatmap rect.cell").count() > 100
+    # the picture's layout: every legend entry inside its chart, none overlapping another
+    overflow = web_page.evaluate("""() => {
+        const bad = [], title = svg => svg.closest('.panel').querySelector('h4').textContent;
+        for (const svg of document.querySelectorAll('svg.lines')) {
+            const w = svg.width.baseVal.value, h = svg.height.baseVal.value;
+            const boxes = [...svg.querySelectorAll('text.legend')].map(t => t.getBBox());
+            boxes.forEach((b, i) => {
+                if (b.x < 0 || b.y < 0 || b.x + b.width > w || b.y + b.height > h)
+                    bad.push(['outside', title(svg)]);
+                boxes.slice(i + 1).forEach(o => {
+                    if (b.x < o.x + o.width && o.x < b.x + b.width &&
+                        b.y < o.y + o.height && o.y < b.y + b.height)
+                        bad.push(['overlap', title(svg)]);
+                });
+            });
+        }
+        return bad; }""")
+    assert overflow == [], overflow
     assert web_page.js_errors == []
     screenshot(web_page, tmp_path, "dashboard-panels.png", full_page=True)
 
@@ -195,12 +214,17 @@ def _panel_pictures(results: dict[tuple[str, str], Any]) -> str:
     for panel in panels():
         targets = [(t, s, r) for (title, _), (t, s, r) in results.items()
                    if title == panel["title"]]
-        if panel["type"] == "table":
+        if panel["type"] == "table":  # Grafana's table: one column per label, then the value
+            series = [s for _, found, _ in targets for s in found]
+            keys = sorted({k for s in series for k in s["metric"]})
+            head = "".join(f"<th>{escape(k)}</th>" for k in keys) + "<th>value</th>"
             rows = "".join(
-                f"<tr><td>{escape(' '.join(v for k, v in sorted(s['metric'].items())))}</td>"
-                f"<td>{_status_text(float(s['value'][1]), panel)}</td></tr>"
-                for _, series, _ in targets for s in series)
-            body = f"<table>{rows}</table>"
+                "<tr>" + "".join(f"<td>{escape(s['metric'].get(k, ''))}</td>" for k in keys)
+                + f"<td>{_status_text(float(s['value'][1]), panel)}</td></tr>"
+                for s in sorted(series, key=lambda s: [s["metric"].get(k, "") for k in keys]))
+            body = f"<table><tr>{head}</tr>{rows}</table>"
+        elif panel["type"] == "heatmap":
+            body = _heatmap(targets[0][2], width=480, height=190)
         elif panel["type"] == "barchart":
             current = {s["metric"]["bin"]: float(s["value"][1]) for s in targets[0][1]
                        if s["metric"]["feature"] == FEATURES[0]}
@@ -213,7 +237,7 @@ def _panel_pictures(results: dict[tuple[str, str], Any]) -> str:
         else:
             lines = []
             for target, _, ranged in targets:
-                for s in ranged[:8]:
+                for s in ranged:
                     name = target.get("legendFormat", "") or ""
                     for key, value in s["metric"].items():
                         name = name.replace("{{" + key + "}}", value)
@@ -224,9 +248,42 @@ def _panel_pictures(results: dict[tuple[str, str], Any]) -> str:
     css = ("body{font:12px system-ui,'DejaVu Sans',sans-serif;background:#f7f8fa;margin:10px}"
            ".grid{display:grid;grid-template-columns:repeat(2,520px);gap:8px}"
            ".panel{background:#fff;border:1px solid #e4e7eb;border-radius:4px;padding:6px}"
-           "h4{margin:0 0 4px}td{padding:1px 6px}")
+           "h4{margin:0 0 4px}td,th{padding:1px 8px;text-align:left}"
+           "th{color:#52606d;font-weight:600;border-bottom:1px solid #e4e7eb}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><style>{css}</style></head>"
             f"<body><div class='grid'>{''.join(blocks)}</div></body></html>")
+
+
+def _heatmap(ranged: list[dict[str, Any]], *, width: int, height: int) -> str:
+    """Grafana's heatmap of cumulative ``le`` buckets (format "heatmap"): per time step the
+    count of each bucket (the difference of adjacent cumulative counts), darker for more."""
+    from html import escape
+
+    bounds = sorted(ranged, key=lambda s: float(s["metric"]["le"]))
+    times = sorted({float(t) for s in bounds for t, _ in s["values"]})
+    cumulative = [{float(t): float(v) for t, v in s["values"]} for s in bounds]
+    counts = [[max(row.get(t, 0.0) - (cumulative[i - 1].get(t, 0.0) if i else 0.0), 0.0)
+               for t in times] for i, row in enumerate(cumulative)]
+    peak = max((c for row in counts for c in row), default=0.0) or 1.0
+    left, top, bottom = 44, 6, 14
+    cw, ch = (width - left - 8) / max(len(times), 1), (height - top - bottom) / len(bounds)
+    parts = [f'<svg class="heatmap" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}">']
+    for i, row in enumerate(counts):
+        y = top + (len(bounds) - 1 - i) * ch  # the lowest bucket at the bottom
+        for j, count in enumerate(row):
+            shade = count / peak
+            colour = "rgb({},{},{})".format(*(int(255 - d * shade) for d in (208, 144, 32)))
+            parts.append(f'<rect class="cell" x="{left + j * cw:.1f}" y="{y:.1f}" '
+                         f'width="{cw + 0.3:.1f}" height="{ch + 0.3:.1f}" fill="{colour}" '
+                         f'data-count="{count!r}"/>')
+        le = bounds[i]["metric"]["le"]
+        if i % 2 == 1:  # every other bound (0.1, 0.2, ... for the default score buckets)
+            parts.append(f'<text x="{left - 4}" y="{y + ch / 2 + 3:.1f}" font-size="9" '
+                         f'text-anchor="end" fill="#555">≤ {escape(le)}</text>')
+    parts.append(f'<text x="{left}" y="{height - 2}" font-size="9" fill="#555">score '
+                 f'bucket (le) over time; darker: more predictions</text></svg>')
+    return "".join(parts)
 
 
 def _status_text(value: float, panel: dict[str, Any]) -> str:

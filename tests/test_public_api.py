@@ -44,6 +44,8 @@ PUBLIC = {
         "CLIENT_DISCONNECTED", "DEFAULT_EXCLUDE_PATHS", "OTHER_METHOD", "ProbeMiddleware",
         "UNMATCHED_ROUTE",
     ],
+    "mlprobe.multiprocess": ["DEFAULT_INTERVAL_S", "child_exit", "enable", "exports_here",
+                             "instance_id", "is_enabled", "mark_process_dead"],
     "mlprobe.testing": ["raise_internal_errors", "sample_value"],
     "mlprobe.errors": [
         "ConfigurationError", "ExporterError", "MlprobeError", "ProfileError",

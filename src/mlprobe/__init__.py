@@ -1,8 +1,9 @@
 """mlprobe: serving-side instrumentation for ML models.
 
 Add ``@probe.track`` to a predict function and its calls, latency, input sizes, scores and
-predicted classes appear in Prometheus (``mlprobe.exporters.prometheus``; the only exporter
-so far).
+predicted classes appear in Prometheus (``mlprobe.exporters.prometheus``) or go over OTLP to an
+OpenTelemetry collector (``mlprobe.exporters.otel``); with a reference profile, drift and data
+quality too, and with labels, model quality.
 
 This module is the composition root: it re-exports the public API and, through
 :func:`mlprobe._wiring.wire`, attaches :data:`default_registry` to prometheus_client's default

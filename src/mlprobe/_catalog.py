@@ -195,8 +195,8 @@ _SPECS = (
     _m("mlprobe_dataset_status", "gauge", "{status}", MODEL_LABELS + ("aspect",),
        "mlprobe.dataset.status",
        "Dataset status, 0 ok, 1 warning, 2 critical, by aspect: drift (the drift "
-       "verdict), quality (worst feature quality) and overall (the worse of the two; "
-       "absent: insufficient data)."),
+       "verdict), quality (worst feature quality), model_quality (with quality=...) and "
+       "overall (the worst of them; absent: insufficient data)."),
     _m("mlprobe_dataset_drift_share", "gauge", "{share}", MODEL_LABELS,
        "mlprobe.dataset.drift_share",
        "Share of evaluated features whose drift status is warning or critical "

@@ -1,5 +1,8 @@
 """The ``mlprobe`` command line: build a reference profile, evaluate drift of a batch.
 
+(``mlprobe rules`` and ``mlprobe dashboard`` are dispatched from here too; their code is in
+:mod:`mlprobe._cli_ops`.)
+
 ``mlprobe profile DATA -o PROFILE.json`` reads CSV (stdlib ``csv``, in chunks) or Parquet
 (when pyarrow is installed) and writes a :class:`~mlprobe._profile.ReferenceProfile`.
 Memory: the profile needs exact reference quantiles, so numeric columns are held as float64
@@ -8,8 +11,8 @@ strings; sample very large files before profiling.
 
 ``mlprobe drift PROFILE.json CURRENT`` streams the current file chunk by chunk into mergeable
 window summaries (constant memory) and prints the evaluation. Exit codes (also in ``--help``):
-0 normally, 1 when ``--fail-on`` is crossed by any drift or data-quality status, 2 on usage,
-input or profile errors (a one-line message, no traceback).
+0 normally, 1 when ``--fail-on`` is crossed by any drift, data-quality or model-quality
+status, 2 on usage, input or profile errors (a one-line message, no traceback).
 """
 
 from __future__ import annotations
@@ -232,7 +235,8 @@ def _parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     ap = argparse.ArgumentParser(
         prog="mlprobe", formatter_class=formatter, epilog=EXIT_CODES,
-        description="mlprobe offline tools: reference profiles and batch drift checks.")
+        description="mlprobe offline tools: reference profiles, batch drift checks, Prometheus "
+                    "rules and the Grafana dashboard.")
     ap.add_argument("--version", action="version", version=f"mlprobe {__version__}",
                     help="print the version and exit")
     ap.add_argument("--traceback", action="store_true",

@@ -78,6 +78,8 @@ def view_model(profile: ReferenceProfile, window: DatasetWindow, report: DriftRe
                                    ("target", profile.target, window.target, report.target)):
         if ref is not None and result is not None:
             columns.append(_column(role, role, ref, win, result, False))
+            # the data column it was read from, when the profile knows it ("score")
+            columns[-1]["column"] = getattr(profile, f"{role}_name", None)
     d = report.to_dict()
     when = generated or datetime.now(timezone.utc)
     if model_quality is not None:
@@ -139,10 +141,12 @@ def _card(c: dict[str, Any]) -> str:
     chart = bar_pairs(bins["labels"], bins["reference"], bins["current"],
                       caption=f"{c['name']}: reference vs current share per bin")
     note = ' <span class="note">sensitive: bins by index</span>' if c["sensitive"] else ""
-    role = "" if c["role"] == "feature" else f' <span class="note">{c["role"]}</span>'
+    heading = c.get("column") or c["name"]  # "score (prediction)", not "prediction prediction"
+    role = ("" if c["role"] in ("feature", heading)
+            else f' <span class="note">{c["role"]}</span>')
     return (f'<section class="card" data-feature="{escape(c["name"])}" '
             f'data-status="{escape(c["status"])}" data-quality="{escape(c["quality_status"])}">'
-            f'<h3>{escape(c["name"])}{role}{note}</h3>'
+            f'<h3>{escape(heading)}{role}{note}</h3>'
             f'<div class="row">drift {_badge(c["status"])} quality '
             f'{_badge(c["quality_status"])}</div>'
             f'<div class="chart">{chart}</div><div class="stats">{stats}</div>'

@@ -61,15 +61,38 @@ def bar_pairs(labels: Sequence[str], reference: Sequence[float], current: Sequen
     return "".join(parts)
 
 
+LEGEND_COLUMNS = 3
+LEGEND_ROW = 11  # px per legend row (9 px text)
+CHAR_WIDTH = 5.6  # px: a generous width of one 9 px sans-serif character, to fit labels
+
+
+def _dashes(i: int) -> str:
+    """A dash pattern for series past the palette, so no two lines look the same."""
+    pattern = ("", "4 2", "1 2", "6 2 1 2")[(i // len(PALETTE)) % 4]
+    return f' stroke-dasharray="{pattern}"' if pattern else ""
+
+
+def _fit(text: str, width: float) -> str:
+    """``text`` cut with an ellipsis to what fits in ``width`` pixels."""
+    chars = max(int(width / CHAR_WIDTH), 4)
+    return text if len(text) <= chars else text[:chars - 1] + "…"
+
+
 def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], *,
                width: int = 520, height: int = 180, unit: str = "", title: str = "") -> str:
     """One line per ``(name, [(t, value), ...])``, on shared axes, with a legend.
 
     The y axis starts at 0 unless a value is negative; times are drawn left to right.
+    ``height`` is the chart's height with a legend of up to two rows; the legend (three
+    columns, names cut to their column with an ellipsis, the full name in a tooltip) grows the
+    chart by one row per three further series, so no entry is ever cut off. Series past the
+    palette's colours are dashed, in the legend too.
     """
     points = [(t, v) for _, pts in series for t, v in pts if math.isfinite(v)]
-    left, right, top, bottom = 44, 8, 18, 36
-    pw, ph = width - left - right, height - top - bottom
+    rows = max(math.ceil(len(series) / LEGEND_COLUMNS), 1)
+    left, right, top = 44, 8, 18
+    pw, ph = width - left - right, height - top - 36  # 36: room for a two-row legend
+    height = top + ph + 10 + rows * LEGEND_ROW  # first baseline 16 below the plot
     parts = [f'<svg class="lines" width="{width}" height="{height}" viewBox="0 0 {width} '
              f'{height}" role="img" aria-label="{escape(title)}">',
              f'<text x="{left}" y="12" font-size="11" font-weight="600">{escape(title)}</text>']
@@ -91,19 +114,21 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], *,
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{_num(y)}" y2="{_num(y)}" '
                      f'stroke="#eee"/><text x="{left - 4}" y="{_num(y + 3)}" font-size="9" '
                      f'text-anchor="end" fill="#555">{escape(_short(value) + unit)}</text>')
+    column = pw / LEGEND_COLUMNS
     for i, (name, pts) in enumerate(series):
-        colour = PALETTE[i % len(PALETTE)]
+        colour, dashes = PALETTE[i % len(PALETTE)], _dashes(i)
         finite = [(t, v) for t, v in pts if math.isfinite(v)]
         if finite:
             path = " ".join(f"{_num(x)},{_num(y)}" for x, y in (xy(t, v) for t, v in finite))
             parts.append(f'<polyline class="series" fill="none" stroke="{colour}" '
-                         f'stroke-width="1.5" points="{path}" data-name="{escape(name)}" '
+                         f'stroke-width="1.5"{dashes} points="{path}" data-name="{escape(name)}" '
                          f'data-last="{finite[-1][1]!r}" data-points="{len(finite)}"/>')
-        lx = left + (i % 3) * (pw / 3)
-        ly = height - 20 + (i // 3) * 11
-        parts.append(f'<rect x="{_num(lx)}" y="{ly - 7}" width="8" height="8" '
-                     f'fill="{colour}"/><text x="{_num(lx + 11)}" y="{ly}" font-size="9">'
-                     f'{escape(name[:48])}</text>')
+        lx = left + (i % LEGEND_COLUMNS) * column
+        ly = top + ph + 16 + (i // LEGEND_COLUMNS) * LEGEND_ROW
+        parts.append(f'<line x1="{_num(lx)}" x2="{_num(lx + 12)}" y1="{ly - 3}" y2="{ly - 3}" '
+                     f'stroke="{colour}" stroke-width="2.5"{dashes}/>'
+                     f'<text class="legend" x="{_num(lx + 15)}" y="{ly}" font-size="9">'
+                     f'<title>{escape(name)}</title>{escape(_fit(name, column - 18))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -105,9 +105,9 @@ class ProbeMiddleware:
         prometheus_registry: the prometheus_client ``CollectorRegistry`` ``metrics_path``
             serves.
         drift_path: serve ``probe.drift_status()`` as JSON at this path (off by default); 404
-            while the probe has no reference profile.
-        status_page_path: serve a live HTML status page of the probe's drift and data quality
-            at this path (off by default; self-contained, refreshes itself; ``?format=json``
+            while the probe has neither a reference profile nor ``quality=``.
+        status_page_path: serve a live HTML status page of the probe's drift, data quality
+            and model quality at this path (off by default; self-contained, refreshes itself; ``?format=json``
             gives its content as JSON). 404 while the probe has no reference profile.
         status_page_refresh: seconds between the page's refreshes (default 5).
         prediction_id_header: a request header carrying the prediction id (e.g.
