@@ -43,7 +43,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: multiprocess.enable refuses
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Entry", "Merger", "Origin", "View"]
+__all__ = ["Entry", "Merger", "Origin", "View", "not_a_worker"]
 
 _log = logging.getLogger("mlprobe")
 
@@ -385,6 +385,16 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def not_a_worker() -> None:
+    """This process was forked from a worker to help it (a shadow's candidate process): it
+    publishes no state, now or at exit, so it never counts as a worker of the server."""
+    for merger in list(_mergers):
+        merger.closed = True
+    from ._mp_publisher import publisher
+
+    publisher.abandon()
 
 
 def _hashable(key: Any) -> Any:

@@ -99,6 +99,12 @@ class Publisher:
             except Exception as exc:  # noqa: BLE001 - exiting must not raise
                 report_internal_error("multiprocess.final", exc)
 
+    def abandon(self) -> None:
+        """Stop the thread without publishing or archiving anything (a helper process forked
+        from a worker, such as a shadow's candidate process: not a worker itself)."""
+        self._finished = True
+        self._stop.set()
+
     def _after_fork_in_child(self) -> None:
         # (each merger forgets its parent's locks in mlprobe._mp_merge's own at-fork hook)
         was_running = self._thread is not None

@@ -69,10 +69,10 @@ class ShadowCounters:
                 self.differences[i] += 1
                 self.difference_sum += total
 
-    def drop(self) -> None:
-        """Count an item the full queue could not take."""
+    def drop(self, n: int = 1) -> None:
+        """Count ``n`` calls the candidate did not run (a full queue, a lost process)."""
         with self._lock:
-            self.dropped += 1
+            self.dropped += n
 
     def collect_into(self, builder: FamilyBuilder) -> None:
         """Report agreement, drops and score differences."""

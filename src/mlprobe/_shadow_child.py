@@ -1,0 +1,256 @@
+"""The candidate's process of a shadow with ``isolation="process"``: run the calls, send back
+what happened.
+
+The serving process (:mod:`mlprobe._shadow_process`) starts this process and talks to it over
+two pipes, in frames of a 4-byte little-endian length and a pickle:
+
+- serving process -> child: a list of calls ``[(args, kwargs), ...]``; an empty frame asks the
+  child to exit once it has answered every call. A child started with ``spawn`` first gets
+  ``(sys.path, pickled candidate)``.
+- child -> serving process: ``("results", [(duration, result, error_type), ...])`` answering
+  the calls in the order they came, at least every :data:`FLUSH_SECONDS` while it works; or
+  ``("fatal", reason)`` when it cannot run the candidate at all (a spawned child that cannot
+  unpickle it), after which it exits.
+
+It never outlives the serving process: it exits when its input pipe reaches end of file (the
+serving process closed it or died), a watchdog thread exits when the parent pid changes, and
+on Linux the kernel kills it when the thread that started it ends (``PR_SET_PDEATHSIG``), even
+while the candidate is stuck in C code.
+
+A forked child starts as a copy of the serving process, with one thread (see
+"Fork safety" in ``docs/quality.md``): it first drops what belongs to the server (sockets and
+pipes: client connections must close when the server closes them, not when this process
+exits; Python signal handlers and asyncio's wake-up fd; multi-process publishing, so it never
+counts as a worker), lowers its priority, and freezes the inherited objects out of the
+garbage collector's reach so that its collections do not copy the shared pages.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import signal
+import stat
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["FLUSH_SECONDS", "FrameReader", "encode", "error_type", "forked", "spawned",
+           "write_all"]
+
+FLUSH_SECONDS = 0.02
+"""Longest time a finished call's outcome waits in the child before it is sent."""
+
+_HEADER = struct.Struct("<I")
+_PICKLE = pickle.HIGHEST_PROTOCOL
+
+
+def encode(obj: Any) -> bytes:
+    """One frame holding ``obj`` (``b""`` encodes the empty frame)."""
+    body = b"" if obj is None else pickle.dumps(obj, protocol=_PICKLE)
+    return _HEADER.pack(len(body)) + body
+
+
+class FrameReader:
+    """Cuts a byte stream into frames (fed by whatever reads the pipe)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Add ``data``; yield every frame body now complete."""
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        while len(buffer) - start >= 4:
+            (size,) = _HEADER.unpack_from(buffer, start)
+            if len(buffer) - start - 4 < size:
+                break
+            yield bytes(buffer[start + 4:start + 4 + size])
+            start += 4 + size
+        del buffer[:start]
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to a blocking ``fd``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_frames(fd: int) -> Iterator[bytes]:
+    reader = FrameReader()
+    while True:
+        data = os.read(fd, 1 << 20)
+        if not data:
+            return  # end of file: the serving process closed the pipe or died
+        yield from reader.feed(data)
+
+
+def error_type(exc: BaseException) -> str:
+    """The label the serving process records (as a tracked call's ``_finish_error`` does)."""
+    try:
+        name = type(exc).__qualname__
+        return name if type(name) is str else str(name)
+    except Exception:  # noqa: BLE001 - a metaclass whose __qualname__ raises
+        return "__other__"
+
+
+def _send_results(fd: int, outcomes: list[tuple[float, Any, str | None]]) -> None:
+    try:
+        frame = encode(("results", outcomes))
+    except Exception:  # noqa: BLE001 - some result cannot be pickled: that call fails alone
+        kept = []
+        for duration, result, error in outcomes:
+            try:
+                pickle.dumps(result, protocol=_PICKLE)
+            except Exception:  # noqa: BLE001
+                result, error = None, "UnpicklableResult"
+            kept.append((duration, result, error))
+        frame = encode(("results", kept))
+    write_all(fd, frame)
+
+
+def serve(frames: Iterator[bytes], write_fd: int, candidate: Callable[..., Any]) -> None:
+    """Run the calls of ``frames`` until the empty frame or end of file."""
+    clock = time.perf_counter
+    for body in frames:
+        if not body:
+            return
+        outcomes: list[tuple[float, Any, str | None]] = []
+        flushed = clock()
+        for args, kwargs in pickle.loads(body):
+            start = clock()
+            try:
+                result, error = candidate(*args, **kwargs), None
+            except BaseException as exc:  # noqa: BLE001 - the candidate's error, counted
+                result, error = None, error_type(exc)
+            end = clock()
+            outcomes.append((end - start, result, error))
+            if end - flushed >= FLUSH_SECONDS:  # the serving process sees progress
+                _send_results(write_fd, outcomes)
+                outcomes, flushed = [], end
+        if outcomes:
+            _send_results(write_fd, outcomes)
+
+
+# -- becoming a helper process ------------------------------------------------------------
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except Exception:  # noqa: BLE001, S110 - the watchdog below still covers it
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    if os.getppid() != parent_pid:  # the parent died before the death signal was set
+        os._exit(0)
+    threading.Thread(target=watch, name="mlprobe-shadow-watchdog", daemon=True).start()
+
+
+def _quiet_signals() -> None:
+    """The server's signal handlers are not this process's: default actions, SIGINT ignored
+    (a Ctrl-C stops the server, which then ends this process), no asyncio wake-up fd (a
+    signal here would be reported to the server's event loop through it)."""
+    try:
+        signal.set_wakeup_fd(-1)
+    except (ValueError, OSError):
+        pass
+    for sig in signal.valid_signals():
+        try:
+            if callable(signal.getsignal(sig)):
+                signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError, RuntimeError):
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _inherited_fds() -> list[int]:
+    for path in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return [int(name) for name in os.listdir(path)]
+        except OSError:
+            continue
+    return list(range(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 16)))
+
+
+def _close_server_fds(keep: tuple[int, ...]) -> None:
+    """Close inherited sockets and pipes (the server's listening socket, its clients'
+    connections, other processes' pipes); regular files stay open for the candidate."""
+    for fd in _inherited_fds():
+        if fd <= 2 or fd in keep:
+            continue
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            continue
+        if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _become_helper(parent_pid: int, nice: int) -> None:
+    _die_with_parent(parent_pid)
+    _quiet_signals()
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+
+
+def forked(read_fd: int, write_fd: int, candidate: Callable[..., Any], parent_pid: int,
+           nice: int) -> None:
+    """The body of a forked child; never returns (it ends the process)."""
+    code = 0
+    try:
+        gc.freeze()  # inherited objects: never scanned, so their pages stay shared
+        _become_helper(parent_pid, nice)
+        _close_server_fds((read_fd, write_fd))
+        merge = sys.modules.get("mlprobe._mp_merge")  # loaded: multi-process mode may be on
+        if merge is not None:
+            merge.not_a_worker()
+        serve(_read_frames(read_fd), write_fd, candidate)
+    except BrokenPipeError:
+        pass  # the serving process is gone
+    except BaseException:  # noqa: BLE001
+        code = 70
+        traceback.print_exc()
+    finally:
+        os._exit(code)  # never the parent's atexit handlers, never back into its threads
+
+
+def spawned() -> None:
+    """The body of a spawned child (``python -c``; arguments: fds, parent pid, niceness)."""
+    read_fd, write_fd, parent_pid, nice = (int(a) for a in sys.argv[1:5])
+    _become_helper(parent_pid, nice)
+    frames = _read_frames(read_fd)
+    try:
+        path, blob = pickle.loads(next(frames))
+        sys.path[:] = path
+        candidate = pickle.loads(blob)
+    except StopIteration:
+        return
+    except Exception as exc:  # noqa: BLE001 - reported to the serving process, which stops
+        write_all(write_fd, encode(("fatal", f"{type(exc).__name__}: {exc}")))
+        return
+    try:
+        serve(frames, write_fd, candidate)
+    except BrokenPipeError:
+        pass

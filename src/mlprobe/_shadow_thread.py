@@ -1,0 +1,117 @@
+"""A shadow's candidate run in a background thread of the serving process
+(``isolation="thread"``, the default; see :mod:`mlprobe._shadow`).
+
+The thread takes the calls the request path queued, runs the candidate on each, timed here,
+and records them (:class:`~mlprobe._shadow_record.CandidateRecorder`). It shares the
+interpreter with the requests, so how it hands the GIL back decides what a request waits:
+
+- it wakes on a tick (or when calls pile up), never once per call: a thread switch per
+  request was most of what a shadow cost a server;
+- after each stretch of work of :data:`YIELD_SECONDS` it sleeps :data:`PAUSE_SECONDS`. A
+  thread that only releases the GIL and takes it again (``sleep(0)``) keeps it: the waiting
+  request thread has not woken up yet when it is taken back; a real sleep lets it in;
+- it starts no call while a primary call is in flight (``requests first``): a primary that
+  releases the GIL in C code (BLAS, I/O) would otherwise find the candidate holding it when
+  it comes back, for up to one candidate call.
+
+What it cannot avoid: a request arriving while the candidate is in the middle of a call waits
+for the rest of that call (the interpreter takes the GIL away from a thread only after 5 ms),
+and the candidate's work evicts the primary's data from the CPU caches. For a candidate doing
+real work, ``isolation="process"`` takes both off the serving process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ._shadow_child import error_type
+from ._shadow_record import CandidateRecorder
+
+__all__ = ["PAUSE_SECONDS", "TICK_SECONDS", "ThreadRunner", "YIELD_SECONDS"]
+
+TICK_SECONDS = 0.05
+"""The runner drains the queue at least this often."""
+
+YIELD_SECONDS = 0.0002
+"""Longest stretch of candidate work (whole calls) between two pauses."""
+
+PAUSE_SECONDS = 0.0001
+"""The pause: long enough for a request thread waiting for the GIL to take it."""
+
+
+class ThreadRunner:
+    """Runs the candidate on queued calls in a daemon thread (one per process)."""
+
+    held = 0
+    """Calls taken off the queue and not recorded yet (the queue bound counts them)."""
+
+    disabled = False
+    """Never: a thread runner does not give up (see the process runner)."""
+
+    def __init__(self, queue: deque[tuple[Any, Any, Any, Any]], candidate: Callable[..., Any],
+                 recorder: CandidateRecorder, in_flight: Callable[[], int]) -> None:
+        self._queue = queue
+        self._candidate = candidate
+        self._recorder = recorder
+        self._in_flight = in_flight
+        self._closed = False
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread in this process (first call, or first call after a fork)."""
+        self.held = 0
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mlprobe-shadow", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Calls piled up: drain now rather than at the next tick."""
+        if not self._wake.is_set():  # set() takes a lock: skip it when nothing would change
+            self._wake.set()
+
+    def busy(self) -> bool:
+        """A call is being run or recorded."""
+        return self.held > 0
+
+    def close(self, timeout: float) -> None:
+        """Finish what is queued (up to ``timeout`` seconds), then end the thread."""
+        self._closed = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _loop(self) -> None:
+        queue, recorder, candidate = self._queue, self._recorder, self._candidate
+        in_flight = self._in_flight
+        clock = time.perf_counter
+        while True:
+            self._wake.wait(TICK_SECONDS)
+            self._wake.clear()
+            stretch = clock()
+            while queue:
+                while in_flight() and not self._closed:  # requests first
+                    time.sleep(PAUSE_SECONDS)
+                    stretch = clock()
+                self.held = 1  # before popping: join() sees either the item or this
+                args, kwargs, primary_result, prediction_id = queue.popleft()
+                start = clock()
+                try:
+                    result, error = candidate(*args, **kwargs), None
+                except BaseException as exc:  # noqa: BLE001 - the candidate's error, counted
+                    result, error = None, error_type(exc)
+                end = clock()
+                recorder.record(prediction_id, primary_result, end - start, result, error)
+                self.held = 0
+                if clock() - stretch >= YIELD_SECONDS:
+                    time.sleep(PAUSE_SECONDS)  # a request waiting for the GIL takes it now
+                    stretch = clock()
+            recorder.drained()
+            if self._closed:
+                return
+
