@@ -48,6 +48,7 @@ from ._probe import Probe
 from ._probe_quality import quality_task
 from ._quality_spec import HIGHER_IS_BETTER, LOWER_IS_BETTER, QualitySpec
 from ._quality_task import QualityTask
+from ._shadow_compare import Comparer
 from ._shadow_counts import DIFFERENCE_BUCKETS, ShadowCounters
 from ._shadow_process import ProcessRunner
 from ._shadow_record import CandidateRecorder
@@ -166,8 +167,8 @@ class Shadow:
         self.counters = primary.registry.get_or_create(
             ("shadow", primary.name, self.version, primary.version),
             lambda: ShadowCounters(labels, difference_buckets))
-        recorder = CandidateRecorder(self.candidate_probe, self.task, self.tolerance,
-                                     self.counters)
+        comparer = Comparer(self.task, self.tolerance, self.counters.bounds)
+        recorder = CandidateRecorder(self.candidate_probe, comparer, self.counters)
 
         def in_flight() -> int:  # the primary's calls running now (its recorder may be reset)
             return state.calls.in_flight()
@@ -176,7 +177,7 @@ class Shadow:
         self._runner: ThreadRunner | ProcessRunner
         if process:
             self._runner = ProcessRunner(
-                self._queue, candidate, recorder, self.counters, in_flight,
+                self._queue, candidate, comparer, recorder, self.counters, in_flight,
                 start_method=start_method or "fork",
                 nice=DEFAULT_NICE if nice is None else nice,
                 timeout=DEFAULT_TIMEOUT if timeout is None else float(timeout),

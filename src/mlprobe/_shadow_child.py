@@ -4,11 +4,14 @@ what happened.
 The serving process (:mod:`mlprobe._shadow_process`) starts this process and talks to it over
 two pipes, in frames of a 4-byte little-endian length and a pickle:
 
-- serving process -> child: a list of calls ``[(args, kwargs), ...]``; an empty frame asks the
-  child to exit once it has answered every call. A child started with ``spawn`` first gets
-  ``(sys.path, pickled candidate)``.
-- child -> serving process: ``("results", [(duration, result, error_type), ...])`` answering
-  the calls in the order they came, at least every :data:`FLUSH_SECONDS` while it works; or
+- serving process -> child: a list of calls ``[(args, kwargs, primary_result), ...]``; an
+  empty frame asks the child to exit once it has answered every call. A child started with
+  ``spawn`` first gets ``(sys.path, pickled (candidate, comparer))``.
+- child -> serving process: ``("results", [(duration, result, error_type), ...],
+  comparison)`` answering the calls in the order they came, with the counts of comparing
+  their outputs with the primary's (:class:`~mlprobe._shadow_compare.Comparer`: that work is
+  done here, not in the serving process), at least every :data:`FLUSH_SECONDS` while it
+  works; or
   ``("fatal", reason)`` when it cannot run the candidate at all (a spawned child that cannot
   unpickle it), after which it exits.
 
@@ -38,7 +41,11 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the child imports no more than it needs before it runs the candidate
+    from ._shadow_compare import Comparer
+    from ._shadow_counts import Comparison
 
 __all__ = ["FLUSH_SECONDS", "FrameReader", "encode", "error_type", "forked", "spawned",
            "write_all"]
@@ -101,9 +108,10 @@ def error_type(exc: BaseException) -> str:
         return "__other__"
 
 
-def _send_results(fd: int, outcomes: list[tuple[float, Any, str | None]]) -> None:
+def _send_results(fd: int, outcomes: list[tuple[float, Any, str | None]],
+                  comparison: Comparison | None) -> None:
     try:
-        frame = encode(("results", outcomes))
+        frame = encode(("results", outcomes, comparison))
     except Exception:  # noqa: BLE001 - some result cannot be pickled: that call fails alone
         kept = []
         for duration, result, error in outcomes:
@@ -112,19 +120,21 @@ def _send_results(fd: int, outcomes: list[tuple[float, Any, str | None]]) -> Non
             except Exception:  # noqa: BLE001
                 result, error = None, "UnpicklableResult"
             kept.append((duration, result, error))
-        frame = encode(("results", kept))
+        frame = encode(("results", kept, comparison))
     write_all(fd, frame)
 
 
-def serve(frames: Iterator[bytes], write_fd: int, candidate: Callable[..., Any]) -> None:
+def serve(frames: Iterator[bytes], write_fd: int, candidate: Callable[..., Any],
+          comparer: Comparer) -> None:
     """Run the calls of ``frames`` until the empty frame or end of file."""
     clock = time.perf_counter
     for body in frames:
         if not body:
             return
         outcomes: list[tuple[float, Any, str | None]] = []
+        outputs: list[tuple[Any, Any]] = []  # (primary, candidate) outputs to compare
         flushed = clock()
-        for args, kwargs in pickle.loads(body):
+        for args, kwargs, primary_result in pickle.loads(body):
             start = clock()
             try:
                 result, error = candidate(*args, **kwargs), None
@@ -132,11 +142,13 @@ def serve(frames: Iterator[bytes], write_fd: int, candidate: Callable[..., Any])
                 result, error = None, error_type(exc)
             end = clock()
             outcomes.append((end - start, result, error))
+            if error is None:
+                outputs.append((primary_result, result))
             if end - flushed >= FLUSH_SECONDS:  # the serving process sees progress
-                _send_results(write_fd, outcomes)
-                outcomes, flushed = [], end
+                _send_results(write_fd, outcomes, comparer.compare(outputs))
+                outcomes, outputs, flushed = [], [], clock()
         if outcomes:
-            _send_results(write_fd, outcomes)
+            _send_results(write_fd, outcomes, comparer.compare(outputs))
 
 
 # -- becoming a helper process ------------------------------------------------------------
@@ -215,8 +227,8 @@ def _become_helper(parent_pid: int, nice: int) -> None:
             pass
 
 
-def forked(read_fd: int, write_fd: int, candidate: Callable[..., Any], parent_pid: int,
-           nice: int) -> None:
+def forked(read_fd: int, write_fd: int, candidate: Callable[..., Any], comparer: Comparer,
+           parent_pid: int, nice: int) -> None:
     """The body of a forked child; never returns (it ends the process)."""
     code = 0
     try:
@@ -226,7 +238,7 @@ def forked(read_fd: int, write_fd: int, candidate: Callable[..., Any], parent_pi
         merge = sys.modules.get("mlprobe._mp_merge")  # loaded: multi-process mode may be on
         if merge is not None:
             merge.not_a_worker()
-        serve(_read_frames(read_fd), write_fd, candidate)
+        serve(_read_frames(read_fd), write_fd, candidate, comparer)
     except BrokenPipeError:
         pass  # the serving process is gone
     except BaseException:  # noqa: BLE001
@@ -244,13 +256,13 @@ def spawned() -> None:
     try:
         path, blob = pickle.loads(next(frames))
         sys.path[:] = path
-        candidate = pickle.loads(blob)
+        candidate, comparer = pickle.loads(blob)
     except StopIteration:
         return
     except Exception as exc:  # noqa: BLE001 - reported to the serving process, which stops
         write_all(write_fd, encode(("fatal", f"{type(exc).__name__}: {exc}")))
         return
     try:
-        serve(frames, write_fd, candidate)
+        serve(frames, write_fd, candidate, comparer)
     except BrokenPipeError:
         pass

@@ -9,17 +9,18 @@ queue, and the histogram of absolute score differences (counts and an exact sum)
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from ._registry import FamilyBuilder
 from .snapshot import HistogramSample, Sample
-from .stats._exact import exact_scalar, exact_sum, exact_to_float
+from .stats._exact import exact_to_float
 
-__all__ = ["DIFFERENCE_BUCKETS", "ShadowCounters"]
+Comparison = tuple[int, int, "list[int] | None", int]
+"""Rows that agree, rows that disagree, counts per score-difference bucket (None: no scores
+compared), exact sum of the differences (see :mod:`mlprobe.stats._exact`)."""
+
+__all__ = ["DIFFERENCE_BUCKETS", "Comparison", "ShadowCounters"]
 
 DIFFERENCE_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0)
 """Default upper bounds of ``mlprobe_shadow_score_difference`` (absolute score differences)."""
@@ -41,32 +42,14 @@ class ShadowCounters:
         self.differences = [0] * (len(self.bounds) + 1)
         self.difference_sum = 0  # exact
 
-    def compared(self, agree: int, disagree: int, differences: np.ndarray | None) -> None:
-        """Count one comparison's rows."""
-        counts = total = None
-        if differences is not None and differences.size:
-            index = np.searchsorted(np.asarray(self.bounds), differences, side="left")
-            counts = np.bincount(index, minlength=len(self.differences)).tolist()
-            total = exact_sum(differences)
+    def add(self, comparison: Comparison) -> None:
+        """Add the counts of a batch of comparisons (:class:`~mlprobe._shadow_compare.Comparer`)."""
+        agree, disagree, counts, total = comparison
         with self._lock:
             self.agree += agree
             self.disagree += disagree
-            if counts is not None:
+            if counts:
                 self.differences = [a + b for a, b in zip(self.differences, counts)]
-                self.difference_sum += total  # type: ignore[operator]
-
-    def compared_one(self, agree: bool, difference: float | None) -> None:
-        """Count one comparison of single predictions (no numpy: the common case)."""
-        if difference is not None:
-            i = bisect_left(self.bounds, difference)
-            total = exact_scalar(difference)
-        with self._lock:
-            if agree:
-                self.agree += 1
-            else:
-                self.disagree += 1
-            if difference is not None:
-                self.differences[i] += 1
                 self.difference_sum += total
 
     def drop(self, n: int = 1) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._shadow_child import forked
+from ._shadow_compare import Comparer
 
 __all__ = ["Child", "describe", "launch"]
 
@@ -89,8 +90,10 @@ def describe(status: int | None) -> str:
     return f"exited with code {status}"
 
 
-def launch(start_method: str, candidate: Callable[..., Any], nice: int) -> Child:
-    """Start a child running ``candidate`` (raises OSError when it cannot be started)."""
+def launch(start_method: str, candidate: Callable[..., Any], comparer: Comparer,
+           nice: int) -> Child:
+    """Start a child running ``candidate`` and comparing its outputs with ``comparer``
+    (raises OSError when it cannot be started)."""
     fds: list[int] = []
     try:
         to_r, to_w = os.pipe()
@@ -99,7 +102,7 @@ def launch(start_method: str, candidate: Callable[..., Any], nice: int) -> Child
         fds += (from_r, from_w)
         popen = None
         if start_method == "fork":
-            pid = _fork(candidate, to_r, from_w, nice)
+            pid = _fork(candidate, comparer, to_r, from_w, nice)
         else:
             import mlprobe
 
@@ -121,7 +124,8 @@ def launch(start_method: str, candidate: Callable[..., Any], nice: int) -> Child
     return Child(pid, to_w, from_r, popen)
 
 
-def _fork(candidate: Callable[..., Any], read_fd: int, write_fd: int, nice: int) -> int:
+def _fork(candidate: Callable[..., Any], comparer: Comparer, read_fd: int, write_fd: int,
+          nice: int) -> int:
     for stream in (sys.stdout, sys.stderr):  # else the child may write their buffers too
         try:
             stream.flush()
@@ -137,5 +141,5 @@ def _fork(candidate: Callable[..., Any], read_fd: int, write_fd: int, nice: int)
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
     if pid == 0:
-        forked(read_fd, write_fd, candidate, parent, nice)  # never returns
+        forked(read_fd, write_fd, candidate, comparer, parent, nice)  # never returns
     return pid

@@ -39,7 +39,8 @@ from typing import Any
 from ._guard import report_internal_error
 from ._shadow_child import FrameReader, encode
 from ._shadow_launch import Child, describe, launch
-from ._shadow_counts import ShadowCounters
+from ._shadow_compare import Comparer
+from ._shadow_counts import Comparison, ShadowCounters
 from ._shadow_record import CandidateRecorder
 from ._shadow_thread import PAUSE_SECONDS, TICK_SECONDS, YIELD_SECONDS
 
@@ -73,11 +74,12 @@ class ProcessRunner:
     """Runs the candidate in a child process; records its outcomes in this one."""
 
     def __init__(self, queue: deque[tuple[Any, Any, Any, Any]], candidate: Callable[..., Any],
-                 recorder: CandidateRecorder, counters: ShadowCounters,
+                 comparer: Comparer, recorder: CandidateRecorder, counters: ShadowCounters,
                  in_flight: Callable[[], int], *, start_method: str, nice: int,
                  timeout: float, name: str) -> None:
         self._queue = queue
         self._candidate = candidate
+        self._comparer = comparer
         self._recorder = recorder
         self._counters = counters
         self._in_flight = in_flight
@@ -86,7 +88,7 @@ class ProcessRunner:
         self.timeout = timeout
         self.name = name
         # spawn: pickled once (the constructor checked it can be); unpickled by each child
-        self._blob = pickle.dumps(candidate) if start_method == "spawn" else b""
+        self._blob = pickle.dumps((candidate, comparer)) if start_method == "spawn" else b""
         self.held = 0
         """Calls taken off the queue and not recorded yet (the queue bound counts them)."""
         self.disabled = False
@@ -100,7 +102,7 @@ class ProcessRunner:
 
     def _reset(self) -> None:
         self._child: Child | None = None
-        self._pending: deque[tuple[Any, Any]] = deque()  # (primary result, id) per call sent
+        self._pending: deque[Any] = deque()  # the prediction id of each call sent
         self._outgoing = b""
         self._reader = FrameReader()
         self._since = 0.0  # last sign of progress while calls are pending (monotonic)
@@ -217,7 +219,7 @@ class ProcessRunner:
 
     def _start_child(self) -> None:
         try:
-            child = launch(self.start_method, self._candidate, self.nice)
+            child = launch(self.start_method, self._candidate, self._comparer, self.nice)
         except OSError as exc:
             self._failed(f"could not be started ({exc})")
             return
@@ -234,8 +236,8 @@ class ProcessRunner:
         while queue and len(calls) < BATCH_CALLS:
             self.held += 1  # before popping: join() sees either the call or this
             args, kwargs, primary_result, prediction_id = queue.popleft()
-            calls.append((args, kwargs))
-            kept.append((primary_result, prediction_id))
+            calls.append((args, kwargs, primary_result))
+            kept.append(prediction_id)
         if not calls:
             return
         try:
@@ -290,34 +292,37 @@ class ProcessRunner:
             self._lost(child, DIED, describe(child.wait(1.0)))
             return False
         for body in self._reader.feed(data):
-            kind, payload = pickle.loads(body)
-            if kind == "fatal":
-                self._give_up(f"the candidate's process cannot run it: {payload}")
+            message = pickle.loads(body)
+            if message[0] == "fatal":
+                self._give_up(f"the candidate's process cannot run it: {message[1]}")
                 self._stop(child)
                 return False
-            self._record(payload)
+            self._record(message[1], message[2])
         return True
 
-    def _record(self, outcomes: list[tuple[float, Any, str | None]]) -> None:
+    def _record(self, outcomes: list[tuple[float, Any, str | None]],
+                comparison: Comparison | None) -> None:
         pending, record, in_flight = self._pending, self._recorder.record, self._in_flight
         self._since = time.monotonic()
         self._failures = 0
         clock = time.perf_counter
         stretch = clock()
+        done = 0
         for duration, result, error in outcomes:
             if not pending:
                 break
             while in_flight() and not self._closing:  # requests first (see _shadow_thread)
                 time.sleep(PAUSE_SECONDS)
                 stretch = clock()
-            primary_result, prediction_id = pending.popleft()
-            record(prediction_id, primary_result, duration, result, error)
-            self.held -= 1
+            record(pending.popleft(), duration, result, error)
+            done += 1
             if clock() - stretch >= YIELD_SECONDS:
                 time.sleep(PAUSE_SECONDS)
                 stretch = clock()
+        self._recorder.add_comparison(comparison)
         if not pending:
             self._recorder.drained()
+        self.held -= done  # after the comparisons: join() returns with them counted
 
     def _lost(self, child: Child, error_type: str, reason: str) -> None:
         """The child died or hung: account for its calls, then restart it later (or give
@@ -328,11 +333,11 @@ class ProcessRunner:
         self._child = None
         pending = self._pending
         if pending:  # the call it was running failed; the others were never run
-            primary_result, prediction_id = pending.popleft()
-            self._recorder.record(prediction_id, primary_result,
-                                  max(0.0, time.monotonic() - self._since), None, error_type)
+            self._recorder.record(pending.popleft(), max(0.0, time.monotonic() - self._since),
+                                  None, error_type)
             self._counters.drop(len(pending))
             pending.clear()
+        self._recorder.drained()
         self.held = 0
         self._outgoing = b""
         if self._closing:

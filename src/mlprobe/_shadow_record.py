@@ -1,121 +1,93 @@
 """What a shadow records for each candidate call, wherever the candidate ran.
 
 Both ways of running the candidate (a thread of the serving process, or a child process; see
-:mod:`mlprobe._shadow`) end here with the same four facts: the call's duration, its result or
-the type of its error, the primary's result and the primary's prediction id. So both produce
+:mod:`mlprobe._shadow`) end here with the same facts: the call's duration, its result or the
+type of its error, the primary's prediction id, and the comparison of the two outputs
+(:class:`~mlprobe._shadow_compare.Comparer`, run where the candidate ran). So both produce
 exactly the same metrics: the call in the candidate's probe (latency, errors, scores, the
-prediction kept under the primary's id when quality is on) and its comparison with the
-primary (agreement, absolute score differences) in :class:`ShadowCounters`.
+prediction kept under the primary's id when quality is on) and the comparison counts in
+:class:`~mlprobe._shadow_counts.ShadowCounters`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
-
-import numpy as np
 
 from ._decorators import build_recorder
 from ._guard import report_internal_error
 from ._probe import Probe
-from ._quality_task import QualityTask
-from ._shadow_counts import ShadowCounters
+from ._shadow_compare import Comparer
+from ._shadow_counts import Comparison, ShadowCounters
 
-__all__ = ["CandidateRecorder"]
+__all__ = ["COMPARE_BATCH", "CandidateRecorder"]
+
+COMPARE_BATCH = 64
+"""Outputs compared together at most (fewer when the runner has drained its queue)."""
 
 
 class CandidateRecorder:
-    """Records candidate calls into the candidate's probe and the shadow's counters."""
+    """Records candidate calls into the candidate's probe and the shadow's counters.
 
-    def __init__(self, candidate: Probe, task: QualityTask, tolerance: float,
-                 counters: ShadowCounters) -> None:
-        self.task = task
-        self.tolerance = tolerance
+    One thread records (the runner's). Outputs recorded with their primary's output are
+    compared in batches (:data:`COMPARE_BATCH`, or whatever is left when the runner has
+    drained its queue: :meth:`drained`); comparisons made elsewhere are added with
+    :meth:`add_comparison`.
+    """
+
+    def __init__(self, candidate: Probe, comparer: Comparer, counters: ShadowCounters) -> None:
+        self.comparer = comparer
         self.counters = counters
         self._record = build_recorder(candidate._state)
         self._store = candidate._state.store
+        self._outputs: list[tuple[Any, Any]] = []  # (primary, candidate) outputs to compare
 
-    def record(self, prediction_id: Any, primary_result: Any, duration: float, result: Any,
-               error_type: str | None) -> None:
-        """Count one candidate call (``error_type`` None: it returned ``result``)."""
+    def record(self, prediction_id: Any, duration: float, result: Any,
+               error_type: str | None, primary_result: Any = None, compare: bool = False
+               ) -> None:
+        """Count one candidate call (``error_type`` None: it returned ``result``); with
+        ``compare``, its output is compared with ``primary_result`` by the next
+        :meth:`drained` at the latest."""
         try:
             self._record(duration, prediction_id, result, error_type)
         except Exception as exc:  # noqa: BLE001 - the shadow must never hurt the primary
             report_internal_error("shadow.record", exc)
             return
-        if error_type is not None:
-            return
-        try:
-            self.compare(primary_result, result)
-        except Exception as exc:  # noqa: BLE001
-            report_internal_error("shadow.compare", exc)
+        if compare and error_type is None:
+            outputs = self._outputs
+            outputs.append((primary_result, result))
+            if len(outputs) >= COMPARE_BATCH:
+                self._compare()
+
+    def add_comparison(self, comparison: Comparison | None) -> None:
+        """Add the counts of comparisons made where the candidate ran."""
+        if comparison is not None:
+            try:
+                self.counters.add(comparison)
+            except Exception as exc:  # noqa: BLE001
+                report_internal_error("shadow.compare", exc)
+
+    def _compare(self) -> None:
+        outputs, self._outputs = self._outputs, []
+        if outputs:
+            try:
+                comparison = self.comparer.compare(outputs)
+            except Exception as exc:  # noqa: BLE001
+                report_internal_error("shadow.compare", exc)
+                return
+            self.add_comparison(comparison)
 
     def drained(self) -> None:
-        """The runner has no call left for now: move the prediction store's queued entries
-        into the store here, off the request path.
+        """The runner has no call left for now: compare what is queued, and move the
+        prediction store's queued entries into the store here, off the request path.
 
         The candidate's predictions go into the model's store, the one the primary's calls
         fill; left queued, they would make a request cross the store's batch size twice as
         often and pay for ingesting them (a tail latency spike, measured).
         """
+        self._compare()
         store = self._store
         if store is not None:
             try:
                 store.ingest()
             except Exception as exc:  # noqa: BLE001
                 report_internal_error("shadow.ingest", exc)
-
-    def compare(self, primary_result: Any, candidate_result: Any) -> None:
-        """Count the agreement of two outputs and their absolute score differences."""
-        task = self.task
-        a, b = task.payload(primary_result), task.payload(candidate_result)
-        if a is None or b is None:
-            return
-        if type(a) is float and type(b) is float:  # one score or value each: no numpy
-            if not (math.isfinite(a) and math.isfinite(b)):
-                return
-            difference = abs(a - b)
-            if task.task == "regression":
-                agree = difference <= self.tolerance * max(abs(a), abs(b))
-            else:
-                agree = (a > task.threshold) == (b > task.threshold)
-            self.counters.compared_one(agree, difference)
-            return
-        a, b = _as_rows(a), _as_rows(b)
-        if len(a) != len(b):
-            return
-        differences = None
-        if isinstance(a, list) or isinstance(b, list):
-            same = np.array([x == y for x, y in zip(_classes(task, a), _classes(task, b))])
-        elif a.ndim == 2 or b.ndim == 2:
-            if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-                return
-            same = np.argmax(a, axis=1) == np.argmax(b, axis=1)
-        else:
-            ok = np.isfinite(a) & np.isfinite(b)
-            a, b = a[ok], b[ok]
-            differences = np.abs(a - b)
-            if task.task == "regression":
-                same = differences <= self.tolerance * np.maximum(np.abs(a), np.abs(b))
-            else:
-                same = (a > task.threshold) == (b > task.threshold)
-        agree = int(np.count_nonzero(same))
-        self.counters.compared(agree, int(same.size) - agree, differences)
-
-
-def _as_rows(payload: Any) -> Any:
-    if type(payload) is float:
-        return np.asarray([payload])
-    return payload
-
-
-def _classes(task: QualityTask, payload: Any) -> list[str]:
-    if isinstance(payload, list):
-        return payload
-    if payload.ndim == 2:
-        columns = task.column_labels(payload.shape[1])
-        return [columns[i] for i in np.argmax(payload, axis=1).tolist()]
-    if task.task == "binary":
-        return [task.positive if p > task.threshold else task.negative  # type: ignore[misc]
-                for p in payload.tolist()]
-    return [str(v) for v in payload.tolist()]

@@ -106,12 +106,13 @@ class ThreadRunner:
                 except BaseException as exc:  # noqa: BLE001 - the candidate's error, counted
                     result, error = None, error_type(exc)
                 end = clock()
-                recorder.record(prediction_id, primary_result, end - start, result, error)
-                self.held = 0
+                recorder.record(prediction_id, end - start, result, error, primary_result,
+                                True)
                 if clock() - stretch >= YIELD_SECONDS:
                     time.sleep(PAUSE_SECONDS)  # a request waiting for the GIL takes it now
                     stretch = clock()
-            recorder.drained()
+            recorder.drained()  # the last comparisons: only then is nothing held
+            self.held = 0
             if self._closed:
                 return
 
