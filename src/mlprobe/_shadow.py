@@ -52,13 +52,10 @@ from ._shadow_compare import Comparer
 from ._shadow_counts import DIFFERENCE_BUCKETS, ShadowCounters
 from ._shadow_process import ProcessRunner
 from ._shadow_record import CandidateRecorder
-from ._shadow_thread import ThreadRunner
+from ._shadow_thread import WAKE_ITEMS, ThreadRunner
 from .errors import ConfigurationError
 
 __all__ = ["DEFAULT_TIMEOUT", "ISOLATIONS", "START_METHODS", "Shadow", "WAKE_ITEMS"]
-
-WAKE_ITEMS = 32
-"""Queued calls that wake the runner at once; fewer wait for its next tick."""
 
 ISOLATIONS = ("thread", "process")
 START_METHODS = ("fork", "spawn")
@@ -273,7 +270,7 @@ class Shadow:
         while (self._queue or runner.busy()) and time.monotonic() < deadline:
             if runner.disabled:
                 break
-            runner.wake()
+            runner.hurry()
             time.sleep(0.002)
         return not (self._queue or runner.busy())
 

@@ -2,13 +2,13 @@
 what happened.
 
 The serving process (:mod:`mlprobe._shadow_process`) starts this process and talks to it over
-two pipes, in frames of a 4-byte little-endian length and a pickle:
+two pipes, in frames (:mod:`mlprobe._shadow_wire`):
 
-- serving process -> child: a list of calls ``[(args, kwargs, primary_result), ...]``; an
-  empty frame asks the child to exit once it has answered every call. A child started with
+- serving process -> child: a batch of calls ``(args, kwargs, primary_result)``; an empty
+  frame asks the child to exit once it has answered every call. A child started with
   ``spawn`` first gets ``(sys.path, pickled (candidate, comparer))``.
-- child -> serving process: ``("results", [(duration, result, error_type), ...],
-  comparison)`` answering the calls in the order they came, with the counts of comparing
+- child -> serving process: ``("results", outcomes, comparison)``, the outcomes
+  ``(duration, result, error_type)`` answering the calls in the order they came, with the counts of comparing
   their outputs with the primary's (:class:`~mlprobe._shadow_compare.Comparer`: that work is
   done here, not in the serving process), at least every :data:`FLUSH_SECONDS` while it
   works; or
@@ -35,7 +35,6 @@ import os
 import pickle
 import signal
 import stat
-import struct
 import sys
 import threading
 import time
@@ -43,61 +42,16 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._shadow_wire import Outcome, encode, pack_results, read_frames, unpack_calls, write_all
+
 if TYPE_CHECKING:  # the child imports no more than it needs before it runs the candidate
     from ._shadow_compare import Comparer
     from ._shadow_counts import Comparison
 
-__all__ = ["FLUSH_SECONDS", "FrameReader", "encode", "error_type", "forked", "spawned",
-           "write_all"]
+__all__ = ["FLUSH_SECONDS", "error_type", "forked", "spawned"]
 
 FLUSH_SECONDS = 0.02
 """Longest time a finished call's outcome waits in the child before it is sent."""
-
-_HEADER = struct.Struct("<I")
-_PICKLE = pickle.HIGHEST_PROTOCOL
-
-
-def encode(obj: Any) -> bytes:
-    """One frame holding ``obj`` (``b""`` encodes the empty frame)."""
-    body = b"" if obj is None else pickle.dumps(obj, protocol=_PICKLE)
-    return _HEADER.pack(len(body)) + body
-
-
-class FrameReader:
-    """Cuts a byte stream into frames (fed by whatever reads the pipe)."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        """Add ``data``; yield every frame body now complete."""
-        buffer = self._buffer
-        buffer += data
-        start = 0
-        while len(buffer) - start >= 4:
-            (size,) = _HEADER.unpack_from(buffer, start)
-            if len(buffer) - start - 4 < size:
-                break
-            yield bytes(buffer[start + 4:start + 4 + size])
-            start += 4 + size
-        del buffer[:start]
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """Write every byte of ``data`` to a blocking ``fd``."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _read_frames(fd: int) -> Iterator[bytes]:
-    reader = FrameReader()
-    while True:
-        data = os.read(fd, 1 << 20)
-        if not data:
-            return  # end of file: the serving process closed the pipe or died
-        yield from reader.feed(data)
-
 
 def error_type(exc: BaseException) -> str:
     """The label the serving process records (as a tracked call's ``_finish_error`` does)."""
@@ -108,19 +62,18 @@ def error_type(exc: BaseException) -> str:
         return "__other__"
 
 
-def _send_results(fd: int, outcomes: list[tuple[float, Any, str | None]],
-                  comparison: Comparison | None) -> None:
+def _send_results(fd: int, outcomes: list[Outcome], comparison: Comparison | None) -> None:
     try:
-        frame = encode(("results", outcomes, comparison))
+        frame = encode(("results", pack_results(outcomes), comparison))
     except Exception:  # noqa: BLE001 - some result cannot be pickled: that call fails alone
-        kept = []
+        kept: list[Outcome] = []
         for duration, result, error in outcomes:
             try:
-                pickle.dumps(result, protocol=_PICKLE)
+                pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:  # noqa: BLE001
                 result, error = None, "UnpicklableResult"
             kept.append((duration, result, error))
-        frame = encode(("results", kept, comparison))
+        frame = encode(("results", pack_results(kept), comparison))
     write_all(fd, frame)
 
 
@@ -131,10 +84,10 @@ def serve(frames: Iterator[bytes], write_fd: int, candidate: Callable[..., Any],
     for body in frames:
         if not body:
             return
-        outcomes: list[tuple[float, Any, str | None]] = []
+        outcomes: list[Outcome] = []
         outputs: list[tuple[Any, Any]] = []  # (primary, candidate) outputs to compare
         flushed = clock()
-        for args, kwargs, primary_result in pickle.loads(body):
+        for args, kwargs, primary_result in unpack_calls(pickle.loads(body)):
             start = clock()
             try:
                 result, error = candidate(*args, **kwargs), None
@@ -238,7 +191,7 @@ def forked(read_fd: int, write_fd: int, candidate: Callable[..., Any], comparer:
         merge = sys.modules.get("mlprobe._mp_merge")  # loaded: multi-process mode may be on
         if merge is not None:
             merge.not_a_worker()
-        serve(_read_frames(read_fd), write_fd, candidate, comparer)
+        serve(read_frames(read_fd), write_fd, candidate, comparer)
     except BrokenPipeError:
         pass  # the serving process is gone
     except BaseException:  # noqa: BLE001
@@ -252,7 +205,7 @@ def spawned() -> None:
     """The body of a spawned child (``python -c``; arguments: fds, parent pid, niceness)."""
     read_fd, write_fd, parent_pid, nice = (int(a) for a in sys.argv[1:5])
     _become_helper(parent_pid, nice)
-    frames = _read_frames(read_fd)
+    frames = read_frames(read_fd)
     try:
         path, blob = pickle.loads(next(frames))
         sys.path[:] = path

@@ -31,10 +31,13 @@ from typing import Any
 from ._shadow_child import error_type
 from ._shadow_record import CandidateRecorder
 
-__all__ = ["PAUSE_SECONDS", "TICK_SECONDS", "ThreadRunner", "YIELD_SECONDS"]
+__all__ = ["PAUSE_SECONDS", "TICK_SECONDS", "ThreadRunner", "WAKE_ITEMS", "YIELD_SECONDS"]
 
 TICK_SECONDS = 0.05
 """The runner drains the queue at least this often."""
+
+WAKE_ITEMS = 32
+"""Queued calls that wake the runner at once; fewer wait for its next tick."""
 
 YIELD_SECONDS = 0.0002
 """Longest stretch of candidate work (whole calls) between two pauses."""
@@ -77,6 +80,10 @@ class ThreadRunner:
     def busy(self) -> bool:
         """A call is being run or recorded."""
         return self.held > 0
+
+    def hurry(self) -> None:
+        """Run the queued calls now (``Shadow.join``)."""
+        self.wake()
 
     def close(self, timeout: float) -> None:
         """Finish what is queued (up to ``timeout`` seconds), then end the thread."""
