@@ -19,7 +19,27 @@ def primary_probe(registry: mlprobe.Registry, task: str = "binary") -> mlprobe.P
     return mlprobe.Probe("m", version="1", registry=registry, quality=QualitySpec(task=task))
 
 
-def test_result_and_exceptions_pass_through_unchanged(registry):
+# Where the candidate runs changes nothing the tests below can see (test_shadow_process.py
+# compares the two on the same traffic, and tests what only a process can do).
+isolations = pytest.mark.parametrize("isolation", ["thread", "process"])
+
+
+@pytest.fixture
+def shadows():
+    """Shadows made by a test, closed after it (a process-mode shadow owns a process)."""
+    made: list[Shadow] = []
+
+    def make(*args, **kwargs) -> Shadow:
+        made.append(Shadow(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for shadow in made:
+        shadow.close()
+
+
+@isolations
+def test_result_and_exceptions_pass_through_unchanged(registry, shadows, isolation):
     """The decorated function returns the primary's own object and raises its exceptions; the
     candidate's failure or slowness never reaches the caller."""
     probe = primary_probe(registry)
@@ -30,7 +50,7 @@ def test_result_and_exceptions_pass_through_unchanged(registry):
         time.sleep(0.001)
         return 0.5
 
-    shadow = Shadow(probe, candidate, version="2")
+    shadow = shadows(probe, candidate, version="2", isolation=isolation)
     sentinel = np.array([0.9])
 
     @shadow.track
@@ -41,8 +61,9 @@ def test_result_and_exceptions_pass_through_unchanged(registry):
 
     assert predict(1.0) is sentinel
     assert predict(-1.0) is sentinel
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as raised:
         predict(1000.0)
+    assert raised.value.args == ("primary fails",)
     assert shadow.join()
     v2 = {"model": "m", "model_version": "2"}
     assert sample_value(registry, "mlprobe_predictions", {**v2, "outcome": "ok"}) == 1
@@ -51,19 +72,19 @@ def test_result_and_exceptions_pass_through_unchanged(registry):
                                                                  "error_type": "ValueError"}) == 1
 
 
-def test_full_queue_drops_and_counts(registry):
-    """With the candidate stuck, calls past queue_size are dropped and counted; the primary
+@isolations
+def test_full_queue_drops_and_counts(registry, shadows, isolation):
+    """With a slow candidate, calls past queue_size are dropped and counted; the primary
     keeps answering at once."""
     probe = primary_probe(registry)
-    release = threading.Event()
-    shadow = Shadow(probe, lambda x: release.wait(5) and 0.5, version="2", queue_size=5)
+    shadow = shadows(probe, lambda x: time.sleep(0.1) or 0.5, version="2", queue_size=5,
+                     isolation=isolation)
     predict = shadow.track(lambda x: 0.9)
     start = time.perf_counter()
     for _ in range(50):
         assert predict(1) == 0.9
-    assert time.perf_counter() - start < 1.0
-    release.set()
-    assert shadow.join()
+    assert time.perf_counter() - start < 0.5
+    assert shadow.join(10)
     dropped = sample_value(registry, "mlprobe_shadow_dropped",
                            {"model": "m", "model_version": "2", "primary_version": "1"})
     ran = sample_value(registry, "mlprobe_predictions",
@@ -71,11 +92,13 @@ def test_full_queue_drops_and_counts(registry):
     assert dropped + ran == 50 and dropped >= 44
 
 
-def test_agreement_score_differences_and_shared_outcomes(registry):
+@isolations
+def test_agreement_score_differences_and_shared_outcomes(registry, shadows, isolation):
     """Agreement counts per row (threshold 0.5), absolute score differences, and one outcome
     per id measuring both versions."""
     probe = primary_probe(registry)
-    shadow = Shadow(probe, lambda rows: np.asarray(rows) * 0.5, version="2")
+    shadow = shadows(probe, lambda rows: np.asarray(rows) * 0.5, version="2",
+                     isolation=isolation)
     predict = shadow.track(lambda rows: np.asarray(rows, dtype=float))
     ids = []
     for rows in ([0.9, 0.2, 0.6], [1.0, 0.4, 0.1]):
@@ -98,26 +121,28 @@ def test_agreement_score_differences_and_shared_outcomes(registry):
             == pytest.approx(accuracy)
 
 
-def test_regression_agreement_uses_the_relative_tolerance(registry):
+@isolations
+def test_regression_agreement_uses_the_relative_tolerance(registry, shadows, isolation):
     """Regression outputs agree when within the relative tolerance."""
     probe = primary_probe(registry, "regression")
-    shadow = Shadow(probe, lambda x: x * 1.005 if x < 10 else x * 1.1, version="2",
-                    tolerance=0.01)
+    shadow = shadows(probe, lambda x: x * 1.005 if x < 10 else x * 1.1, version="2",
+                     tolerance=0.01, isolation=isolation)
     predict = shadow.track(lambda x: float(x))
     for x in (1.0, 5.0, 20.0):
         predict(x)
-    shadow.join()
+    assert shadow.join()
     labels = {"model": "m", "model_version": "2", "primary_version": "1"}
     assert sample_value(registry, "mlprobe_shadow_comparisons",
                         {**labels, "result": "agree"}) == 2
 
 
-def test_async_primary_and_sampling(registry):
+@isolations
+def test_async_primary_and_sampling(registry, shadows, isolation):
     """An async primary is shadowed too; sample=0.25 runs a quarter of the calls."""
     import asyncio
 
     probe = primary_probe(registry)
-    shadow = Shadow(probe, lambda x: 0.4, version="2", sample=0.25)
+    shadow = shadows(probe, lambda x: 0.4, version="2", sample=0.25, isolation=isolation)
 
     @shadow.track
     async def predict(x: float) -> float:
@@ -128,7 +153,7 @@ def test_async_primary_and_sampling(registry):
             assert await predict(1) == 0.6
 
     asyncio.run(run())
-    shadow.join()
+    assert shadow.join()
     assert sample_value(registry, "mlprobe_predictions",
                         {"model": "m", "model_version": "2", "outcome": "ok"}) == 25
 

@@ -246,10 +246,6 @@ class CallRecorder:
         with self._lock:
             self._in_flight += 1
 
-    def in_flight(self) -> int:
-        """Calls running now (read without the lock: one int, possibly a moment old)."""
-        return self._in_flight
-
     def exit_ok(self, duration: float, rows: int | None = None, nbytes: int | None = None) -> None:
         """A call returned after ``duration`` seconds, having read ``rows``/``nbytes`` if known."""
         if duration < 0.0:  # perf_counter is monotonic, but stay safe on odd clocks

@@ -167,20 +167,17 @@ class Shadow:
         comparer = Comparer(self.task, self.tolerance, self.counters.bounds)
         recorder = CandidateRecorder(self.candidate_probe, comparer, self.counters)
 
-        def in_flight() -> int:  # the primary's calls running now (its recorder may be reset)
-            return state.calls.in_flight()
-
         self._queue: deque[tuple[Any, Any, Any, Any]] = deque()
         self._runner: ThreadRunner | ProcessRunner
         if process:
             self._runner = ProcessRunner(
-                self._queue, candidate, comparer, recorder, self.counters, in_flight,
+                self._queue, candidate, comparer, recorder, self.counters,
                 start_method=start_method or "fork",
                 nice=DEFAULT_NICE if nice is None else nice,
                 timeout=DEFAULT_TIMEOUT if timeout is None else float(timeout),
                 name=f"{primary.name!r} version {self.version!r}")
         else:
-            self._runner = ThreadRunner(self._queue, candidate, recorder, in_flight)
+            self._runner = ThreadRunner(self._queue, candidate, recorder)
         self._closed = False
         self._pid = 0
         self._calls = 0

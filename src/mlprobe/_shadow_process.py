@@ -75,14 +75,13 @@ class ProcessRunner:
 
     def __init__(self, queue: deque[tuple[Any, Any, Any, Any]], candidate: Callable[..., Any],
                  comparer: Comparer, recorder: CandidateRecorder, counters: ShadowCounters,
-                 in_flight: Callable[[], int], *, start_method: str, nice: int,
+                 *, start_method: str, nice: int,
                  timeout: float, name: str) -> None:
         self._queue = queue
         self._candidate = candidate
         self._comparer = comparer
         self._recorder = recorder
         self._counters = counters
-        self._in_flight = in_flight
         self.start_method = start_method
         self.nice = nice
         self.timeout = timeout
@@ -319,7 +318,7 @@ class ProcessRunner:
 
     def _record(self, outcomes: list[tuple[float, Any, str | None]],
                 comparison: Comparison | None) -> None:
-        pending, record, in_flight = self._pending, self._recorder.record, self._in_flight
+        pending, record = self._pending, self._recorder.record
         self._since = time.monotonic()
         self._failures = 0
         clock = time.perf_counter
@@ -328,9 +327,6 @@ class ProcessRunner:
         for duration, result, error in outcomes:
             if not pending:
                 break
-            while in_flight() and not self._closing:  # requests first (see _shadow_thread)
-                time.sleep(PAUSE_SECONDS)
-                stretch = clock()
             record(pending.popleft(), duration, result, error)
             done += 1
             if clock() - stretch >= YIELD_SECONDS:

@@ -10,9 +10,6 @@ interpreter with the requests, so how it hands the GIL back decides what a reque
 - after each stretch of work of :data:`YIELD_SECONDS` it sleeps :data:`PAUSE_SECONDS`. A
   thread that only releases the GIL and takes it again (``sleep(0)``) keeps it: the waiting
   request thread has not woken up yet when it is taken back; a real sleep lets it in;
-- it starts no call while a primary call is in flight (``requests first``): a primary that
-  releases the GIL in C code (BLAS, I/O) would otherwise find the candidate holding it when
-  it comes back, for up to one candidate call.
 
 What it cannot avoid: a request arriving while the candidate is in the middle of a call waits
 for the rest of that call (the interpreter takes the GIL away from a thread only after 5 ms),
@@ -56,11 +53,10 @@ class ThreadRunner:
     """Never: a thread runner does not give up (see the process runner)."""
 
     def __init__(self, queue: deque[tuple[Any, Any, Any, Any]], candidate: Callable[..., Any],
-                 recorder: CandidateRecorder, in_flight: Callable[[], int]) -> None:
+                 recorder: CandidateRecorder) -> None:
         self._queue = queue
         self._candidate = candidate
         self._recorder = recorder
-        self._in_flight = in_flight
         self._closed = False
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -95,16 +91,12 @@ class ThreadRunner:
 
     def _loop(self) -> None:
         queue, recorder, candidate = self._queue, self._recorder, self._candidate
-        in_flight = self._in_flight
         clock = time.perf_counter
         while True:
             self._wake.wait(TICK_SECONDS)
             self._wake.clear()
             stretch = clock()
             while queue:
-                while in_flight() and not self._closed:  # requests first
-                    time.sleep(PAUSE_SECONDS)
-                    stretch = clock()
                 self.held = 1  # before popping: join() sees either the item or this
                 args, kwargs, primary_result, prediction_id = queue.popleft()
                 start = clock()
