@@ -34,6 +34,7 @@ from __future__ import annotations
 import inspect
 import os
 import pickle
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -247,10 +248,14 @@ class Shadow:
     # -- life cycle -------------------------------------------------------------------------
 
     def _start(self) -> None:
-        if self._pid:  # a forked child: the calls queued before the fork are its parent's
-            self._queue.clear()
-        self._pid = os.getpid()  # a forked child starts its own runner (threads do not fork)
-        self._runner.start()
+        with _start_lock:  # two requests may be the first at once: one runner per process
+            pid = os.getpid()
+            if self._pid == pid:
+                return
+            if self._pid:  # a forked child: the calls queued before the fork are its parent's
+                self._queue.clear()
+            self._runner.start()  # a forked child starts its own (threads do not fork)
+            self._pid = pid
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop taking calls; let the candidate finish what is queued (up to ``timeout``), then
@@ -276,6 +281,19 @@ class Shadow:
         """The pid of the candidate's process (``isolation="process"``, once started)."""
         runner = self._runner
         return runner.child_pid() if isinstance(runner, ProcessRunner) else None
+
+
+_start_lock = threading.Lock()
+
+
+def _new_start_lock() -> None:
+    # A forked child: another thread of the parent may have held the lock at the fork.
+    global _start_lock
+    _start_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_start_lock)
 
 
 def _check_isolation(candidate: Callable[..., Any], isolation: str, start_method: str | None,
