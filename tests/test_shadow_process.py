@@ -292,7 +292,8 @@ def test_close_ends_the_process_and_keeps_what_was_queued(registry, shadows):
 
 
 def test_close_kills_a_process_that_does_not_finish(registry, shadows):
-    """A process stuck in a call when close() runs out of time is killed."""
+    """A process stuck in a call when close() runs out of time is killed; the call counts as
+    timed out."""
     probe = primary_probe(registry)
     shadow = shadows(probe, shadow_candidates.hang_on_7, version="2", isolation="process")
     predict = shadow.track(lambda x: 0.9)
@@ -305,6 +306,29 @@ def test_close_kills_a_process_that_does_not_finish(registry, shadows):
     shadow.close(timeout=0.2)
     assert time.monotonic() - start < 3
     assert not alive(pid)
+    assert sample_value(registry, "mlprobe_prediction_errors",
+                        {**V2, "error_type": "ShadowTimeout"}) == 1
+
+
+@pytest.mark.allow_internal_errors
+def test_a_comparison_failing_in_the_candidate_process_is_an_internal_error(
+        registry, shadows, monkeypatch):
+    """A bug in the comparison, where the candidate runs, is counted as an internal error of
+    the serving process; the candidate's calls are still recorded."""
+    from mlprobe import _guard
+    from mlprobe._shadow_compare import Comparer
+
+    def broken(self: Comparer, outputs: Any) -> None:
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(Comparer, "compare", broken)  # the forked child inherits it
+    probe = primary_probe(registry)
+    shadow = shadows(probe, shadow_candidates.halve, version="2", isolation="process")
+    before = _guard.internal_error_count()
+    shadow.track(primary)(0.5)
+    assert shadow.join(10)
+    assert _guard.internal_error_count() == before + 1
+    assert sample_value(registry, "mlprobe_predictions", {**V2, "outcome": "ok"}) == 1
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

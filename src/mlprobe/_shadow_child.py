@@ -98,10 +98,19 @@ def serve(frames: Iterator[bytes], write_fd: int, candidate: Callable[..., Any],
             if error is None:
                 outputs.append((primary_result, result))
             if end - flushed >= FLUSH_SECONDS:  # the serving process sees progress
-                _send_results(write_fd, outcomes, comparer.compare(outputs))
+                _send_results(write_fd, outcomes, _compare(comparer, outputs))
                 outcomes, outputs, flushed = [], [], clock()
         if outcomes:
-            _send_results(write_fd, outcomes, comparer.compare(outputs))
+            _send_results(write_fd, outcomes, _compare(comparer, outputs))
+
+
+def _compare(comparer: Comparer, outputs: list[tuple[Any, Any]]) -> Any:
+    """The comparison's counts; a failure (a bug of mlprobe's) is reported to the serving
+    process, which counts it as an internal error, and costs the candidate nothing."""
+    try:
+        return comparer.compare(outputs)
+    except Exception as exc:  # noqa: BLE001
+        return ("failed", f"{type(exc).__name__}: {exc}")
 
 
 # -- becoming a helper process ------------------------------------------------------------

@@ -104,9 +104,8 @@ def launch(start_method: str, candidate: Callable[..., Any], comparer: Comparer,
         if start_method == "fork":
             pid = _fork(candidate, comparer, to_r, from_w, nice)
         else:
-            import mlprobe
-
-            root = os.path.dirname(os.path.dirname(os.path.abspath(mlprobe.__file__)))
+            # where this copy of mlprobe is imported from: the child imports the same one
+            root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             popen = subprocess.Popen(
                 [sys.executable, "-c", _BOOT.format(path=root), str(to_r), str(from_w),
                  str(os.getpid()), str(nice)],

@@ -96,6 +96,7 @@ class ProcessRunner:
         self._wake_r = self._wake_w = -1
         self._woken = False
         self._closing = False
+        self._out_of_time = False  # close() killed the child
         self._hurry = False
         self._sent_at = 0.0  # when the last batch went (monotonic)
         self._reset()
@@ -152,7 +153,8 @@ class ProcessRunner:
         thread.join(timeout)
         child = self._child
         if thread.is_alive() and child is not None:
-            child.kill()  # hung: the thread sees the end of its pipe and finishes
+            self._out_of_time = True  # its call counts as timed out, not as a crash
+            child.kill()  # the thread sees the end of its pipe and finishes
             child.wait(STOP_SECONDS)
             thread.join(STOP_SECONDS)
 
@@ -344,6 +346,8 @@ class ProcessRunner:
         child.wait(STOP_SECONDS)
         child.close_fds()
         self._child = None
+        if self._out_of_time:
+            error_type = TIMED_OUT
         pending = self._pending
         if pending:  # the call it was running failed; the others were never run
             self._recorder.record(pending.popleft(), max(0.0, time.monotonic() - self._since),

@@ -58,13 +58,17 @@ class CandidateRecorder:
             if len(outputs) >= COMPARE_BATCH:
                 self._compare()
 
-    def add_comparison(self, comparison: Comparison | None) -> None:
-        """Add the counts of comparisons made where the candidate ran."""
-        if comparison is not None:
-            try:
-                self.counters.add(comparison)
-            except Exception as exc:  # noqa: BLE001
-                report_internal_error("shadow.compare", exc)
+    def add_comparison(self, comparison: Comparison | tuple[str, str] | None) -> None:
+        """Add the counts of comparisons made where the candidate ran (``("failed",
+        reason)``: the comparison failed there)."""
+        if comparison is None:
+            return
+        try:
+            if comparison[0] == "failed":
+                raise RuntimeError(f"comparing in the candidate's process: {comparison[1]}")
+            self.counters.add(comparison)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("shadow.compare", exc)
 
     def _compare(self) -> None:
         outputs, self._outputs = self._outputs, []
