@@ -46,12 +46,12 @@ from ._shadow_wire import Outcome, encode, pack_results, read_frames, unpack_cal
 
 if TYPE_CHECKING:  # the child imports no more than it needs before it runs the candidate
     from ._shadow_compare import Comparer
-    from ._shadow_counts import Comparison
 
 __all__ = ["FLUSH_SECONDS", "error_type", "forked", "spawned"]
 
 FLUSH_SECONDS = 0.02
 """Longest time a finished call's outcome waits in the child before it is sent."""
+
 
 def error_type(exc: BaseException) -> str:
     """The label the serving process records (as a tracked call's ``_finish_error`` does)."""
@@ -62,18 +62,29 @@ def error_type(exc: BaseException) -> str:
         return "__other__"
 
 
-def _send_results(fd: int, outcomes: list[Outcome], comparison: Comparison | None) -> None:
+Done = tuple[float, Any, "str | None", Any]
+"""A call run here: ``(duration, result, error_type, primary_result)``."""
+
+
+def _send_results(fd: int, done: list[Done], comparer: Comparer) -> None:
+    """Send the outcomes of ``done`` and the comparison of their outputs with the primary's.
+
+    A result that cannot be pickled makes its call the candidate's ``UnpicklableResult``
+    error, left out of the comparison, as an error is."""
+    outcomes: list[Outcome] = [(duration, result, error) for duration, result, error, _ in done]
+    outputs = [(primary, result) for _, result, error, primary in done if error is None]
     try:
-        frame = encode(("results", pack_results(outcomes), comparison))
+        frame = encode(("results", pack_results(outcomes), _compare(comparer, outputs)))
     except Exception:  # noqa: BLE001 - some result cannot be pickled: that call fails alone
-        kept: list[Outcome] = []
-        for duration, result, error in outcomes:
+        checked: list[Done] = []
+        for duration, result, error, primary in done:
             try:
                 pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:  # noqa: BLE001
                 result, error = None, "UnpicklableResult"
-            kept.append((duration, result, error))
-        frame = encode(("results", pack_results(kept), comparison))
+            checked.append((duration, result, error, primary))
+        _send_results(fd, checked, comparer)
+        return
     write_all(fd, frame)
 
 
@@ -84,8 +95,7 @@ def serve(frames: Iterator[bytes], write_fd: int, candidate: Callable[..., Any],
     for body in frames:
         if not body:
             return
-        outcomes: list[Outcome] = []
-        outputs: list[tuple[Any, Any]] = []  # (primary, candidate) outputs to compare
+        done: list[Done] = []
         flushed = clock()
         for args, kwargs, primary_result in unpack_calls(pickle.loads(body)):
             start = clock()
@@ -94,14 +104,12 @@ def serve(frames: Iterator[bytes], write_fd: int, candidate: Callable[..., Any],
             except BaseException as exc:  # noqa: BLE001 - the candidate's error, counted
                 result, error = None, error_type(exc)
             end = clock()
-            outcomes.append((end - start, result, error))
-            if error is None:
-                outputs.append((primary_result, result))
+            done.append((end - start, result, error, primary_result))
             if end - flushed >= FLUSH_SECONDS:  # the serving process sees progress
-                _send_results(write_fd, outcomes, _compare(comparer, outputs))
-                outcomes, outputs, flushed = [], [], clock()
-        if outcomes:
-            _send_results(write_fd, outcomes, _compare(comparer, outputs))
+                _send_results(write_fd, done, comparer)
+                done, flushed = [], clock()
+        if done:
+            _send_results(write_fd, done, comparer)
 
 
 def _compare(comparer: Comparer, outputs: list[tuple[Any, Any]]) -> Any:

@@ -37,12 +37,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ._guard import report_internal_error
-from ._shadow_launch import Child, describe, launch
 from ._shadow_compare import Comparer
 from ._shadow_counts import Comparison, ShadowCounters
+from ._shadow_launch import Child, describe, launch
 from ._shadow_record import CandidateRecorder
-from ._shadow_wire import FrameReader, encode, pack_calls, unpack_results
 from ._shadow_thread import PAUSE_SECONDS, TICK_SECONDS, WAKE_ITEMS, YIELD_SECONDS
+from ._shadow_wire import FrameReader, encode, pack_calls, unpack_results
 
 __all__ = ["BATCH_CALLS", "DIED", "MAX_FAILURES", "ProcessRunner", "RESTART_SECONDS",
            "TIMED_OUT"]
@@ -70,13 +70,13 @@ DIED = "ShadowProcessDied"
 TIMED_OUT = "ShadowTimeout"
 """Error type of the call a child was killed for (it ran longer than ``timeout``)."""
 
+
 class ProcessRunner:
     """Runs the candidate in a child process; records its outcomes in this one."""
 
     def __init__(self, queue: deque[tuple[Any, Any, Any, Any]], candidate: Callable[..., Any],
                  comparer: Comparer, recorder: CandidateRecorder, counters: ShadowCounters,
-                 *, start_method: str, nice: int,
-                 timeout: float, name: str) -> None:
+                 *, start_method: str, nice: int, timeout: float, name: str) -> None:
         self._queue = queue
         self._candidate = candidate
         self._comparer = comparer
@@ -184,6 +184,7 @@ class ProcessRunner:
                     self._stop(child)
                     return
         except Exception as exc:  # noqa: BLE001 - a bug here must not go unnoticed
+            self.disabled = True  # calls are dropped (counted) rather than queued for no one
             report_internal_error("shadow.process", exc)
         finally:
             child = self._child
@@ -390,11 +391,12 @@ class ProcessRunner:
             self._counters.drop(n)
 
     def _stop(self, child: Child) -> None:
-        """Ask the child to exit (it has answered everything), kill it if it does not."""
-        try:
-            os.write(child.to_child, encode(None))
-        except OSError:
-            pass
+        """Ask the child to exit, kill it if it does not."""
+        if not self._outgoing:  # (after half a frame, the empty frame would not be one)
+            try:
+                os.write(child.to_child, encode(None))
+            except OSError:
+                pass
         if child.wait(STOP_SECONDS) is None:
             child.kill()
             child.wait(STOP_SECONDS)
@@ -418,7 +420,8 @@ class ProcessRunner:
         self._thread = None
         self.held = 0
         self.disabled = False
-        self._woken = False
+        self._woken = self._hurry = self._out_of_time = False
+        self._sent_at = 0.0
         self._reset()
 
 
