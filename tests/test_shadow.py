@@ -3,8 +3,10 @@ records the candidate as another version and compares the two; Split is sticky a
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -240,3 +242,80 @@ def test_forked_child_runs_only_its_own_calls(registry):
     shadow.join(5)
     assert child_seen == "[42.0]"
     assert sorted(seen) == [1.0, 2.0, 3.0]
+
+
+def one_by_one(task: Any, tolerance: float, pairs: list[tuple[Any, Any]]
+               ) -> tuple[int, int, list[float]]:
+    """The reference: each pair compared alone, row by row, in plain Python."""
+    agree = disagree = 0
+    differences: list[float] = []
+    for primary_out, candidate_out in pairs:
+        a, b = task.payload(primary_out), task.payload(candidate_out)
+        if a is None or b is None:
+            continue
+        a = [a] if isinstance(a, float) else a
+        b = [b] if isinstance(b, float) else b
+        if len(a) != len(b):
+            continue
+        if isinstance(a, list) and isinstance(a[0], str) or isinstance(b, list) and \
+                isinstance(b[0], str):
+            continue  # (no class labels in this test's outputs)
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        if a.ndim == 2 or b.ndim == 2:
+            if a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[1]:
+                for x, y in zip(a, b):
+                    same = int(np.argmax(x)) == int(np.argmax(y))
+                    agree, disagree = agree + same, disagree + (not same)
+            continue
+        for x, y in zip(a.tolist(), b.tolist()):
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            differences.append(abs(x - y))
+            if task.task == "regression":
+                same = abs(x - y) <= tolerance * max(abs(x), abs(y))
+            else:
+                same = (x > task.threshold) == (y > task.threshold)
+            agree, disagree = agree + same, disagree + (not same)
+    return agree, disagree, differences
+
+
+@pytest.mark.parametrize("task", ["binary", "regression", "multiclass"])
+def test_batched_comparison_equals_one_by_one(registry, task):
+    """Comparing a batch of mixed outputs in one pass (scores, arrays of any length, NaN and
+    infinite rows, probability matrices, mismatched lengths) counts exactly what comparing
+    each pair alone does: agreement, and every difference in its bucket with an exact sum."""
+    from mlprobe._shadow_compare import Comparer
+
+    probe = mlprobe.Probe("m", version="1", registry=registry, quality=QualitySpec(task=task))
+    resolved = probe._state.quality.task
+    g = np.random.default_rng(1)
+    pairs: list[tuple[Any, Any]] = []
+    for i in range(300):
+        n = int(g.integers(1, 6))
+        if task == "multiclass":
+            a, b = g.random((n, 3)), g.random((n if i % 17 else n + 1, 3))
+        else:
+            a, b = g.random(n) * 2, g.random(n if i % 13 else n + 1) * 2
+            if i % 7 == 0:
+                a[0] = np.nan
+            if i % 11 == 0:
+                b[-1] = np.inf
+            if i % 5 == 0:
+                a, b = float(a[0]), float(b[0])
+        pairs.append((a, b))
+    bounds = (0.01, 0.1, 0.5, 1.0)
+    comparer = Comparer(resolved, 0.05, bounds)
+    agree, disagree, differences = one_by_one(resolved, 0.05, pairs)
+    got = comparer.compare(pairs)
+    assert got is not None
+    assert got[:2] == (agree, disagree)
+    if task == "multiclass":
+        assert got[2] is None
+        return
+    expected = np.bincount(np.searchsorted(bounds, differences, side="left"),
+                           minlength=len(bounds) + 1).tolist()
+    assert got[2] == expected
+    from mlprobe.stats._exact import exact_sum, exact_to_float
+
+    assert got[3] == exact_sum(np.asarray(differences))
+    assert exact_to_float(got[3]) == pytest.approx(math.fsum(differences), rel=1e-15)

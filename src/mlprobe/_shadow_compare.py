@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._quality_task import QualityTask
-from ._shadow_counts import Comparison
-from .stats._exact import exact_sum
+from ._shadow_counts import Comparison, comparison_of
 
 __all__ = ["Comparer"]
 
@@ -98,11 +97,7 @@ class Comparer:
             disagree += int(same.size) - n
         if not (agree or disagree):
             return None
-        if differences is None or not differences.size:
-            return agree, disagree, None, 0
-        index = np.searchsorted(self._bounds, differences, side="left")
-        counts = np.bincount(index, minlength=len(self._bounds) + 1).tolist()
-        return agree, disagree, counts, exact_sum(differences)
+        return comparison_of(agree, disagree, differences, self._bounds)
 
 
 def _as_rows(payload: Any) -> Any:

@@ -1,7 +1,7 @@
 """ShadowCounters: what a shadow records besides its candidate's probe, mergeable exactly.
 
-Agreement counts of the candidate's predictions with the primary's, calls dropped by a full
-queue, and the histogram of absolute score differences (counts and an exact sum), exported as
+Agreement counts of the candidate's predictions with the primary's, calls the candidate did
+not run (a full queue, a lost process), and the histogram of absolute score differences (counts and an exact sum), exported as
 ``mlprobe_shadow_comparisons_total``, ``mlprobe_shadow_dropped_total`` and
 ``mlprobe_shadow_score_difference``; a registry source of its own (:mod:`mlprobe._shadow`).
 """
@@ -12,18 +12,30 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ._registry import FamilyBuilder
 from .snapshot import HistogramSample, Sample
-from .stats._exact import exact_to_float
+from .stats._exact import exact_sum, exact_to_float
 
 Comparison = tuple[int, int, "list[int] | None", int]
 """Rows that agree, rows that disagree, counts per score-difference bucket (None: no scores
 compared), exact sum of the differences (see :mod:`mlprobe.stats._exact`)."""
 
-__all__ = ["DIFFERENCE_BUCKETS", "Comparison", "ShadowCounters"]
+__all__ = ["DIFFERENCE_BUCKETS", "Comparison", "ShadowCounters", "comparison_of"]
 
 DIFFERENCE_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0)
 """Default upper bounds of ``mlprobe_shadow_score_difference`` (absolute score differences)."""
+
+
+def comparison_of(agree: int, disagree: int, differences: np.ndarray | None,
+                  bounds: np.ndarray) -> Comparison:
+    """The counts of a comparison: ``differences`` (absolute) binned on ``bounds``."""
+    if differences is None or not differences.size:
+        return agree, disagree, None, 0
+    index = np.searchsorted(bounds, differences, side="left")
+    counts = np.bincount(index, minlength=len(bounds) + 1).tolist()
+    return agree, disagree, counts, exact_sum(differences)
 
 
 class ShadowCounters:
@@ -41,6 +53,10 @@ class ShadowCounters:
         self.agree = self.disagree = self.dropped = 0
         self.differences = [0] * (len(self.bounds) + 1)
         self.difference_sum = 0  # exact
+
+    def compared(self, agree: int, disagree: int, differences: np.ndarray | None) -> None:
+        """Count rows that agree and disagree, and absolute score differences."""
+        self.add(comparison_of(agree, disagree, differences, np.asarray(self.bounds)))
 
     def add(self, comparison: Comparison) -> None:
         """Add the counts of a batch of comparisons (:class:`~mlprobe._shadow_compare.Comparer`)."""
