@@ -517,3 +517,51 @@ def test_the_candidate_process_keeps_none_of_the_servers_sockets(registry, shado
         assert os.path.realpath(model_file.name) in links.values()
         # beyond stdin, stdout and stderr: its own two pipes to the serving process
         assert sum(link.startswith("pipe:") for fd, link in links.items() if fd > 2) == 2
+
+
+def test_gunicorn_workers_each_run_their_own_candidate_process(tmp_path):
+    """Under gunicorn (2 workers, app preloaded in the master), each worker starts its own
+    candidate process at its first call; the merged scrape counts every candidate call once;
+    no candidate process publishes a state (they are not workers: the live processes are the
+    workers and the preloaded master); stopping the server leaves no candidate process."""
+    from workers import WorkerServer, value
+
+    server = WorkerServer("gunicorn", tmp_path / "mp", workers=2,
+                          env={"WORKERS_APP_SHADOW": "process"},
+                          gunicorn_args=("--preload",)).start()
+    candidates: dict[int, int] = {}
+    try:
+        served: set[int] = set()
+        calls = 0
+        while calls < 20 or len(served) < 2 and calls < 400:  # until both workers served
+            response = server.post("/predict", {"x": calls / 10, "y": 1.0, "c": "a"})
+            assert response.status_code == 200
+            served.add(response.json()["pid"])
+            calls += 1
+        assert len(served) == 2
+        for _ in range(200):
+            status = server.get("/shadow").json()
+            assert status["joined"]
+            if status["candidate_pid"] is not None:
+                candidates[status["pid"]] = status["candidate_pid"]
+            if len(candidates) == 2:
+                break
+        assert len(candidates) == 2 and len(set(candidates.values())) == 2
+        for worker, candidate in candidates.items():
+            with open(f"/proc/{candidate}/stat") as fh:
+                assert int(fh.read().rsplit(")", 1)[1].split()[1]) == worker  # its parent
+        deadline = time.monotonic() + 10  # every worker publishes its state each second
+        while True:
+            exposition = server.scrape()
+            ran = value(exposition, "mlprobe_predictions_total", model_version="candidate",
+                        outcome="ok")
+            if ran == calls or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert ran == calls
+        files = os.listdir(tmp_path / "mp")
+        assert not [f for f in files for pid in candidates.values() if f"-{pid}-" in f]
+        assert value(exposition, "mlprobe_worker_processes") in (2, 3)  # (+ the master)
+    finally:
+        server.stop()
+    assert wait_until(lambda: not any(alive(p) for p in candidates.values()), 10)
