@@ -173,12 +173,12 @@ class Shadow:
         if process:
             self._runner = ProcessRunner(
                 self._queue, candidate, comparer, recorder, self.counters,
-                start_method=start_method or "fork",
+                queue_size=queue_size, start_method=start_method or "fork",
                 nice=DEFAULT_NICE if nice is None else nice,
                 timeout=DEFAULT_TIMEOUT if timeout is None else float(timeout),
                 name=f"{primary.name!r} version {self.version!r}")
         else:
-            self._runner = ThreadRunner(self._queue, candidate, recorder)
+            self._runner = ThreadRunner(self._queue, candidate, recorder, queue_size)
         self._closed = False
         self._pid = 0
         self._calls = 0

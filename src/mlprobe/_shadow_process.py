@@ -41,7 +41,7 @@ from ._shadow_compare import Comparer
 from ._shadow_counts import Comparison, ShadowCounters
 from ._shadow_launch import Child, describe, launch
 from ._shadow_record import CandidateRecorder
-from ._shadow_thread import PAUSE_SECONDS, TICK_SECONDS, WAKE_ITEMS, YIELD_SECONDS
+from ._shadow_thread import PAUSE_SECONDS, TICK_SECONDS, WAKE_ITEMS, stretch
 from ._shadow_wire import FrameReader, encode, pack_calls, unpack_results
 
 __all__ = ["BATCH_CALLS", "DIED", "MAX_FAILURES", "ProcessRunner", "RESTART_SECONDS",
@@ -76,8 +76,10 @@ class ProcessRunner:
 
     def __init__(self, queue: deque[tuple[Any, Any, Any, Any]], candidate: Callable[..., Any],
                  comparer: Comparer, recorder: CandidateRecorder, counters: ShadowCounters,
-                 *, start_method: str, nice: int, timeout: float, name: str) -> None:
+                 *, queue_size: int, start_method: str, nice: int, timeout: float,
+                 name: str) -> None:
         self._queue = queue
+        self._queue_size = queue_size
         self._candidate = candidate
         self._comparer = comparer
         self._recorder = recorder
@@ -325,16 +327,16 @@ class ProcessRunner:
         self._since = time.monotonic()
         self._failures = 0
         clock = time.perf_counter
-        stretch = clock()
+        started = clock()
         done = 0
         for duration, result, error in outcomes:
             if not pending:
                 break
             record(pending.popleft(), duration, result, error)
             done += 1
-            if clock() - stretch >= YIELD_SECONDS:
-                time.sleep(PAUSE_SECONDS)
-                stretch = clock()
+            if clock() - started >= stretch((len(self._queue) + self.held) / self._queue_size):
+                time.sleep(PAUSE_SECONDS)  # a request waiting for the GIL takes it now
+                started = clock()
         self._recorder.add_comparison(comparison)
         if not pending:
             self._recorder.drained()

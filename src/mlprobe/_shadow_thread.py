@@ -7,7 +7,8 @@ interpreter with the requests, so how it hands the GIL back decides what a reque
 
 - it wakes on a tick (or when calls pile up), never once per call: a thread switch per
   request was most of what a shadow cost a server;
-- after each stretch of work of :data:`YIELD_SECONDS` it sleeps :data:`PAUSE_SECONDS`. A
+- after each stretch of work (:func:`stretch`: 50 µs while it keeps up) it sleeps
+  :data:`PAUSE_SECONDS`. A
   thread that only releases the GIL and takes it again (``sleep(0)``) keeps it: the waiting
   request thread has not woken up yet when it is taken back; a real sleep lets it in
   (measured: a request's median wait behind a scikit-learn candidate fell from ~200 µs with
@@ -31,7 +32,8 @@ from typing import Any
 from ._shadow_child import error_type
 from ._shadow_record import CandidateRecorder
 
-__all__ = ["PAUSE_SECONDS", "TICK_SECONDS", "ThreadRunner", "WAKE_ITEMS", "YIELD_SECONDS"]
+__all__ = ["MAX_YIELD_SECONDS", "PAUSE_SECONDS", "TICK_SECONDS", "ThreadRunner", "WAKE_ITEMS",
+           "YIELD_SECONDS", "stretch"]
 
 TICK_SECONDS = 0.05
 """The runner drains the queue at least this often."""
@@ -39,11 +41,27 @@ TICK_SECONDS = 0.05
 WAKE_ITEMS = 32
 """Queued calls that wake the runner at once; fewer wait for its next tick."""
 
-YIELD_SECONDS = 0.0002
-"""Longest stretch of candidate work (whole calls) between two pauses."""
+YIELD_SECONDS = 50e-6
+"""Longest stretch of work (whole calls) between two pauses while the runner keeps up."""
+
+MAX_YIELD_SECONDS = 1e-3
+"""The stretch it allows itself when its queue is nearly full (see :func:`stretch`)."""
 
 PAUSE_SECONDS = 0.0001
 """The pause: long enough for a request thread waiting for the GIL to take it."""
+
+
+def stretch(fill: float) -> float:
+    """Seconds of work between two pauses for a queue ``fill`` (0 to 1) full.
+
+    Short stretches keep what a request waits for the GIL short; when the runner falls behind
+    (past an eighth of the queue) they grow linearly up to :data:`MAX_YIELD_SECONDS`, so that
+    a sustained load costs some tail latency before calls are dropped (the flusher's rule,
+    :func:`mlprobe._flusher.flusher_pace`).
+    """
+    if fill <= 0.125:
+        return YIELD_SECONDS
+    return YIELD_SECONDS + min(1.0, (fill - 0.125) / 0.875) * (MAX_YIELD_SECONDS - YIELD_SECONDS)
 
 
 class ThreadRunner:
@@ -56,8 +74,9 @@ class ThreadRunner:
     """Never: a thread runner does not give up (see the process runner)."""
 
     def __init__(self, queue: deque[tuple[Any, Any, Any, Any]], candidate: Callable[..., Any],
-                 recorder: CandidateRecorder) -> None:
+                 recorder: CandidateRecorder, queue_size: int) -> None:
         self._queue = queue
+        self._queue_size = queue_size
         self._candidate = candidate
         self._recorder = recorder
         self._closed = False
@@ -98,7 +117,7 @@ class ThreadRunner:
         while True:
             self._wake.wait(TICK_SECONDS)
             self._wake.clear()
-            stretch = clock()
+            started = clock()
             while queue:
                 self.held = 1  # before popping: join() sees either the item or this
                 args, kwargs, primary_result, prediction_id = queue.popleft()
@@ -110,9 +129,9 @@ class ThreadRunner:
                 end = clock()
                 recorder.record(prediction_id, end - start, result, error, primary_result,
                                 True)
-                if clock() - stretch >= YIELD_SECONDS:
+                if clock() - started >= stretch(len(queue) / self._queue_size):
                     time.sleep(PAUSE_SECONDS)  # a request waiting for the GIL takes it now
-                    stretch = clock()
+                    started = clock()
             recorder.drained()  # the last comparisons: only then is nothing held
             self.held = 0
             if self._closed:
