@@ -47,7 +47,10 @@ from ._shadow_wire import Outcome, encode, pack_results, read_frames, unpack_cal
 if TYPE_CHECKING:  # the child imports no more than it needs before it runs the candidate
     from ._shadow_compare import Comparer
 
-__all__ = ["FLUSH_SECONDS", "error_type", "forked", "spawned"]
+__all__ = ["FLUSH_SECONDS", "MULTIPROCESS_VARIABLE", "error_type", "forked", "spawned"]
+
+MULTIPROCESS_VARIABLE = "MLPROBE_MULTIPROCESS_DIR"
+"""The variable that turns multi-process mode on: never set in a candidate's process."""
 
 FLUSH_SECONDS = 0.02
 """Longest time a finished call's outcome waits in the child before it is sent."""
@@ -208,6 +211,7 @@ def forked(read_fd: int, write_fd: int, candidate: Callable[..., Any], comparer:
         merge = sys.modules.get("mlprobe._mp_merge")  # loaded: multi-process mode may be on
         if merge is not None:
             merge.not_a_worker()
+        os.environ.pop(MULTIPROCESS_VARIABLE, None)  # nor may a probe the candidate makes
         serve(read_frames(read_fd), write_fd, candidate, comparer)
     except BrokenPipeError:
         pass  # the serving process is gone

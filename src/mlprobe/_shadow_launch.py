@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ._shadow_child import forked
+from ._shadow_child import MULTIPROCESS_VARIABLE, forked
 from ._shadow_compare import Comparer
 
 __all__ = ["Child", "describe", "launch"]
@@ -109,7 +109,8 @@ def launch(start_method: str, candidate: Callable[..., Any], comparer: Comparer,
             popen = subprocess.Popen(
                 [sys.executable, "-c", _BOOT.format(path=root), str(to_r), str(from_w),
                  str(os.getpid()), str(nice)],
-                pass_fds=(to_r, from_w), stdin=subprocess.DEVNULL, close_fds=True)
+                pass_fds=(to_r, from_w), stdin=subprocess.DEVNULL, close_fds=True,
+                env={k: v for k, v in os.environ.items() if k != MULTIPROCESS_VARIABLE})
             pid = popen.pid
     except BaseException:
         for fd in fds:
