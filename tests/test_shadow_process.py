@@ -412,16 +412,19 @@ def test_the_candidate_process_is_not_a_worker_in_multiprocess_mode(tmp_path, sh
     the server still counts one worker, and every worker file is the worker's own."""
     registry = mlprobe.Registry()
     multiprocess.attach(registry, str(tmp_path), interval=0.05, background=True)
-    probe = primary_probe(registry)
-    shadow = shadows(probe, shadow_candidates.halve, version="2", isolation="process")
-    predict = shadow.track(primary)
-    predict(0.8)
-    assert shadow.join(10)
-    time.sleep(0.3)  # several publishing intervals, in the worker and (if wrong) its child
-    files = [n for n in os.listdir(tmp_path) if n.startswith("mlprobe-worker-")]
-    assert files and all(str(os.getpid()) in n for n in files)
-    assert sample_value(registry, "mlprobe_worker_processes") == 1
-    assert sample_value(registry, "mlprobe_predictions", {**V2, "outcome": "ok"}) == 1
+    try:
+        probe = primary_probe(registry)
+        shadow = shadows(probe, shadow_candidates.halve, version="2", isolation="process")
+        predict = shadow.track(primary)
+        predict(0.8)
+        assert shadow.join(10)
+        time.sleep(0.3)  # several publishing intervals, in the worker and (if wrong) its child
+        files = [n for n in os.listdir(tmp_path) if n.startswith("mlprobe-worker-")]
+        assert files and all(str(os.getpid()) in n for n in files)
+        assert sample_value(registry, "mlprobe_worker_processes") == 1
+        assert sample_value(registry, "mlprobe_predictions", {**V2, "outcome": "ok"}) == 1
+    finally:  # the publisher thread would go on publishing it for the rest of the run
+        multiprocess.detach(registry)
 
 
 def test_process_options_are_checked(registry):

@@ -180,7 +180,9 @@ class Shadow:
         else:
             self._runner = ThreadRunner(self._queue, candidate, recorder, queue_size)
         self._closed = False
-        self._pid = 0
+        self._pid = 0  # the process whose runner runs (0: none yet)
+        self._generation = -1  # the process generation it started in (see _after_fork)
+        self._with_ids = spec is not None  # the primary keeps prediction ids
         self._calls = 0
 
     # -- request path ----------------------------------------------------------------------
@@ -191,10 +193,12 @@ class Shadow:
         result, never raising from the shadow's side)."""
         tracked = self.primary.track(fn)
         submit = self.submit
+        # The id the call had before (without ids: none to read): the call's own is new.
+        id_before = current_prediction_id if self._with_ids else _no_id
 
         if inspect.iscoroutinefunction(fn):
             async def shadowed_async(*args: Any, **kwargs: Any) -> Any:
-                before = current_prediction_id()
+                before = id_before()
                 result = await tracked(*args, **kwargs)
                 submit(args, kwargs, result, before)
                 return result
@@ -206,7 +210,7 @@ class Shadow:
                                      "prediction, not generators")
 
         def shadowed(*args: Any, **kwargs: Any) -> Any:
-            before = current_prediction_id()
+            before = id_before()
             result = tracked(*args, **kwargs)
             submit(args, kwargs, result, before)
             return result
@@ -225,14 +229,17 @@ class Shadow:
             calls = self._calls = self._calls + 1  # a lost update under a race only shifts sampling
             if self.sample < 1.0 and int(calls * self.sample) == int((calls - 1) * self.sample):
                 return
-            if self._pid != os.getpid():
+            if self._generation != _generation:  # first call in this process
                 self._start()
             queue, runner = self._queue, self._runner
             if len(queue) + runner.held >= self.queue_size or runner.disabled:
                 self.counters.drop()
                 return
-            after = current_prediction_id()
-            prediction_id = after if after is not None and after is not id_before else None
+            prediction_id = None
+            if self._with_ids:
+                after = current_prediction_id()
+                if after is not None and after is not id_before:
+                    prediction_id = after
             # The tuple of arguments and the dict of keyword arguments are this call's own;
             # what they hold may be the caller's, to be changed after the call returns.
             queue.append((_copy_items(args), _copy_values(kwargs) if kwargs else kwargs,
@@ -249,13 +256,13 @@ class Shadow:
 
     def _start(self) -> None:
         with _start_lock:  # two requests may be the first at once: one runner per process
-            pid = os.getpid()
-            if self._pid == pid:
+            if self._generation == _generation:
                 return
             if self._pid:  # a forked child: the calls queued before the fork are its parent's
                 self._queue.clear()
             self._runner.start()  # a forked child starts its own (threads do not fork)
-            self._pid = pid
+            self._pid = os.getpid()
+            self._generation = _generation
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop taking calls; let the candidate finish what is queued (up to ``timeout``), then
@@ -283,17 +290,25 @@ class Shadow:
         return runner.child_pid() if isinstance(runner, ProcessRunner) else None
 
 
+def _no_id() -> None:
+    return None
+
+
 _start_lock = threading.Lock()
+_generation = 0
+"""Forks this process is away from the first one: a shadow started in another generation
+starts again (cheaper on the request path than comparing ``os.getpid()``)."""
 
 
-def _new_start_lock() -> None:
+def _after_fork() -> None:
     # A forked child: another thread of the parent may have held the lock at the fork.
-    global _start_lock
+    global _start_lock, _generation
     _start_lock = threading.Lock()
+    _generation += 1
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_start_lock)
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _check_isolation(candidate: Callable[..., Any], isolation: str, start_method: str | None,
