@@ -407,9 +407,20 @@ def test_the_candidate_process_dies_with_a_sigkilled_parent(tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_the_candidate_process_is_not_a_worker_in_multiprocess_mode(tmp_path, shadows):
-    """Forked from a worker in multi-process mode, the candidate's process publishes nothing:
-    the server still counts one worker, and every worker file is the worker's own."""
+def test_the_candidate_process_is_not_a_worker_in_multiprocess_mode(tmp_path, shadows,
+                                                                     monkeypatch):
+    """Forked from a worker in multi-process mode, the candidate's process publishes nothing,
+    even while it is slow to start (its publisher thread is never restarted): the server still
+    counts one worker, and every worker file is the worker's own."""
+    from mlprobe import _mp_merge
+
+    not_a_worker = _mp_merge.not_a_worker
+
+    def slow_start() -> None:  # runs first in the child: several publishing intervals
+        time.sleep(0.3)
+        not_a_worker()
+
+    monkeypatch.setattr(_mp_merge, "not_a_worker", slow_start)
     registry = mlprobe.Registry()
     multiprocess.attach(registry, str(tmp_path), interval=0.05, background=True)
     try:
@@ -418,7 +429,7 @@ def test_the_candidate_process_is_not_a_worker_in_multiprocess_mode(tmp_path, sh
         predict = shadow.track(primary)
         predict(0.8)
         assert shadow.join(10)
-        time.sleep(0.3)  # several publishing intervals, in the worker and (if wrong) its child
+        time.sleep(0.2)  # more publishing intervals, in the worker and (if wrong) its child
         files = [n for n in os.listdir(tmp_path) if n.startswith("mlprobe-worker-")]
         assert files and all(str(os.getpid()) in n for n in files)
         assert sample_value(registry, "mlprobe_worker_processes") == 1

@@ -33,7 +33,7 @@ from . import _guard
 from ._mp_archive import fold
 from ._mp_files import ARCHIVE, EXPORTER_LOCK, FORMAT, Directory, decode, encode
 from ._mp_ledger import Ledger, ServerId, stream_start
-from ._mp_process import WorkerId, current_worker, is_alive
+from ._mp_process import WorkerId, current_worker, is_alive, is_helper
 from ._registry import FamilyBuilder, Registry
 from ._source import is_mergeable as mergeable
 from .snapshot import Sample
@@ -379,8 +379,11 @@ _mergers: weakref.WeakSet[Merger] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    helper = is_helper()
     for merger in list(_mergers):
         merger.after_fork()
+        if helper:  # a shadow's candidate process is not a worker: it never publishes
+            merger.closed = True
 
 
 if hasattr(os, "register_at_fork"):

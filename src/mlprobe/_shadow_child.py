@@ -205,13 +205,15 @@ def forked(read_fd: int, write_fd: int, candidate: Callable[..., Any], comparer:
     """The body of a forked child; never returns (it ends the process)."""
     code = 0
     try:
+        # Not a worker (the at-fork hooks saw helper_fork; this is for good measure), and no
+        # probe the candidate makes may turn multi-process mode on here.
+        merge = sys.modules.get("mlprobe._mp_merge")
+        if merge is not None:
+            merge.not_a_worker()
+        os.environ.pop(MULTIPROCESS_VARIABLE, None)
         gc.freeze()  # inherited objects: never scanned, so their pages stay shared
         _become_helper(parent_pid, nice)
         _close_server_fds((read_fd, write_fd))
-        merge = sys.modules.get("mlprobe._mp_merge")  # loaded: multi-process mode may be on
-        if merge is not None:
-            merge.not_a_worker()
-        os.environ.pop(MULTIPROCESS_VARIABLE, None)  # nor may a probe the candidate makes
         serve(read_frames(read_fd), write_fd, candidate, comparer)
     except BrokenPipeError:
         pass  # the serving process is gone

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from ._mp_process import helper_fork
 from ._shadow_child import MULTIPROCESS_VARIABLE, forked
 from ._shadow_compare import Comparer
 
@@ -132,14 +133,19 @@ def _fork(candidate: Callable[..., Any], comparer: Comparer, read_fd: int, write
         except Exception:  # noqa: BLE001, S110
             pass
     parent = os.getpid()
-    if sys.version_info < (3, 12):
-        pid = os.fork()
-    else:
-        with warnings.catch_warnings():
-            # 3.12+ warns that forking a multi-threaded process may deadlock the child: it
-            # runs only the candidate, and a child that hangs is killed (timeout).
-            warnings.simplefilter("ignore", DeprecationWarning)
+    helper_fork.active = True  # the after-fork hooks of multi-process mode read it in the child
+    try:
+        if sys.version_info < (3, 12):
             pid = os.fork()
+        else:
+            with warnings.catch_warnings():
+                # 3.12+ warns that forking a multi-threaded process may deadlock the child:
+                # it runs only the candidate, and a child that hangs is killed (timeout).
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+    finally:
+        if os.getpid() == parent:
+            helper_fork.active = False
     if pid == 0:
         forked(read_fd, write_fd, candidate, comparer, parent, nice)  # never returns
     return pid
