@@ -425,6 +425,9 @@ def test_the_candidate_process_is_not_a_worker_in_multiprocess_mode(tmp_path, sh
     multiprocess.attach(registry, str(tmp_path), interval=0.05, background=True)
     try:
         probe = primary_probe(registry)
+        # the publisher thread runs (an earlier test's longer interval may delay its first
+        # cycle): a child forked now restarts it, unless it knows it is no worker
+        assert wait_until(lambda: registry.merger.published > 0)
         shadow = shadows(probe, shadow_candidates.halve, version="2", isolation="process")
         predict = shadow.track(primary)
         predict(0.8)
