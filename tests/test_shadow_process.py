@@ -21,7 +21,7 @@ import shadow_candidates
 
 import mlprobe
 from mlprobe import QualitySpec, Shadow, current_prediction_id, multiprocess
-from mlprobe import _shadow_process
+from mlprobe import _shadow_launch
 from mlprobe._shadow_wire import pack_calls, pack_results, unpack_calls, unpack_results
 from mlprobe.errors import ConfigurationError
 from mlprobe.snapshot import HistogramSample
@@ -55,7 +55,7 @@ def shadows():
 @pytest.fixture
 def quick_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Restart a failed candidate process after 50 ms instead of half a second."""
-    monkeypatch.setattr(_shadow_process, "RESTART_SECONDS", 0.05)
+    monkeypatch.setattr(_shadow_launch, "RESTART_SECONDS", 0.05)
 
 
 def alive(pid: int) -> bool:
@@ -232,7 +232,7 @@ def test_repeated_failures_stop_the_shadow_with_a_logged_reason(registry, shadow
                                                                  caplog):
     """A candidate process that fails MAX_FAILURES times in a row is not started again: the
     log says why, and every later call is dropped and counted; the primary is unaffected."""
-    monkeypatch.setattr(_shadow_process, "MAX_FAILURES", 3)
+    monkeypatch.setattr(_shadow_launch, "MAX_FAILURES", 3)
     probe = primary_probe(registry)
     shadow = shadows(probe, shadow_candidates.always_exit, version="2", isolation="process")
     predict = shadow.track(lambda x: 0.9)

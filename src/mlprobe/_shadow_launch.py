@@ -4,7 +4,7 @@
 process running :func:`mlprobe._shadow_child.forked`; the candidate need not pickle) or
 ``spawn`` (a new interpreter running :func:`mlprobe._shadow_child.spawned`, which reads the
 pickled candidate from its pipe first). :class:`Child` keeps the serving process's ends of the
-pipes and reaps the child.
+pipes and reaps the child; :class:`Restarts` says when to start another after a failure.
 """
 
 from __future__ import annotations
@@ -23,7 +23,17 @@ from ._mp_process import helper_fork
 from ._shadow_child import MULTIPROCESS_VARIABLE, forked
 from ._shadow_compare import Comparer
 
-__all__ = ["Child", "describe", "launch"]
+__all__ = ["MAX_FAILURES", "MAX_RESTART_SECONDS", "RESTART_SECONDS", "Child", "Restarts",
+           "describe", "launch"]
+
+RESTART_SECONDS = 0.5
+"""Delay before the first restart of a failed child; it doubles with each failure in a row,
+up to :data:`MAX_RESTART_SECONDS`."""
+
+MAX_RESTART_SECONDS = 60.0
+
+MAX_FAILURES = 5
+"""Failures in a row (no answer in between) after which the shadow gives up."""
 
 _BOOT = ("import sys; sys.path.insert(0, {path!r}); "
          "from mlprobe._shadow_child import spawned; spawned()")
@@ -77,6 +87,27 @@ class Child:
             except OSError:
                 pass
         self.to_child = self.from_child = -1
+
+
+class Restarts:
+    """When to start a failed child again, and when to give up (one runner's bookkeeping)."""
+
+    def __init__(self) -> None:
+        self.failures = 0  # in a row: an answer from a child resets it
+        self.at = 0.0  # monotonic time of the next start
+
+    def answered(self) -> None:
+        """The child answered: whatever failed before is forgiven."""
+        self.failures = 0
+
+    def failed(self) -> float | None:
+        """A child failed: seconds until the next one starts, or None to give up."""
+        self.failures += 1
+        if self.failures >= MAX_FAILURES:
+            return None
+        delay = min(MAX_RESTART_SECONDS, RESTART_SECONDS * 2 ** (self.failures - 1))
+        self.at = time.monotonic() + delay
+        return delay
 
 
 def describe(status: int | None) -> str:

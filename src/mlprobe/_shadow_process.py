@@ -12,10 +12,10 @@ Bounded everywhere: calls queued plus calls in the child are at most ``queue_siz
 dropped and counted); one batch at a time is being written. When the child dies (a crash, a
 kill, ``os._exit`` in the candidate) or runs one call for longer than ``timeout`` (then it is
 killed), the call it was running counts as the candidate's error ``ShadowProcessDied`` or
-``ShadowTimeout`` and the calls it held as dropped; it is started again after a back-off
-(:data:`RESTART_SECONDS`, doubling), and after :data:`MAX_FAILURES` failures in a row without
-an answer in between the shadow gives up: it logs why and drops every call from then on.
-Nothing of this reaches the request path, which never waits for the child.
+``ShadowTimeout`` and the calls it held as dropped; a new child starts after a back-off
+(:class:`~mlprobe._shadow_launch.Restarts`: 0.5 s, doubling), and after 5 failures in a row
+without an answer in between the shadow gives up: it logs why and drops every call from then
+on. Nothing of this reaches the request path, which never waits for the child.
 
 Fork: a serving process forked after its shadow started (a gunicorn worker from a master that
 made calls) closes its copies of the parent's pipes and starts its own child at its first
@@ -39,27 +39,17 @@ from typing import Any
 from ._guard import report_internal_error
 from ._shadow_compare import Comparer
 from ._shadow_counts import Comparison, ShadowCounters
-from ._shadow_launch import Child, describe, launch
+from ._shadow_launch import Child, Restarts, describe, launch
 from ._shadow_record import CandidateRecorder
 from ._shadow_thread import PAUSE_SECONDS, TICK_SECONDS, WAKE_ITEMS, stretch
-from ._shadow_wire import FrameReader, encode, pack_calls, unpack_results
+from ._shadow_wire import FrameReader, encode, encode_calls, unpack_results
 
-__all__ = ["BATCH_CALLS", "DIED", "MAX_FAILURES", "ProcessRunner", "RESTART_SECONDS",
-           "TIMED_OUT"]
+__all__ = ["BATCH_CALLS", "DIED", "ProcessRunner", "TIMED_OUT"]
 
 _log = logging.getLogger("mlprobe")
 
 BATCH_CALLS = 64
 """Calls per frame sent to the child at most."""
-
-RESTART_SECONDS = 0.5
-"""Delay before the first restart of a failed child; it doubles with each failure in a row,
-up to :data:`MAX_RESTART_SECONDS`."""
-
-MAX_RESTART_SECONDS = 60.0
-
-MAX_FAILURES = 5
-"""Failures in a row (no answer in between) after which the shadow gives up."""
 
 STOP_SECONDS = 2.0
 """How long a closing shadow waits for its child to exit before killing it."""
@@ -110,8 +100,7 @@ class ProcessRunner:
         self._outgoing = b""
         self._reader = FrameReader()
         self._since = 0.0  # last sign of progress while calls are pending (monotonic)
-        self._failures = 0
-        self._restart_at = 0.0
+        self._restarts = Restarts()
         self._warned_pickle = False
 
     # -- called from other threads ---------------------------------------------------------
@@ -174,7 +163,7 @@ class ProcessRunner:
                 if child is None:  # not started yet, or waiting to restart
                     if self.disabled or self._closing:
                         return
-                    remaining = self._restart_at - time.monotonic()
+                    remaining = self._restarts.at - time.monotonic()
                     if remaining > 0:
                         self._sleep(remaining)
                     else:
@@ -253,43 +242,33 @@ class ProcessRunner:
     def _fill(self) -> None:
         """Move up to a batch of queued calls into the next frame for the child."""
         queue, pending = self._queue, self._pending
-        calls, kept = [], []
+        calls, ids = [], []
         while queue and len(calls) < BATCH_CALLS:
             self.held += 1  # before popping: join() sees either the call or this
             args, kwargs, primary_result, prediction_id = queue.popleft()
             calls.append((args, kwargs, primary_result))
-            kept.append(prediction_id)
+            ids.append(prediction_id)
         if not calls:
             return
-        try:
-            frame = encode(pack_calls(calls))
-        except Exception:  # noqa: BLE001 - some call's arguments cannot be pickled
-            frame, kept = self._encode_picklable(calls, kept)
-        if not kept:
+        frame, left_out = encode_calls(calls)
+        if left_out:  # arguments that do not pickle: dropped, counted, logged once
+            self.held -= len(left_out)
+            self._counters.drop(len(left_out))
+            if not self._warned_pickle:
+                self._warned_pickle = True
+                exc = left_out[0][1]
+                _log.warning("mlprobe: shadow %s: a call's arguments cannot be pickled for the "
+                             "candidate's process (%s: %s); such calls are dropped "
+                             "(mlprobe_shadow_dropped_total)", self.name, type(exc).__name__,
+                             exc)
+            out = {i for i, _ in left_out}
+            ids = [x for i, x in enumerate(ids) if i not in out]
+        if not ids:
             return
         if not pending:
             self._since = time.monotonic()
-        pending.extend(kept)
+        pending.extend(ids)
         self._outgoing = frame
-
-    def _encode_picklable(self, calls: list[Any], kept: list[Any]) -> tuple[bytes, list[Any]]:
-        good_calls, good = [], []
-        for call, keep in zip(calls, kept):
-            try:
-                pickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:  # noqa: BLE001 - counted as dropped, logged once
-                self.held -= 1
-                self._counters.drop()
-                if not self._warned_pickle:
-                    self._warned_pickle = True
-                    _log.warning("mlprobe: shadow %s: a call's arguments cannot be pickled for "
-                                 "the candidate's process (%s: %s); such calls are dropped "
-                                 "(mlprobe_shadow_dropped_total)", self.name,
-                                 type(exc).__name__, exc)
-                continue
-            good_calls.append(call)
-            good.append(keep)
-        return (encode(pack_calls(good_calls)) if good_calls else b""), good
 
     def _send(self, child: Child) -> bool:
         try:
@@ -325,7 +304,7 @@ class ProcessRunner:
                 comparison: Comparison | None) -> None:
         pending, record = self._pending, self._recorder.record
         self._since = time.monotonic()
-        self._failures = 0
+        self._restarts.answered()
         clock = time.perf_counter
         started = clock()
         done = 0
@@ -365,12 +344,11 @@ class ProcessRunner:
         self._failed(reason)
 
     def _failed(self, reason: str) -> None:
-        self._failures += 1
-        if self._failures >= MAX_FAILURES:
-            self._give_up(f"{self._failures} failures in a row; the last: its process {reason}")
+        delay = self._restarts.failed()
+        if delay is None:
+            self._give_up(f"{self._restarts.failures} failures in a row; the last: its process "
+                          f"{reason}")
             return
-        delay = min(MAX_RESTART_SECONDS, RESTART_SECONDS * 2 ** (self._failures - 1))
-        self._restart_at = time.monotonic() + delay
         _log.warning("mlprobe: shadow %s: the candidate's process %s; starting a new one in "
                      "%.1f s", self.name, reason, delay)
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FrameReader", "encode", "pack_calls", "pack_results", "read_frames",
-           "unpack_calls", "unpack_results", "write_all"]
+__all__ = ["FrameReader", "encode", "encode_calls", "pack_calls", "pack_results",
+           "read_frames", "unpack_calls", "unpack_results", "write_all"]
 
 _HEADER = struct.Struct("<I")
 _PICKLE = pickle.HIGHEST_PROTOCOL
@@ -108,6 +108,24 @@ def pack_calls(calls: list[Call]) -> Any:
         return ("one", _stack([args[0] for args, _, _ in calls]),
                 _stack([primary for _, _, primary in calls]))
     return ("calls", calls)
+
+
+def encode_calls(calls: list[Call]) -> tuple[bytes, list[tuple[int, BaseException]]]:
+    """The frame of a batch of calls, without those whose arguments do not pickle: the frame
+    (``b""`` when none is left) and ``(index, error)`` of each call left out."""
+    try:
+        return encode(pack_calls(calls)), []
+    except Exception:  # noqa: BLE001 - find the calls at fault, send the others
+        pass
+    good, bad = [], []
+    for i, call in enumerate(calls):
+        try:
+            pickle.dumps(call, protocol=_PICKLE)
+        except Exception as exc:  # noqa: BLE001 - any failure: that call cannot be sent
+            bad.append((i, exc))
+        else:
+            good.append(call)
+    return (encode(pack_calls(good)) if good else b""), bad
 
 
 def unpack_calls(packed: Any) -> list[Call]:
