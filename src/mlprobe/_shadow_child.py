@@ -7,13 +7,12 @@ two pipes, in frames (:mod:`mlprobe._shadow_wire`):
 - serving process -> child: a batch of calls ``(args, kwargs, primary_result)``; an empty
   frame asks the child to exit once it has answered every call. A child started with
   ``spawn`` first gets ``(sys.path, pickled (candidate, comparer))``.
-- child -> serving process: ``("results", outcomes, comparison)``, the outcomes
-  ``(duration, result, error_type)`` answering the calls in the order they came, with the counts of comparing
-  their outputs with the primary's (:class:`~mlprobe._shadow_compare.Comparer`: that work is
-  done here, not in the serving process), at least every :data:`FLUSH_SECONDS` while it
-  works; or
-  ``("fatal", reason)`` when it cannot run the candidate at all (a spawned child that cannot
-  unpickle it), after which it exits.
+- child -> serving process: ``("results", outcomes, comparison)``: the outcomes
+  ``(duration, result, error_type)`` of the calls in the order they came, and the counts of
+  comparing their outputs with the primary's (:class:`~mlprobe._shadow_compare.Comparer`:
+  that work is done here, not in the serving process), at least every :data:`FLUSH_SECONDS`
+  while it works; or ``("fatal", reason)`` when it cannot run the candidate at all (a
+  spawned child that cannot unpickle it), after which it exits.
 
 It never outlives the serving process: it exits when its input pipe reaches end of file (the
 serving process closed it or died), a watchdog thread exits when the parent pid changes, and
