@@ -2,8 +2,9 @@
 
 Agreement counts of the candidate's predictions with the primary's, calls the candidate did
 not run (a full queue, a lost process), and the histogram of absolute score differences
-(counts and an exact sum), exported as ``mlprobe_shadow_comparisons_total``, ``mlprobe_shadow_dropped_total`` and
-``mlprobe_shadow_score_difference``; a registry source of its own (:mod:`mlprobe._shadow`).
+(counts and an exact sum), exported as ``mlprobe_shadow_comparisons_total``,
+``mlprobe_shadow_dropped_total`` and ``mlprobe_shadow_score_difference``; a registry source
+of its own (:mod:`mlprobe._shadow`).
 """
 
 from __future__ import annotations
