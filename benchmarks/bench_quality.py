@@ -26,6 +26,9 @@ and prints medians (and ratios to the baseline of the section). Sections:
    rewrites its file, a holder's cycle with nothing to claim and the one that claims and joins
    them all, beside one publish of the probe's state.
 
+8. ``--http``: shadows under uvicorn (thread and process isolation, trivial and scikit-learn
+   candidates), paced and saturated: server and candidate CPU, latency, drops.
+
 Run: ``python benchmarks/bench_quality.py [--rounds N] [--http] [--only 7]``.
 """
 
@@ -55,6 +58,7 @@ from mlprobe import multiprocess  # noqa: E402
 from mlprobe._mp_process import WorkerId  # noqa: E402
 from mlprobe._outcomes import PredictionStore  # noqa: E402
 from mlprobe._quality import QualityMonitor  # noqa: E402
+from mlprobe.testing import sample_value  # noqa: E402
 
 ROW = [0.3, 1.2, -0.4, 2.0]
 
@@ -194,47 +198,118 @@ def section_collect(rounds: int, out: Callable[[str], None]) -> None:
         f"{statistics.median(base):.2f} ms)")
 
 
-def section_shadow(rounds: int, out: Callable[[str], None]) -> None:
-    out("\n5. shadow helper on the primary path: each primary call's duration, calls paced "
-        "0.5 ms apart\n   (as requests arrive), the candidate running meanwhile (µs)")
+SHADOW_VARIANTS = ("tracked alone", "enqueue only", "thread, trivial", "process, trivial",
+                   "thread, sklearn", "process, sklearn")
+
+
+def shadow_candidates(features: int = 8) -> tuple[Any, Any]:
+    """Data and a fitted sklearn model: the work a real candidate does per call."""
     from sklearn.linear_model import LogisticRegression
 
     g = np.random.default_rng(0)
-    X = g.normal(size=(500, 8))
-    model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    X = g.normal(size=(500, features))
+    y = (X[:, 0] > 0).astype(int)
+    return X, LogisticRegression(C=0.5).fit(X, y)
+
+
+def paced(fn: Callable[[], Any], calls: int, gap: float) -> tuple[list[float], list[float]]:
+    """Call ``fn`` every ``gap`` seconds, as requests arrive: each call's duration, and its
+    end minus the time it was due (the wait for the GIL after waking up included) in µs."""
+    durations, arrivals = [], []
+    due = time.perf_counter()
+    for _ in range(calls):
+        due += gap
+        wait = due - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        elif wait < -0.002:  # fell behind (a stall): start afresh, do not pile up
+            due = time.perf_counter()
+        t0 = time.perf_counter()
+        fn()
+        t1 = time.perf_counter()
+        durations.append((t1 - t0) * 1e6)
+        arrivals.append((t1 - due) * 1e6)
+    return durations, arrivals
+
+
+def section_shadow(rounds: int, out: Callable[[str], None]) -> None:
+    out("\n5. shadow helper on the primary path: calls paced 0.7 ms apart (as requests arrive), "
+        "the candidate\n   running meanwhile. 'call': the primary call's duration; 'arrival': "
+        "its end minus the time it\n   was due (the wait for the GIL after waking up "
+        "included). Medians over rounds of each round's\n   percentile (µs); in brackets the "
+        "median and IQR of the round-by-round difference to tracked\n   alone. CPU: the "
+        "serving process's (all threads, not the candidate's process) per call")
+    X, model = shadow_candidates()
     batch = X[:8]
-    names = ("tracked", "shadow, trivial candidate", "shadow, sklearn candidate")
-    durations: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(rounds):
-        for name in names:
-            registry = mlprobe.Registry()
-            probe = mlprobe.Probe("bench", version="1", registry=registry,
-                                  quality=QualitySpec(task="binary", max_entries=20_000))
+    variants: dict[str, tuple[Callable[[], Any], Shadow | None, mlprobe.Registry]] = {}
+    for name in SHADOW_VARIANTS:
+        registry = mlprobe.Registry()
+        probe = mlprobe.Probe("bench", version="1", registry=registry,
+                              quality=QualitySpec(task="binary", max_entries=20_000))
 
-            def primary(rows: np.ndarray) -> np.ndarray:
-                return rows[:, 0]
+        def primary(rows: np.ndarray) -> np.ndarray:
+            return rows[:, 0]
 
-            shadow = None
-            if name == "tracked":
-                fn = probe.track(primary)
-            else:
-                candidate = ((lambda rows: rows[:, 1]) if "trivial" in name
-                             else (lambda rows: model.predict_proba(rows)[:, 1]))
-                shadow = Shadow(probe, candidate, version="2", queue_size=1000)
-                fn = shadow.track(primary)
-            for _ in range(400):
-                t0 = time.perf_counter()
-                fn(batch)
-                durations[name].append((time.perf_counter() - t0) * 1e6)
-                time.sleep(0.0005)
+        shadow = None
+        if name == "tracked alone":
+            fn = probe.track(primary)
+        else:
+            candidate = ((lambda rows: model.predict_proba(rows)[:, 1]) if "sklearn" in name
+                         else (lambda rows: rows[:, 1]))
+            isolation = "process" if "process" in name else "thread"
+            shadow = Shadow(probe, candidate, version="2", queue_size=1000, isolation=isolation)
+            fn = shadow.track(primary)
+            if name == "enqueue only":  # the request path's part alone: no runner ever starts
+                shadow._pid = os.getpid()
+                queue = shadow._queue
+                fn = (lambda f, q: lambda rows: (f(rows), q.clear() if len(q) > 900 else None))(
+                    fn, queue)
+                shadow = None
+        variants[name] = ((lambda f: lambda: f(batch))(fn), shadow, registry)
+    gap, calls = 0.0007, 300
+    for call, shadow, _ in variants.values():  # forks, first calls, copy-on-write faults
+        paced(call, 1500, gap)
+        if shadow is not None:
+            shadow.join(30)
+    keys = ("call p50", "arrival p50", "arrival p99", "cpu")
+    stats: dict[str, dict[str, list[float]]] = {n: {k: [] for k in keys} for n in variants}
+    order = list(variants)
+    for r in range(rounds):
+        for name in order[r % len(order):] + order[:r % len(order)]:
+            call, shadow, _ = variants[name]
+            cpu = time.process_time()
+            durations, arrivals = paced(call, calls, gap)
             if shadow is not None:
-                shadow.join(30)
-                shadow.close()
-    base = statistics.median(durations["tracked"])
-    for name in names:
-        values = sorted(durations[name])
-        p50, p99 = values[len(values) // 2], values[int(len(values) * 0.99)]
-        out(f"   {name:<28} p50 {p50:7.1f}   p99 {p99:7.1f}   (p50 +{p50 - base:5.1f})")
+                shadow.join(30)  # the candidate's backlog is this variant's CPU too
+            stats[name]["cpu"].append((time.process_time() - cpu) / calls * 1e6)
+            durations.sort()
+            arrivals.sort()
+            stats[name]["call p50"].append(durations[len(durations) // 2])
+            stats[name]["arrival p50"].append(arrivals[len(arrivals) // 2])
+            stats[name]["arrival p99"].append(arrivals[int(len(arrivals) * 0.99)])
+    base = stats["tracked alone"]
+
+    def cell(name: str, key: str) -> str:
+        values = stats[name][key]
+        if name == "tracked alone":
+            return f"{statistics.median(values):7.1f}" + " " * 21
+        paired = sorted(v - b for v, b in zip(values, base[key]))
+        lo, hi = paired[len(paired) // 4], paired[(3 * len(paired)) // 4]
+        return (f"{statistics.median(values):7.1f} ({statistics.median(paired):+6.1f}, "
+                f"{lo:+5.0f}..{hi:+5.0f})")
+
+    out(f"   {'':<18} {'call p50':<28} {'arrival p50':<28} {'arrival p99':<28} CPU/call")
+    for name in variants:
+        cpu = statistics.median(stats[name]["cpu"])
+        ratio = statistics.median(a / b for a, b in zip(stats[name]["cpu"], base["cpu"]))
+        out(f"   {name:<18} {cell(name, 'call p50')} {cell(name, 'arrival p50')} "
+            f"{cell(name, 'arrival p99')} {cpu:6.1f} ({ratio:4.2f}x)")
+    for name, (_, shadow, registry) in variants.items():
+        if shadow is not None:
+            shadow.close()
+            dropped = sample_value(registry, "mlprobe_shadow_dropped")
+            if dropped:
+                out(f"   ({name}: {dropped:.0f} calls dropped by a full queue)")
 
 
 def start_server(variant: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -274,8 +349,15 @@ def serve(variant: str, port: int) -> None:
     def primary(row: list[float]) -> float:
         return 0.7
 
-    if variant == "quality, ids, shadow":
-        predict = Shadow(probe, lambda row: 0.6, version="2").track(primary)
+    shadow = None
+    if variant.startswith("shadow"):  # "shadow <isolation>, <candidate>"
+        candidate: Callable[[list[float]], float] = lambda row: 0.6  # noqa: E731
+        if variant.endswith("sklearn"):
+            model = shadow_candidates(features=len(ROW))[1]
+            candidate = lambda row: float(model.predict_proba([row])[0, 1])  # noqa: E731
+        shadow = Shadow(probe, candidate, version="2",
+                        isolation=variant.split()[1].rstrip(","))
+        predict = shadow.track(primary)
     elif variant == "quality, no ids":
         predict = probe.track(primary, prediction_id=False)
     else:
@@ -284,7 +366,14 @@ def serve(variant: str, port: int) -> None:
     async def endpoint(request: Any) -> JSONResponse:
         return JSONResponse({"score": predict(ROW)})
 
-    app = Starlette(routes=[Route("/predict", endpoint)])
+    async def shadow_status(request: Any) -> JSONResponse:  # what the bench reads afterwards
+        return JSONResponse({
+            "pid": os.getpid(), "candidate_pid": shadow.candidate_pid if shadow else None,
+            "dropped": sample_value(registry, "mlprobe_shadow_dropped") or 0,
+            "ran": sample_value(registry, "mlprobe_predictions",
+                                {"model_version": "2", "outcome": "ok"}) or 0})
+
+    app = Starlette(routes=[Route("/predict", endpoint), Route("/shadow", shadow_status)])
     header = None if variant in ("no quality", "quality, no ids") else "x-prediction-id"
     app = mlprobe.ProbeMiddleware(app, probe=probe, prediction_id_header=header)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
@@ -293,7 +382,7 @@ def serve(variant: str, port: int) -> None:
 def section_http(rounds: int, out: Callable[[str], None]) -> None:
     out("\n6. under uvicorn: server CPU per request and client latency (http_load.py)")
     variants = ("no quality", "quality, no ids", "quality, ids via header",
-                "quality, ids, shadow")
+                "shadow thread, trivial")
     servers = {}
     try:
         for name in variants:
@@ -432,6 +521,69 @@ def exchange(n: int, rounds: int, out: Callable[[str], None]) -> None:
     out(f"   the receiver's file: {statistics.median(sizes) / 1024:.0f} KiB for {n:,} outcomes")
 
 
+SHADOW_SERVERS = ("quality, ids via header", "shadow thread, trivial",
+                  "shadow process, trivial", "shadow thread, sklearn", "shadow process, sklearn")
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    if not pid:
+        return 0.0
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def section_http_shadow(rounds: int, out: Callable[[str], None]) -> None:
+    out("\n8. shadow under uvicorn (one worker; primary: a constant; ids via the header): "
+        "paced at 2 ms\n   (one connection, a request every 2 ms) and saturated "
+        "(4 connections, as fast as it\n   answers). Server CPU: the server "
+        "process's (all threads) over the whole run;\n   candidate CPU: its process's (process "
+        "isolation)")
+    import urllib.request
+
+    servers = {}
+    try:
+        for name in SHADOW_SERVERS:
+            servers[name] = start_server(name)
+        for load, extra in (("paced", {"gap_us": 2000, "concurrency": 1, "burst": 250}),
+                            ("saturated", {"concurrency": 4, "burst": 400})):
+            status = {name: json.load(urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/shadow", timeout=5)) for name, (_, port) in
+                servers.items()}
+            child_cpu = {n: _cpu_seconds(st["candidate_pid"]) for n, st in status.items()}
+            spec = {"targets": [{"name": n, "port": p, "pid": proc.pid}
+                                for n, (proc, p) in servers.items()],
+                    "rounds": rounds, "seconds": 240, "path": "/predict", **extra}
+            raw = subprocess.run([sys.executable, str(HERE / "http_load.py"), json.dumps(spec)],
+                                 capture_output=True, text=True, timeout=400,
+                                 check=True).stdout
+            result = json.loads(raw)
+            time.sleep(0.5)  # the candidates finish their backlog
+            after = {name: json.load(urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/shadow", timeout=5)) for name, (_, port) in
+                servers.items()}
+            out(f"   {load}:")
+            base = result[SHADOW_SERVERS[0]]
+            base_cpu = base["stat_cpu_seconds"] / base["stat_responses"]
+            for name in SHADOW_SERVERS:
+                r = result[name]
+                cpu = r["stat_cpu_seconds"] / r["stat_responses"]
+                child = (_cpu_seconds(status[name]["candidate_pid"]) - child_cpu[name]) \
+                    / r["stat_responses"]
+                lat = r["latency_us"]
+                dropped = after[name]["dropped"] - status[name]["dropped"]
+                ran = after[name]["ran"] - status[name]["ran"]
+                out(f"   {name:<26} server CPU {cpu * 1e6:6.1f} µs/request "
+                    f"({cpu / base_cpu:4.2f}x)  latency p50 {lat['p50']:6.0f} p99 "
+                    f"{lat['p99']:6.0f} p99.9 {lat['p99.9']:6.0f} µs"
+                    + (f"  candidate CPU {child * 1e6:5.1f} µs/request" if child else "")
+                    + (f"  ran {ran}, dropped {dropped}" if ran or dropped else ""))
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(10)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -447,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     out(f"mlprobe {mlprobe.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs")
     if args.http_only:
         section_http(max(10, args.rounds), out)
+        section_http_shadow(max(10, args.rounds), out)
         return 0
     if args.only == 7:
         section_multiprocess(args.rounds, out)
@@ -455,10 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     section_outcomes(max(3, args.rounds // 3), out)
     section_memory(out)
     section_collect(args.rounds, out)
-    section_shadow(max(3, args.rounds // 3), out)
+    section_shadow(args.rounds, out)
     section_multiprocess(args.rounds, out)
     if args.http:
         section_http(max(10, args.rounds), out)
+        section_http_shadow(max(10, args.rounds), out)
     return 0
 
 

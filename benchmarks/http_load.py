@@ -7,7 +7,9 @@ loop with a server it measures), with the servers to compare as JSON on the comm
         ...], "rounds": 40, "burst": 500, "concurrency": 4, "seconds": 120}'
 
 Every round sends one burst of ``burst`` requests to each server, in a shuffled order, over
-``concurrency`` keep-alive connections per server that stay open for the whole run. Bursts
+``concurrency`` keep-alive connections per server that stay open for the whole run; with
+``"gap_us"`` each connection sends its requests that many microseconds apart (paced, as
+requests arrive at a server that is not saturated), else as fast as the server answers. Bursts
 are short (tens of milliseconds), so a change of the machine's speed between two rounds hits
 every server alike: the per-round CPU times are paired samples. Bounded: at most ``rounds`` x
 ``burst`` requests per server and ``seconds`` in all; only 127.0.0.1 is ever a target.
@@ -66,6 +68,7 @@ class _Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.need = -1  # length of the whole response, once its head has been read
         self.sent_at = 0
+        self.due = 0  # paced bursts: when the next request is due (perf_counter_ns)
         self.burst: _Burst | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -82,6 +85,20 @@ class _Connection(asyncio.Protocol):
         burst.remaining -= 1
         self.need = -1
         self.buffer.clear()
+        if not burst.gap_ns:
+            self._send()
+            return
+        # paced: due one gap after the previous request was due (sent at once when late).
+        # The latency still counts from the send: asyncio's timers are only as precise as
+        # epoll's millisecond timeout, which would otherwise show as latency.
+        self.due += burst.gap_ns
+        early = self.due - time.perf_counter_ns()
+        if early > 0:
+            asyncio.get_running_loop().call_later(early / 1e9, self._send)
+        else:
+            self._send()
+
+    def _send(self) -> None:
         self.sent_at = time.perf_counter_ns()
         self.transport.write(self.request)
 
@@ -111,14 +128,17 @@ class _Burst:
     """``count`` requests spread over a set of connections; done when all are idle."""
 
     def __init__(self, connections: list[_Connection], count: int, deadline: float,
-                 latencies: list[int]) -> None:
+                 latencies: list[int], gap_ns: int = 0) -> None:
         self.remaining = count
         self.deadline = deadline
         self.latencies = latencies
+        self.gap_ns = gap_ns
         self.busy = len(connections)
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for conn in connections:
+        start = time.perf_counter_ns()
+        for i, conn in enumerate(connections):
             conn.burst = self
+            conn.due = start - gap_ns + i * gap_ns // len(connections)
         for conn in connections:
             conn.fire()
 
@@ -164,7 +184,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             result, pid = results[name], by_name[name]["pid"]
             before = runtime_ns(pid)
             counted = len(result["latencies"])
-            burst = _Burst(connections[name], spec["burst"], deadline, result["latencies"])
+            burst = _Burst(connections[name], spec["burst"], deadline, result["latencies"],
+                           int(spec.get("gap_us", 0) * 1000))
             await asyncio.wait_for(burst.done, max(1.0, deadline - time.perf_counter() + 5))
             result["burst_cpu_ns"].append(runtime_ns(pid) - before)
             result["burst_responses"].append(len(result["latencies"]) - counted)

@@ -28,6 +28,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 import mlprobe
+import mlprobe._shadow
 from mlprobe import _flusher, _guard, _mp_files, multiprocess
 from mlprobe._mp_publisher import publisher
 from mlprobe.asgi import ProbeMiddleware
@@ -98,6 +99,12 @@ class Service:
             raise KeyError("the model's own error")
 
         self.failing = failing
+        # a shadow (in a thread): its start lock, comparison counters and wake-up event
+        self.shadow = mlprobe.Shadow(mlprobe.Probe("forked-primary", registry=self.registry),
+                                     lambda row: 0.5, version="candidate", task="binary")
+        self.shadowed = self.shadow.track(lambda row: 0.25)
+        self.shadowed(ROW)
+        self.shadow.join(10)
         self.middleware = ProbeMiddleware(lambda *a: None, registry=self.registry)
         self.http = self.middleware._metrics
         self.prometheus = CollectorRegistry()
@@ -167,6 +174,9 @@ class Service:
             "publisher stop": publisher._stop._cond,
             "mp directories": _mp_files._thread_locks_guard,
             "mp directory": _mp_files._thread_locks[self.mp_dir],
+            "shadow start": mlprobe._shadow._start_lock,
+            "shadow counters": self.shadow.counters._lock,
+            "shadow wake": self.shadow._runner._wake._cond,
         }
 
 
@@ -239,6 +249,11 @@ def child_checks(service: Service) -> None:
     except KeyError:
         pass
     assert sample_value(service.registry, "mlprobe_prediction_errors", labels) == 1
+    # the shadow starts its own thread here and runs only the child's call
+    assert service.shadowed(ROW) == 0.25
+    assert service.shadow.join(10)
+    assert sample_value(service.registry, "mlprobe_predictions",
+                        {"model": "forked-primary", "model_version": "candidate"}) == 1
     service.http.record(0, "/other", 200, "", 0.0, 0.001, 0.001, 0, 10)
     routes = {dict(s.labels)["http_route"] for f in service.registry.collect()
               if f.name == "http_server_request_duration_seconds" for s in f.samples}
@@ -313,7 +328,7 @@ LOCK_NAMES = ("guard", "exporter attach", "registry", "registry collect", "defau
               "flusher event", "multiprocess publish", "outcome exchange", "quality counters",
               "quality flush", "quality window", "prediction store", "publisher",
               "publisher stop",
-              "mp directories", "mp directory")
+              "mp directories", "mp directory", "shadow start", "shadow counters", "shadow wake")
 
 
 @pytest.mark.parametrize("name", LOCK_NAMES)

@@ -3,8 +3,10 @@ records the candidate as another version and compares the two; Split is sticky a
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +21,27 @@ def primary_probe(registry: mlprobe.Registry, task: str = "binary") -> mlprobe.P
     return mlprobe.Probe("m", version="1", registry=registry, quality=QualitySpec(task=task))
 
 
-def test_result_and_exceptions_pass_through_unchanged(registry):
+# Where the candidate runs changes nothing the tests below can see (test_shadow_process.py
+# compares the two on the same traffic, and tests what only a process can do).
+isolations = pytest.mark.parametrize("isolation", ["thread", "process"])
+
+
+@pytest.fixture
+def shadows():
+    """Shadows made by a test, closed after it (a process-mode shadow owns a process)."""
+    made: list[Shadow] = []
+
+    def make(*args, **kwargs) -> Shadow:
+        made.append(Shadow(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for shadow in made:
+        shadow.close()
+
+
+@isolations
+def test_result_and_exceptions_pass_through_unchanged(registry, shadows, isolation):
     """The decorated function returns the primary's own object and raises its exceptions; the
     candidate's failure or slowness never reaches the caller."""
     probe = primary_probe(registry)
@@ -30,7 +52,7 @@ def test_result_and_exceptions_pass_through_unchanged(registry):
         time.sleep(0.001)
         return 0.5
 
-    shadow = Shadow(probe, candidate, version="2")
+    shadow = shadows(probe, candidate, version="2", isolation=isolation)
     sentinel = np.array([0.9])
 
     @shadow.track
@@ -41,8 +63,9 @@ def test_result_and_exceptions_pass_through_unchanged(registry):
 
     assert predict(1.0) is sentinel
     assert predict(-1.0) is sentinel
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as raised:
         predict(1000.0)
+    assert raised.value.args == ("primary fails",)
     assert shadow.join()
     v2 = {"model": "m", "model_version": "2"}
     assert sample_value(registry, "mlprobe_predictions", {**v2, "outcome": "ok"}) == 1
@@ -51,19 +74,19 @@ def test_result_and_exceptions_pass_through_unchanged(registry):
                                                                  "error_type": "ValueError"}) == 1
 
 
-def test_full_queue_drops_and_counts(registry):
-    """With the candidate stuck, calls past queue_size are dropped and counted; the primary
+@isolations
+def test_full_queue_drops_and_counts(registry, shadows, isolation):
+    """With a slow candidate, calls past queue_size are dropped and counted; the primary
     keeps answering at once."""
     probe = primary_probe(registry)
-    release = threading.Event()
-    shadow = Shadow(probe, lambda x: release.wait(5) and 0.5, version="2", queue_size=5)
+    shadow = shadows(probe, lambda x: time.sleep(0.1) or 0.5, version="2", queue_size=5,
+                     isolation=isolation)
     predict = shadow.track(lambda x: 0.9)
     start = time.perf_counter()
     for _ in range(50):
         assert predict(1) == 0.9
-    assert time.perf_counter() - start < 1.0
-    release.set()
-    assert shadow.join()
+    assert time.perf_counter() - start < 0.5
+    assert shadow.join(10)
     dropped = sample_value(registry, "mlprobe_shadow_dropped",
                            {"model": "m", "model_version": "2", "primary_version": "1"})
     ran = sample_value(registry, "mlprobe_predictions",
@@ -71,11 +94,13 @@ def test_full_queue_drops_and_counts(registry):
     assert dropped + ran == 50 and dropped >= 44
 
 
-def test_agreement_score_differences_and_shared_outcomes(registry):
+@isolations
+def test_agreement_score_differences_and_shared_outcomes(registry, shadows, isolation):
     """Agreement counts per row (threshold 0.5), absolute score differences, and one outcome
     per id measuring both versions."""
     probe = primary_probe(registry)
-    shadow = Shadow(probe, lambda rows: np.asarray(rows) * 0.5, version="2")
+    shadow = shadows(probe, lambda rows: np.asarray(rows) * 0.5, version="2",
+                     isolation=isolation)
     predict = shadow.track(lambda rows: np.asarray(rows, dtype=float))
     ids = []
     for rows in ([0.9, 0.2, 0.6], [1.0, 0.4, 0.1]):
@@ -98,26 +123,28 @@ def test_agreement_score_differences_and_shared_outcomes(registry):
             == pytest.approx(accuracy)
 
 
-def test_regression_agreement_uses_the_relative_tolerance(registry):
+@isolations
+def test_regression_agreement_uses_the_relative_tolerance(registry, shadows, isolation):
     """Regression outputs agree when within the relative tolerance."""
     probe = primary_probe(registry, "regression")
-    shadow = Shadow(probe, lambda x: x * 1.005 if x < 10 else x * 1.1, version="2",
-                    tolerance=0.01)
+    shadow = shadows(probe, lambda x: x * 1.005 if x < 10 else x * 1.1, version="2",
+                     tolerance=0.01, isolation=isolation)
     predict = shadow.track(lambda x: float(x))
     for x in (1.0, 5.0, 20.0):
         predict(x)
-    shadow.join()
+    assert shadow.join()
     labels = {"model": "m", "model_version": "2", "primary_version": "1"}
     assert sample_value(registry, "mlprobe_shadow_comparisons",
                         {**labels, "result": "agree"}) == 2
 
 
-def test_async_primary_and_sampling(registry):
+@isolations
+def test_async_primary_and_sampling(registry, shadows, isolation):
     """An async primary is shadowed too; sample=0.25 runs a quarter of the calls."""
     import asyncio
 
     probe = primary_probe(registry)
-    shadow = Shadow(probe, lambda x: 0.4, version="2", sample=0.25)
+    shadow = shadows(probe, lambda x: 0.4, version="2", sample=0.25, isolation=isolation)
 
     @shadow.track
     async def predict(x: float) -> float:
@@ -128,7 +155,7 @@ def test_async_primary_and_sampling(registry):
             assert await predict(1) == 0.6
 
     asyncio.run(run())
-    shadow.join()
+    assert shadow.join()
     assert sample_value(registry, "mlprobe_predictions",
                         {"model": "m", "model_version": "2", "outcome": "ok"}) == 25
 
@@ -215,3 +242,80 @@ def test_forked_child_runs_only_its_own_calls(registry):
     shadow.join(5)
     assert child_seen == "[42.0]"
     assert sorted(seen) == [1.0, 2.0, 3.0]
+
+
+def one_by_one(task: Any, tolerance: float, pairs: list[tuple[Any, Any]]
+               ) -> tuple[int, int, list[float]]:
+    """The reference: each pair compared alone, row by row, in plain Python."""
+    agree = disagree = 0
+    differences: list[float] = []
+    for primary_out, candidate_out in pairs:
+        a, b = task.payload(primary_out), task.payload(candidate_out)
+        if a is None or b is None:
+            continue
+        a = [a] if isinstance(a, float) else a
+        b = [b] if isinstance(b, float) else b
+        if len(a) != len(b):
+            continue
+        if isinstance(a, list) and isinstance(a[0], str) or isinstance(b, list) and \
+                isinstance(b[0], str):
+            continue  # (no class labels in this test's outputs)
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        if a.ndim == 2 or b.ndim == 2:
+            if a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[1]:
+                for x, y in zip(a, b):
+                    same = int(np.argmax(x)) == int(np.argmax(y))
+                    agree, disagree = agree + same, disagree + (not same)
+            continue
+        for x, y in zip(a.tolist(), b.tolist()):
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            differences.append(abs(x - y))
+            if task.task == "regression":
+                same = abs(x - y) <= tolerance * max(abs(x), abs(y))
+            else:
+                same = (x > task.threshold) == (y > task.threshold)
+            agree, disagree = agree + same, disagree + (not same)
+    return agree, disagree, differences
+
+
+@pytest.mark.parametrize("task", ["binary", "regression", "multiclass"])
+def test_batched_comparison_equals_one_by_one(registry, task):
+    """Comparing a batch of mixed outputs in one pass (scores, arrays of any length, NaN and
+    infinite rows, probability matrices, mismatched lengths) counts exactly what comparing
+    each pair alone does: agreement, and every difference in its bucket with an exact sum."""
+    from mlprobe._shadow_compare import Comparer
+
+    probe = mlprobe.Probe("m", version="1", registry=registry, quality=QualitySpec(task=task))
+    resolved = probe._state.quality.task
+    g = np.random.default_rng(1)
+    pairs: list[tuple[Any, Any]] = []
+    for i in range(300):
+        n = int(g.integers(1, 6))
+        if task == "multiclass":
+            a, b = g.random((n, 3)), g.random((n if i % 17 else n + 1, 3))
+        else:
+            a, b = g.random(n) * 2, g.random(n if i % 13 else n + 1) * 2
+            if i % 7 == 0:
+                a[0] = np.nan
+            if i % 11 == 0:
+                b[-1] = np.inf
+            if i % 5 == 0:
+                a, b = float(a[0]), float(b[0])
+        pairs.append((a, b))
+    bounds = (0.01, 0.1, 0.5, 1.0)
+    comparer = Comparer(resolved, 0.05, bounds)
+    agree, disagree, differences = one_by_one(resolved, 0.05, pairs)
+    got = comparer.compare(pairs)
+    assert got is not None
+    assert got[:2] == (agree, disagree)
+    if task == "multiclass":
+        assert got[2] is None
+        return
+    expected = np.bincount(np.searchsorted(bounds, differences, side="left"),
+                           minlength=len(bounds) + 1).tolist()
+    assert got[2] == expected
+    from mlprobe.stats._exact import exact_sum, exact_to_float
+
+    assert got[3] == exact_sum(np.asarray(differences))
+    assert exact_to_float(got[3]) == pytest.approx(math.fsum(differences), rel=1e-15)

@@ -6,7 +6,9 @@ and ``/status``. ``POST /predict`` takes one row ``{"x": .., "y": .., "c": ..}``
 its score with the serving worker's pid (body and ``x-worker-pid`` header), so a test knows
 which worker served each request; ``POST /batch`` takes ``{"batch": {column: [values]},
 "scores": [...]}`` and records one tracked call of that batch returning those scores (the
-fleet tests' replica). ``MLPROBE_MULTIPROCESS_DIR`` turns multi-process mode on;
+fleet tests' replica); ``WORKERS_APP_SHADOW`` (``thread`` or ``process``) shadows the model
+with a candidate, whose process ``GET /shadow`` names. ``MLPROBE_MULTIPROCESS_DIR`` turns
+multi-process mode on;
 ``WORKERS_APP_PROFILE`` (a profile file) and ``WORKERS_APP_MODEL`` (``name:version``) replace
 the built-in profile and model; ``WORKERS_APP_OTLP`` (an OTLP/HTTP metrics URL) starts the
 OTLP push exporter (interval ``WORKERS_APP_OTLP_INTERVAL``, default 1 s).
@@ -60,11 +62,17 @@ QUALITY = None if GRACE is None else mlprobe.QualitySpec(
     task="binary", labels=[0, 1], unknown_grace_seconds=float(GRACE))
 probe = mlprobe.Probe(MODEL, version=VERSION, reference=REFERENCE, window_seconds=600,
                       quality=QUALITY)
+# WORKERS_APP_SHADOW ("thread" or "process"): the model is shadowed by a candidate
+shadow = (mlprobe.Shadow(probe, lambda row: 1.0 - score(row), version="candidate",
+                         task="binary", isolation=os.environ["WORKERS_APP_SHADOW"])
+          if os.environ.get("WORKERS_APP_SHADOW") else None)
 
 
-@probe.track
 def predict(row: dict[str, Any]) -> float:
     return score(row)
+
+
+predict = probe.track(predict) if shadow is None else shadow.track(predict)
 
 
 @probe.track
@@ -95,6 +103,13 @@ def create_app() -> FastAPI:
     @app.get("/pid")
     def pid() -> dict[str, int]:
         return {"pid": os.getpid()}
+
+    @app.get("/shadow")
+    def shadow_status() -> dict[str, Any]:
+        """This worker's candidate process, once its queued calls are recorded."""
+        assert shadow is not None
+        return {"pid": os.getpid(), "joined": shadow.join(10),
+                "candidate_pid": shadow.candidate_pid}
 
     app.add_middleware(ProbeMiddleware, probe=probe, metrics_path="/metrics",
                        drift_path="/drift", status_page_path="/status")

@@ -268,7 +268,9 @@ _SPECS = (
        "class; regression: within the relative tolerance) or disagree."),
     _m("mlprobe_shadow_dropped", "counter", "{call}", MODEL_LABELS + ("primary_version",),
        "mlprobe.shadow.dropped",
-       "Primary calls not run on the candidate because its queue was full."),
+       "Primary calls not run on the candidate: its queue was full, or (process "
+       "isolation) their arguments did not pickle, its process died holding them, or "
+       "the shadow stopped."),
     _m("mlprobe_shadow_score_difference", "histogram", "1",
        MODEL_LABELS + ("primary_version",), "mlprobe.shadow.score_difference",
        "Absolute difference between the candidate's and the primary's score (or "

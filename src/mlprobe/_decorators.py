@@ -23,7 +23,7 @@ from ._guard import report_internal_error
 from .errors import ConfigurationError
 from .stats._labels import label_value
 
-__all__ = ["build_decorator"]
+__all__ = ["build_decorator", "build_recorder"]
 
 _MISSING = object()
 _SELF_NAMES = ("self", "cls")
@@ -82,6 +82,36 @@ def build_decorator(state: _State, *, inputs: Any, scores: Any, input_arg: int |
         return _WRAPPERS[kind](fn, state, finish)
 
     return decorator
+
+
+def build_recorder(state: _State) -> Callable[[float, Any, Any, str | None], None]:
+    """Record calls that ran elsewhere, exactly as a tracked call with ``inputs=False`` and
+    ``prediction_id="mlprobe_prediction_id"`` records them (a shadow's candidate: run in a
+    background thread or another process, timed there).
+
+    The returned ``record(duration, prediction_id, result, error_type)`` counts one call of
+    ``duration`` seconds: an error of type ``error_type`` (a class's ``__qualname__``), or a
+    result, kept under ``prediction_id`` when the probe has quality monitoring.
+    """
+    def run_elsewhere(mlprobe_prediction_id: Any) -> None:  # the id's position, for the finisher
+        return None
+
+    finish = _make_finisher(state, None, None, False, None, True, None)
+    if getattr(state, "quality", None) is not None:
+        finish = _with_prediction_id(state, finish, run_elsewhere, None, "mlprobe_prediction_id",
+                                     None)
+
+    def record(duration: float, prediction_id: Any, result: Any, error_type: str | None) -> None:
+        calls = state.calls
+        calls.enter()
+        if error_type is None:
+            # No id (the primary kept none for this call): nothing could ever join the
+            # candidate's prediction, so it is not stored (None would store it under a new id).
+            finish(duration, (False if prediction_id is None else prediction_id,), {}, result)
+        else:
+            calls.exit_error(duration, error_type)
+
+    return record
 
 
 def _call_kind(fn: Any) -> str:

@@ -34,7 +34,7 @@ from ._mp_archive import fold
 from ._mp_files import ARCHIVE, EXPORTER_LOCK, FORMAT, Directory, decode, encode
 from ._mp_ledger import Ledger, ServerId, stream_start
 from ._mp_outcomes import OutcomeExchange
-from ._mp_process import WorkerId, current_worker, is_alive
+from ._mp_process import WorkerId, current_worker, is_alive, is_helper
 from ._registry import FamilyBuilder, Registry
 from ._source import is_mergeable as mergeable
 from .snapshot import Sample
@@ -44,7 +44,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: multiprocess.enable refuses
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Entry", "Merger", "Origin", "View"]
+__all__ = ["Entry", "Merger", "Origin", "View", "not_a_worker"]
 
 _log = logging.getLogger("mlprobe")
 
@@ -395,12 +395,25 @@ _mergers: weakref.WeakSet[Merger] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    helper = is_helper()
     for merger in list(_mergers):
         merger.after_fork()
+        if helper:  # a shadow's candidate process is not a worker: it never publishes
+            merger.closed = True
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def not_a_worker() -> None:
+    """This process was forked from a worker to help it (a shadow's candidate process): it
+    publishes no state, now or at exit, so it never counts as a worker of the server."""
+    for merger in list(_mergers):
+        merger.closed = True
+    from ._mp_publisher import publisher
+
+    publisher.abandon()
 
 
 def _hashable(key: Any) -> Any:

@@ -16,9 +16,22 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 
-__all__ = ["WorkerId", "current_worker", "group_alive", "is_alive", "process_start"]
+__all__ = ["WorkerId", "current_worker", "group_alive", "helper_fork", "is_alive",
+           "is_helper", "process_start"]
+
+helper_fork = threading.local()
+"""``helper_fork.active`` is True in a thread while it forks a helper process (a shadow's
+candidate), and so in that helper, whose only thread it becomes: the after-fork hooks of
+multi-process mode then make it no worker (no publisher thread, nothing published or
+archived), instead of a new one."""
+
+
+def is_helper() -> bool:
+    """This process (or this thread, while it forks) is a helper, not a worker."""
+    return getattr(helper_fork, "active", False)
 
 _NAME = re.compile(r"(\d+)-(\d+)")
 

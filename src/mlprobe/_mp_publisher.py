@@ -21,6 +21,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from ._guard import report_internal_error
+from ._mp_process import is_helper
 
 if TYPE_CHECKING:
     from ._mp_merge import Merger
@@ -101,11 +102,19 @@ class Publisher:
             except Exception as exc:  # noqa: BLE001 - exiting must not raise
                 report_internal_error("multiprocess.final", exc)
 
+    def abandon(self) -> None:
+        """Stop the thread without publishing or archiving anything (a helper process forked
+        from a worker, such as a shadow's candidate process: not a worker itself)."""
+        self._finished = True
+        self._stop.set()
+
     def _after_fork_in_child(self) -> None:
         # (each merger forgets its parent's locks in mlprobe._mp_merge's own at-fork hook)
         was_running = self._thread is not None
         self._init_thread_state()
-        if was_running and not self._finished:
+        if is_helper():  # a shadow's candidate process: it publishes nothing, ever
+            self._finished = True
+        elif was_running and not self._finished:
             self.ensure_running()
 
 

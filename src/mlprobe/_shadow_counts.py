@@ -1,17 +1,16 @@
 """ShadowCounters: what a shadow records besides its candidate's probe, mergeable exactly.
 
-Agreement counts of the candidate's predictions with the primary's, calls dropped by a full
-queue, and the histogram of absolute score differences (counts and an exact sum), exported as
-``mlprobe_shadow_comparisons_total``, ``mlprobe_shadow_dropped_total`` and
-``mlprobe_shadow_score_difference``; a registry source of its own (:mod:`mlprobe._shadow`),
-mergeable across worker processes (the state protocol of :mod:`mlprobe._source`: its state is
-a copy of the counters, of the same class).
+Agreement counts of the candidate's predictions with the primary's, calls the candidate did
+not run (a full queue, a lost process), and the histogram of absolute score differences
+(counts and an exact sum), exported as ``mlprobe_shadow_comparisons_total``,
+``mlprobe_shadow_dropped_total`` and ``mlprobe_shadow_score_difference``; a registry source
+of its own (:mod:`mlprobe._shadow`), mergeable across worker processes (the state protocol of
+:mod:`mlprobe._source`: its state is a copy of the counters, of the same class).
 """
 
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,12 +18,26 @@ import numpy as np
 
 from ._registry import FamilyBuilder
 from .snapshot import HistogramSample, Sample
-from .stats._exact import exact_scalar, exact_sum, exact_to_float
+from .stats._exact import exact_sum, exact_to_float
 
-__all__ = ["DIFFERENCE_BUCKETS", "ShadowCounters"]
+Comparison = tuple[int, int, "list[int] | None", int]
+"""Rows that agree, rows that disagree, counts per score-difference bucket (None: no scores
+compared), exact sum of the differences (see :mod:`mlprobe.stats._exact`)."""
+
+__all__ = ["DIFFERENCE_BUCKETS", "Comparison", "ShadowCounters", "comparison_of"]
 
 DIFFERENCE_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0)
 """Default upper bounds of ``mlprobe_shadow_score_difference`` (absolute score differences)."""
+
+
+def comparison_of(agree: int, disagree: int, differences: np.ndarray | None,
+                  bounds: np.ndarray) -> Comparison:
+    """The counts of a comparison: ``differences`` (absolute) binned on ``bounds``."""
+    if differences is None or not differences.size:
+        return agree, disagree, None, 0
+    index = np.searchsorted(bounds, differences, side="left")
+    counts = np.bincount(index, minlength=len(bounds) + 1).tolist()
+    return agree, disagree, counts, exact_sum(differences)
 
 
 class ShadowCounters:
@@ -44,37 +57,23 @@ class ShadowCounters:
         self.difference_sum = 0  # exact
 
     def compared(self, agree: int, disagree: int, differences: np.ndarray | None) -> None:
-        """Count one comparison's rows."""
-        counts = total = None
-        if differences is not None and differences.size:
-            index = np.searchsorted(np.asarray(self.bounds), differences, side="left")
-            counts = np.bincount(index, minlength=len(self.differences)).tolist()
-            total = exact_sum(differences)
+        """Count rows that agree and disagree, and absolute score differences."""
+        self.add(comparison_of(agree, disagree, differences, np.asarray(self.bounds)))
+
+    def add(self, comparison: Comparison) -> None:
+        """Add the counts of a batch of comparisons (:class:`~mlprobe._shadow_compare.Comparer`)."""
+        agree, disagree, counts, total = comparison
         with self._lock:
             self.agree += agree
             self.disagree += disagree
-            if counts is not None:
+            if counts:
                 self.differences = [a + b for a, b in zip(self.differences, counts)]
-                self.difference_sum += total  # type: ignore[operator]
-
-    def compared_one(self, agree: bool, difference: float | None) -> None:
-        """Count one comparison of single predictions (no numpy: the common case)."""
-        if difference is not None:
-            i = bisect_left(self.bounds, difference)
-            total = exact_scalar(difference)
-        with self._lock:
-            if agree:
-                self.agree += 1
-            else:
-                self.disagree += 1
-            if difference is not None:
-                self.differences[i] += 1
                 self.difference_sum += total
 
-    def drop(self) -> None:
-        """Count an item the full queue could not take."""
+    def drop(self, n: int = 1) -> None:
+        """Count ``n`` calls the candidate did not run (a full queue, a lost process)."""
         with self._lock:
-            self.dropped += 1
+            self.dropped += n
 
     def collect_into(self, builder: FamilyBuilder) -> None:
         """Report agreement, drops and score differences."""
