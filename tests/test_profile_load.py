@@ -300,3 +300,25 @@ def test_loaded_surrogate_levels_key_like_live_values(registry):
 
     assert sample_value(registry, "mlprobe_feature_bin",
                         {"feature": plan["name"], "bin": keyed}) == 1.0
+
+
+def test_reference_values_beyond_the_loadable_range_count_as_invalid_and_the_profile_loads(
+        tmp_path):
+    """A reference column holding the largest doubles (what a profile cannot hold: the loader
+    accepts magnitudes up to 1e300) built a profile that did not load, and its top edge
+    overflowed to inf; such values are now counted invalid and what is built loads."""
+    import warnings
+
+    big = np.finfo(np.float64).max
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning either
+        built = ReferenceProfile.from_data({"x": [big, big, 1e300, -big, 9e299, 2.0, 3.0]})
+    x = built.features["x"]
+    assert (x.count, x.invalid) == (3, 4)
+    assert x.max == 9e299 and np.isfinite(x.edges).all()
+    assert x.mean == pytest.approx(np.mean([9e299, 2.0, 3.0]), rel=1e-9)  # (10 digits kept)
+    assert x.std == pytest.approx(np.std(np.array([9e299, 2.0, 3.0]) / 1e299) * 1e299, rel=1e-9)
+    path = tmp_path / "p.json"
+    built.save(str(path))
+    loaded = ReferenceProfile.load(str(path))
+    assert loaded.features["x"].invalid == 4

@@ -50,6 +50,10 @@ def _compact_edges(edges: np.ndarray) -> tuple[np.ndarray, int]:
     return edges, 17
 
 
+MAX_MAGNITUDE = 1e300
+"""The largest magnitude of a number a profile holds (edges, statistics): what the loader
+accepts, so that sums and differences of profile numbers stay finite."""
+
 @dataclass(frozen=True, eq=False)
 class NumericProfile:
     """Reference summary of a numeric feature (or numeric prediction score / target).
@@ -125,6 +129,15 @@ class NumericProfile:
         """Summarise a raw reference column (bad entries are counted, not raised)."""
         col = coerce_numeric(column, parse_strings=True)
         v = col.values
+        invalid = col.invalid
+        # A profile holds numbers of magnitude <= 1e300 (what the loader accepts, so sums and
+        # differences of them stay finite): reference values from 1e300 up count as invalid
+        # entries (below it, even the edge just above the maximum is <= 1e300), so that what is
+        # built always loads.
+        huge = np.abs(v) >= MAX_MAGNITUDE
+        if huge.any():
+            v = v[~huge]
+            invalid += int(huge.sum())
         edges = reference_edges(v, n_bins)
         discrete = bool(v.size) and edges.size == np.unique(v).size + 1
         digits = 17
@@ -146,18 +159,27 @@ class NumericProfile:
         qs = np.quantile(v, list(QUANTILES.values())) if n else [math.nan] * len(QUANTILES)
         lo_m, hi_m = h.outer_means()
         return cls(
-            name=name, count=int(n), missing=col.missing, invalid=col.invalid,
+            name=name, count=int(n), missing=col.missing, invalid=invalid,
             edges=edges, counts=h.counts, psi_edge_index=tuple(int(i) for i in idx),
             discrete=discrete,
-            mean=_sig(float(v.mean())) if n else math.nan,
-            std=_sig(float(v.std())) if n else math.nan,
-            std_sample=_sig(float(v.std(ddof=1))) if n > 1 else math.nan,
+            mean=_sig(_scaled(np.mean, v)) if n else math.nan,
+            std=_sig(_scaled(np.std, v)) if n else math.nan,
+            std_sample=_sig(_scaled(np.std, v, ddof=1)) if n > 1 else math.nan,
             min=float(v.min()) if n else math.nan, max=float(v.max()) if n else math.nan,
             outer_means=(_sig(lo_m), _sig(hi_m)),
             quantiles={k: _sig(float(q)) for k, q in zip(QUANTILES, qs)},
             sensitive=sensitive,
         )
 
+
+
+def _scaled(statistic: Any, v: np.ndarray, **kwargs: Any) -> float:
+    """``statistic(v)`` (mean or std) computed on ``v / scale`` and scaled back, so values
+    near the largest a profile holds do not overflow in sums or squares."""
+    scale = float(np.abs(v).max()) if v.size else 0.0
+    if not 1e150 < scale < math.inf:  # (the common case: numpy's own result, bit for bit)
+        return float(statistic(v, **kwargs))
+    return float(statistic(v / scale, **kwargs)) * scale
 
 @dataclass(frozen=True, eq=False)
 class CategoricalProfile:

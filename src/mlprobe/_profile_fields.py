@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._feature_profile import OTHER, QUANTILES, CategoricalProfile, FeatureProfile, NumericProfile
+from ._feature_profile import (MAX_MAGNITUDE, OTHER, QUANTILES, CategoricalProfile,
+                               FeatureProfile, NumericProfile)
 from .errors import ProfileError
 from .stats._categorical import level_key
 
@@ -26,7 +27,6 @@ __all__ = ["FeatureReader", "MAX_COUNT", "MAX_MAGNITUDE", "as_int", "as_list", "
 
 MAX_COUNT = 2**53
 """Largest count a profile may hold: exact as a float, and 1,001 of them fit in an int64."""
-MAX_MAGNITUDE = 1e300
 """Largest absolute value of a stored statistic: differences and squares of edges stay finite."""
 _REPR_CHARS = 40
 

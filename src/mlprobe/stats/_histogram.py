@@ -187,7 +187,11 @@ def reference_edges(values: np.ndarray, n_bins: int = 100) -> np.ndarray:
         return np.zeros(0)
     uniq = np.unique(v)
     if uniq.size <= n_bins:
-        return np.append(uniq, np.nextafter(uniq[-1], np.inf))
+        with np.errstate(over="ignore"):  # above the largest double there is only inf
+            top = np.nextafter(uniq[-1], np.inf)
+        # Without a finite float above the maximum, its bin [max, inf) is the top bin: nothing
+        # finite can be above it, so the statistics stay exact.
+        return np.append(uniq, top) if np.isfinite(top) else uniq
     # i / n_bins (not linspace) so the decile levels 10/100, 20/100 ... are exactly k/10 and
     # the decile edges computed separately coincide bit for bit with a subset of these edges.
     q = np.arange(1, n_bins) / n_bins
