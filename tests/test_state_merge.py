@@ -158,7 +158,9 @@ class Recorder:
         elif kind == "q_result":
             self.quality.count(e[1])
         elif kind == "shadow":
-            self.shadow.compared_one(e[1], e[2])
+            agree = int(e[1])
+            self.shadow.compared(agree, 1 - agree,
+                                 None if e[2] is None else np.array([e[2]], dtype=np.float64))
         elif kind == "shadow_drop":
             self.shadow.drop()
 
