@@ -22,6 +22,17 @@ def small_profile(**kwargs: Any) -> ReferenceProfile:
         predictions=g.random(500), n_bins=10, **kwargs)
 
 
+def age_plan_profile() -> ReferenceProfile:
+    """A numeric ``age`` and a categorical ``plan`` (basic/pro), 2,000 rows, with a numeric
+    prediction: the profile of the tests that hammer one probe (flusher, fork, hostile
+    values)."""
+    rng = np.random.default_rng(0)
+    return ReferenceProfile.from_data(
+        {"age": rng.normal(40, 10, 2000),
+         "plan": rng.choice(["basic", "pro"], 2000).astype(object)},
+        predictions=rng.random(2000), categorical=["plan"])
+
+
 def small_document() -> dict[str, Any]:
     """The JSON document of :func:`small_profile`, freshly built (safe to mutate)."""
     return json.loads(json.dumps(small_profile().to_dict()))

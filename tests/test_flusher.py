@@ -22,26 +22,15 @@ from mlprobe import _flusher
 from mlprobe._features import FeatureMonitor
 from mlprobe._flusher import flusher_pace
 from mlprobe.testing import sample_value
+from profiles import age_plan_profile
+from waiting import wait_until
 
 ROW = {"age": 40.0, "plan": "pro"}
 
 
 @pytest.fixture(scope="module")
 def profile() -> mlprobe.ReferenceProfile:
-    rng = np.random.default_rng(0)
-    return mlprobe.ReferenceProfile.from_data(
-        {"age": rng.normal(40, 10, 2000),
-         "plan": rng.choice(["basic", "pro"], 2000).astype(object)},
-        predictions=rng.random(2000), categorical=["plan"])
-
-
-def wait_until(condition: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+    return age_plan_profile()
 
 
 def test_requests_never_ingest_other_requests_rows(profile, monkeypatch):

@@ -34,6 +34,7 @@ from mlprobe._mp_publisher import publisher
 from mlprobe.asgi import ProbeMiddleware
 from mlprobe.exporters import prometheus as prom_export
 from mlprobe.testing import raise_internal_errors, sample_value
+from profiles import age_plan_profile
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "win32",
                                 reason="needs os.fork")
@@ -78,11 +79,7 @@ class Service:
     """One of everything that owns a lock: a profiled probe, HTTP metrics, an exporter."""
 
     def __init__(self) -> None:
-        rng = np.random.default_rng(0)
-        profile = mlprobe.ReferenceProfile.from_data(
-            {"age": rng.normal(40, 10, 2000),
-             "plan": rng.choice(["basic", "pro"], 2000).astype(object)},
-            predictions=rng.random(2000), categorical=["plan"])
+        profile = age_plan_profile()
         self.registry = mlprobe.Registry()
         self.probe = mlprobe.Probe("forked", registry=self.registry, reference=profile)
         self.state = self.probe._state

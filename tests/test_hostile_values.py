@@ -21,6 +21,7 @@ from mlprobe._features import FeatureMonitor
 from mlprobe.stats import CategoryCounts
 from mlprobe.stats._coerce import INVALID_LEVEL, coerce_numeric, tally_categorical
 from mlprobe.testing import sample_value
+from profiles import age_plan_profile
 
 
 class BadHash:
@@ -110,11 +111,7 @@ HOSTILE = params(BadHash(), BadEq(), BadStr(), BadFloat(), BadClass())
 
 @pytest.fixture(scope="module")
 def profile() -> mlprobe.ReferenceProfile:
-    rng = np.random.default_rng(0)
-    return mlprobe.ReferenceProfile.from_data(
-        {"age": rng.normal(40, 10, 2000),
-         "plan": rng.choice(["basic", "pro"], 2000).astype(object)},
-        predictions=rng.random(2000), categorical=["plan"])
+    return age_plan_profile()
 
 
 @pytest.mark.parametrize("bad", HOSTILE)

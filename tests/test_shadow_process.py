@@ -26,6 +26,7 @@ from mlprobe._shadow_wire import pack_calls, pack_results, unpack_calls, unpack_
 from mlprobe.errors import ConfigurationError
 from mlprobe.snapshot import HistogramSample
 from mlprobe.testing import sample_value
+from waiting import wait_until
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="isolation='process' is POSIX only")
 
@@ -71,15 +72,6 @@ def alive(pid: int) -> bool:
         except ProcessLookupError:
             return False
         return True
-
-
-def wait_until(condition: Any, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def primary_probe(registry: mlprobe.Registry) -> mlprobe.Probe:
