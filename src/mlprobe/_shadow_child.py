@@ -64,6 +64,18 @@ def error_type(exc: BaseException) -> str:
         return "__other__"
 
 
+def run_call(candidate: Callable[..., Any], args: Any, kwargs: Any,
+             clock: Callable[[], float]) -> tuple[float, float, Any, str | None]:
+    """Call the candidate once: ``(start, end, result, error type)`` (one of the last two is
+    None). The candidate's own exceptions are its errors, counted, never raised here."""
+    start = clock()
+    try:
+        result, error = candidate(*args, **kwargs), None
+    except BaseException as exc:  # noqa: BLE001 - the candidate's error, counted
+        result, error = None, error_type(exc)
+    return start, clock(), result, error
+
+
 Done = tuple[float, Any, "str | None", Any]
 """A call run here: ``(duration, result, error_type, primary_result)``."""
 
@@ -100,12 +112,7 @@ def serve(frames: Iterator[bytes], write_fd: int, candidate: Callable[..., Any],
         done: list[Done] = []
         flushed = clock()
         for args, kwargs, primary_result in unpack_calls(pickle.loads(body)):
-            start = clock()
-            try:
-                result, error = candidate(*args, **kwargs), None
-            except BaseException as exc:  # noqa: BLE001 - the candidate's error, counted
-                result, error = None, error_type(exc)
-            end = clock()
+            start, end, result, error = run_call(candidate, args, kwargs, clock)
             done.append((end - start, result, error, primary_result))
             if end - flushed >= FLUSH_SECONDS:  # the serving process sees progress
                 _send_results(write_fd, done, comparer)

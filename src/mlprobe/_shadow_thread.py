@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._shadow_child import error_type
+from ._shadow_child import run_call
 from ._shadow_record import CandidateRecorder
 
 __all__ = ["MAX_YIELD_SECONDS", "PAUSE_SECONDS", "TICK_SECONDS", "ThreadRunner", "WAKE_ITEMS",
@@ -121,12 +121,7 @@ class ThreadRunner:
             while queue:
                 self.held = 1  # before popping: join() sees either the item or this
                 args, kwargs, primary_result, prediction_id = queue.popleft()
-                start = clock()
-                try:
-                    result, error = candidate(*args, **kwargs), None
-                except BaseException as exc:  # noqa: BLE001 - the candidate's error, counted
-                    result, error = None, error_type(exc)
-                end = clock()
+                start, end, result, error = run_call(candidate, args, kwargs, clock)
                 recorder.record(prediction_id, end - start, result, error, primary_result,
                                 True)
                 if clock() - started >= stretch(len(queue) / self._queue_size):
