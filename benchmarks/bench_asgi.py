@@ -38,7 +38,6 @@ import importlib
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,8 @@ from starlette.routing import Route
 
 import mlprobe
 from mlprobe.asgi import ProbeMiddleware
+
+from servers import free_port, wait_listening
 
 HERE = Path(__file__).resolve().parent
 BASELINE_PACKAGE = "mlprobe_baseline"
@@ -272,12 +273,6 @@ def in_process_cold(variants: dict[str, Any], rounds: int, batch: int) -> dict[s
 
 # -- (b) uvicorn on 127.0.0.1 --------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(name: str, baseline: str | None) -> tuple[subprocess.Popen[bytes], int]:
     """Serve variant ``name`` with uvicorn in its own process (its own GIL, as in production)."""
     port = free_port()
@@ -285,16 +280,8 @@ def start_server(name: str, baseline: str | None) -> tuple[subprocess.Popen[byte
     if baseline:
         command += ["--baseline-folder", baseline]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"uvicorn for {name} did not start") from None
-            time.sleep(0.05)
+    wait_listening(proc, port, what=f"uvicorn for {name}", timeout=30, poll=0.05)
+    return proc, port
 
 
 def serve(name: str, port: int, baseline: str | None) -> None:

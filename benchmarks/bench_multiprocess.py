@@ -310,10 +310,7 @@ if os.environ.get("BENCH_MP_SERVE"):
 def under_gunicorn(quick: bool) -> None:
     import socket
 
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
+    from servers import free_port
 
     servers = []
     tmp = tempfile.mkdtemp(prefix="mlprobe-bench-")

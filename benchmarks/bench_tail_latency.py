@@ -32,7 +32,6 @@ import gc
 import importlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from servers import free_port, wait_listening
 
 HERE = Path(__file__).resolve().parent
 CATS = ["a", "b", "c", "d", "e"]
@@ -210,12 +210,6 @@ def create_app() -> Any:
     return timed
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(pythonpath: str, profile: bool) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([pythonpath, str(HERE)]),
@@ -224,16 +218,8 @@ def start_server(pythonpath: str, profile: bool) -> tuple[subprocess.Popen[bytes
                              "bench_tail_latency:create_app", "--host", "127.0.0.1",
                              "--port", str(port), "--log-level", "error", "--no-access-log",
                              "--lifespan", "off"], env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("uvicorn did not start") from None
-            time.sleep(0.1)
+    wait_listening(proc, port, what="uvicorn", timeout=60)
+    return proc, port
 
 
 def cpu_ticks(pid: int) -> int:
