@@ -100,7 +100,7 @@ class WorkerServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited: {self.log.read_text()[-3000:]}")
             try:
-                if len(self.worker_pids()) >= self.workers:
+                if self.ready():
                     return self
             except OSError:
                 pass
@@ -108,6 +108,17 @@ class WorkerServer:
                 self.stop()
                 raise RuntimeError(f"{self.kind} did not start: {self.log.read_text()[-3000:]}")
             time.sleep(0.2)
+
+    def ready(self) -> bool:
+        """Every worker is up: each answers a request, or, when workers recycle after a few
+        requests (``--max-requests``), as many children as workers and one answer."""
+        if "--max-requests" in self.gunicorn_args:
+            # Probing every worker would itself recycle them: the workers answering and the
+            # children never agree for long on a loaded machine (a CI run spent its 60 s so).
+            if len(self.children()) < self.workers:
+                return False
+            return self.get("/pid").status_code == 200
+        return len(self.worker_pids()) >= self.workers
 
     def children(self) -> set[int]:
         """The server's child processes (its workers)."""
