@@ -55,6 +55,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 import mlprobe  # noqa: E402
 from mlprobe import QualitySpec, Shadow  # noqa: E402
 from mlprobe import multiprocess  # noqa: E402
+from mlprobe import _shadow as shadow_module  # noqa: E402
 from mlprobe._mp_process import WorkerId  # noqa: E402
 from mlprobe._outcomes import PredictionStore  # noqa: E402
 from mlprobe._quality import QualityMonitor  # noqa: E402
@@ -260,7 +261,9 @@ def section_shadow(rounds: int, out: Callable[[str], None]) -> None:
             shadow = Shadow(probe, candidate, version="2", queue_size=1000, isolation=isolation)
             fn = shadow.track(primary)
             if name == "enqueue only":  # the request path's part alone: no runner ever starts
+                # (as if started in this process generation: see Shadow._start)
                 shadow._pid = os.getpid()
+                shadow._generation = shadow_module._generation
                 queue = shadow._queue
                 fn = (lambda f, q: lambda rows: (f(rows), q.clear() if len(q) > 900 else None))(
                     fn, queue)
