@@ -80,6 +80,12 @@ class ProcessRunner:
         self.name = name
         # spawn: pickled once (the constructor checked it can be); unpickled by each child
         self._blob = pickle.dumps((candidate, comparer)) if start_method == "spawn" else b""
+        self._closing = False
+        self._reset()
+        _runners.add(self)
+
+    def _reset(self) -> None:
+        """This process's runner as new: no thread, no child (construction, and a fork)."""
         self.held = 0
         """Calls taken off the queue and not recorded yet (the queue bound counts them)."""
         self.disabled = False
@@ -87,14 +93,9 @@ class ProcessRunner:
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
         self._woken = False
-        self._closing = False
         self._out_of_time = False  # close() killed the child
         self._hurry = False
         self._sent_at = 0.0  # when the last batch went (monotonic)
-        self._reset()
-        _runners.add(self)
-
-    def _reset(self) -> None:
         self._child: Child | None = None
         self._pending: deque[Any] = deque()  # the prediction id of each call sent
         self._outgoing = b""
@@ -396,12 +397,6 @@ class ProcessRunner:
                     os.close(fd)
                 except OSError:
                     pass
-        self._wake_r = self._wake_w = -1
-        self._thread = None
-        self.held = 0
-        self.disabled = False
-        self._woken = self._hurry = self._out_of_time = False
-        self._sent_at = 0.0
         self._reset()
 
 
