@@ -4,12 +4,14 @@
 process running :func:`mlprobe._shadow_child.forked`; the candidate need not pickle) or
 ``spawn`` (a new interpreter running :func:`mlprobe._shadow_child.spawned`, which reads the
 pickled candidate from its pipe first). :class:`Child` keeps the serving process's ends of the
-pipes and reaps the child; :class:`Restarts` says when to start another after a failure.
+pipes and reaps the child; :class:`Restarts` says when to start another after a failure;
+:class:`WakePipe` lets other threads end the runner thread's wait on the child's pipe.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from ._shadow_child import MULTIPROCESS_VARIABLE, forked
 from ._shadow_compare import Comparer
 
 __all__ = ["MAX_FAILURES", "MAX_RESTART_SECONDS", "RESTART_SECONDS", "Child", "Restarts",
-           "describe", "launch"]
+           "WakePipe", "describe", "launch"]
 
 RESTART_SECONDS = 0.5
 """Delay before the first restart of a failed child; it doubles with each failure in a row,
@@ -108,6 +110,55 @@ class Restarts:
         delay = min(MAX_RESTART_SECONDS, RESTART_SECONDS * 2 ** (self.failures - 1))
         self.at = time.monotonic() + delay
         return delay
+
+
+class WakePipe:
+    """A pipe the runner thread waits on with its child's (``select``): another thread ends
+    the wait by writing a byte, one per wait however many times it is woken."""
+
+    def __init__(self) -> None:
+        self.fd = self._write_fd = -1  # fd: the end to wait on; -1: not open (a write fails)
+        self.woken = False
+        """A byte was written since the last wait ended (another wake writes nothing)."""
+
+    def open(self) -> None:
+        """Open the pipe in this process (never blocking: a full pipe is woken already)."""
+        self.fd, self._write_fd = os.pipe()
+        os.set_blocking(self.fd, False)
+        os.set_blocking(self._write_fd, False)
+
+    def wake(self, *, again: bool = False) -> None:
+        """End the current (or next) wait; ``again``: even if woken since the last one."""
+        if again or not self.woken:
+            self.woken = True
+            try:
+                os.write(self._write_fd, b"\0")
+            except OSError:  # full (it cannot be) or closed (closing): the tick still runs
+                pass
+
+    def sleep(self, seconds: float) -> None:
+        """Wait up to ``seconds`` (a wake ends it sooner)."""
+        select.select([self.fd], [], [], seconds)
+        self.drain()
+
+    def drain(self) -> None:
+        """Take the bytes written (the wait they asked to end has ended)."""
+        self.woken = False
+        try:
+            while os.read(self.fd, 4096):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close both ends (a forked process: they are its parent's)."""
+        for fd in (self.fd, self._write_fd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.fd = self._write_fd = -1
 
 
 def describe(status: int | None) -> str:

@@ -39,7 +39,7 @@ from typing import Any
 from ._guard import report_internal_error
 from ._shadow_compare import Comparer
 from ._shadow_counts import Comparison, ShadowCounters
-from ._shadow_launch import Child, Restarts, describe, launch
+from ._shadow_launch import Child, Restarts, WakePipe, describe, launch
 from ._shadow_record import CandidateRecorder
 from ._shadow_thread import PAUSE_SECONDS, TICK_SECONDS, WAKE_ITEMS, stretch
 from ._shadow_wire import FrameReader, encode, encode_calls, unpack_results
@@ -91,8 +91,7 @@ class ProcessRunner:
         self.disabled = False
         """The runner gave up (the log says why): every call is dropped."""
         self._thread: threading.Thread | None = None
-        self._wake_r = self._wake_w = -1
-        self._woken = False
+        self._wake = WakePipe()
         self._out_of_time = False  # close() killed the child
         self._hurry = False
         self._sent_at = 0.0  # when the last batch went (monotonic)
@@ -109,20 +108,15 @@ class ProcessRunner:
     def start(self) -> None:
         """Start the runner thread in this process (first call, or first after a fork)."""
         self.held = 0
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wake.open()
         self._thread = threading.Thread(target=self._run, name="mlprobe-shadow", daemon=True)
         self._thread.start()
 
     def wake(self) -> None:
         """Calls piled up: send them now rather than at the next tick (one byte per cycle)."""
-        if not self._woken:
-            self._woken = True
-            try:
-                os.write(self._wake_w, b"\0")
-            except OSError:  # full (it cannot be) or closed (closing): the tick still runs
-                pass
+        wake = self._wake
+        if not wake.woken:  # (checked here: each request calls this while calls pile up)
+            wake.wake()
 
     def busy(self) -> bool:
         """Calls are in the child, or being recorded."""
@@ -137,8 +131,7 @@ class ProcessRunner:
         """Finish what is queued (up to ``timeout`` seconds), stop the child, end the thread;
         a child still running then is killed."""
         self._closing = True
-        self._woken = False
-        self.wake()
+        self._wake.wake(again=True)
         thread = self._thread
         if thread is None or thread is threading.current_thread():
             return
@@ -166,7 +159,7 @@ class ProcessRunner:
                         return
                     remaining = self._restarts.at - time.monotonic()
                     if remaining > 0:
-                        self._sleep(remaining)
+                        self._wake.sleep(remaining)
                     else:
                         self._start_child()
                     continue
@@ -184,19 +177,6 @@ class ProcessRunner:
                 self._stop(child)
             self._drop_queued()
 
-    def _sleep(self, seconds: float) -> None:
-        """Wait up to ``seconds`` (a wake, such as a close, ends it sooner)."""
-        select.select([self._wake_r], [], [], seconds)
-        self._drain_wake()
-
-    def _drain_wake(self) -> None:
-        self._woken = False
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except OSError:
-            pass
-
     def _cycle(self, child: Child) -> None:
         # The queued calls go in batches: when WAKE_ITEMS are queued (the request path wakes
         # this thread then), else once per tick. Sending whatever had queued each time the
@@ -208,10 +188,10 @@ class ProcessRunner:
         if self._pending:
             wait = max(0.0, min(wait, self._since + self.timeout - now))
         readable, writable, _ = select.select(
-            [child.from_child, self._wake_r], [child.to_child] if self._outgoing else [], [],
+            [child.from_child, self._wake.fd], [child.to_child] if self._outgoing else [], [],
             wait)
-        if self._wake_r in readable:
-            self._drain_wake()
+        if self._wake.fd in readable:
+            self._wake.drain()
         if child.from_child in readable and not self._receive(child):
             return
         now = time.monotonic()
@@ -391,12 +371,7 @@ class ProcessRunner:
         child = self._child
         if child is not None:
             child.close_fds()
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        self._wake.close()
         self._reset()
 
 
