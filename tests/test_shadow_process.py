@@ -255,8 +255,10 @@ def test_unpicklable_arguments_and_results_are_counted(registry, shadows, caplog
         predict(2.0)
         predict(3.0)
         assert shadow.join(10)
-    assert "cannot be pickled" in caplog.text
-    assert sample_value(registry, "mlprobe_shadow_dropped", SHADOW) == 1
+        predict(4.0, extra=threading.Lock())  # in a later batch: counted, not logged again
+        assert shadow.join(10)
+    assert caplog.text.count("cannot be pickled") == 1
+    assert sample_value(registry, "mlprobe_shadow_dropped", SHADOW) == 2
     assert sample_value(registry, "mlprobe_prediction_errors",
                         {**V2, "error_type": "UnpicklableResult"}) == 1
     assert sample_value(registry, "mlprobe_predictions", {**V2, "outcome": "ok"}) == 1
@@ -280,6 +282,7 @@ def test_close_ends_the_process_and_keeps_what_was_queued(registry, shadows):
         os.waitpid(pid, os.WNOHANG)  # already reaped
     assert sample_value(registry, "mlprobe_predictions", {**V2, "outcome": "ok"}) == 20
     assert predict(1.0) == 0.9
+    assert shadow.join(1)  # the later call was not queued (no runner would ever take it)
     assert shadow.candidate_pid is None
 
 
