@@ -150,14 +150,19 @@ def test_wire_packing_round_trips():
     a, b = np.arange(6.0).reshape(3, 2), np.arange(4.0).reshape(2, 2) + 10
     stacked = [((a,), {}, a[:, 0]), ((b,), {}, b[:, 0])]
     mixed = [((a,), {}, 0.5), (([1, 2],), {"k": 1}, None), ((np.int32(3),), {}, "x")]
-    for calls in (stacked, mixed, stacked[:1]):
+    # arrays only, but of two dtypes, or of two row shapes: not stacked
+    dtypes = [((a,), {}, a[:, 0]), ((b.astype(np.int64),), {}, b[:, 0].astype(np.int32))]
+    shapes = [((a,), {}, a), ((np.arange(6.0).reshape(2, 3),), {}, b.ravel())]
+    for calls in (stacked, mixed, stacked[:1], dtypes, shapes):
         back = unpack_calls(pack_calls(calls))
         assert len(back) == len(calls)
         for (args, kwargs, primary_out), (args2, kwargs2, primary2) in zip(calls, back):
             assert kwargs == kwargs2 and len(args) == len(args2)
             for x, y in zip(args + (primary_out,), args2 + (primary2,)):
                 assert type(x) is type(y) and np.array_equal(np.asarray(x), np.asarray(y))
+                assert np.asarray(x).dtype == np.asarray(y).dtype
     assert pack_calls(stacked)[1][0] == "rows"
+    assert pack_calls(dtypes)[1][0] == pack_calls(shapes)[1][0] == "each"
     outcomes = [(0.1, a, None), (0.2, None, "KeyError"), (0.3, b, None)]
     back = unpack_results(pack_results(outcomes))
     assert [(d, e) for d, _, e in back] == [(0.1, None), (0.2, "KeyError"), (0.3, None)]
