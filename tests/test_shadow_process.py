@@ -224,6 +224,21 @@ def test_a_hung_candidate_is_killed_after_its_timeout(registry, shadows, quick_r
     assert timeouts == 1 and dropped >= 21 and ok >= 1 and timeouts + ok + dropped == 32
 
 
+def test_a_batch_longer_than_the_timeout_is_not_a_hang(registry, shadows):
+    """``timeout`` bounds one call, not a batch: calls of 40 ms sent together, 0.8 s in all,
+    with a timeout of 0.3 s all run (the child reports each call's outcome as it goes)."""
+    probe = primary_probe(registry)
+    shadow = shadows(probe, lambda x: time.sleep(0.04) or 0.5, version="2",
+                     isolation="process", timeout=0.3)
+    predict = shadow.track(lambda x: 0.9)
+    for _ in range(20):
+        predict(1.0)
+    assert shadow.join(10)
+    assert sample_value(registry, "mlprobe_predictions", {**V2, "outcome": "ok"}) == 20
+    assert not sample_value(registry, "mlprobe_prediction_errors",
+                            {**V2, "error_type": "ShadowTimeout"})
+
+
 def test_repeated_failures_stop_the_shadow_with_a_logged_reason(registry, shadows,
                                                                  quick_restarts, monkeypatch,
                                                                  caplog):
