@@ -74,6 +74,39 @@ def test_result_and_exceptions_pass_through_unchanged(registry, shadows, isolati
                                                                  "error_type": "ValueError"}) == 1
 
 
+class NumberNamed(type):
+    """A metaclass whose classes answer ``__qualname__`` with a number."""
+
+    def __getattribute__(cls, name: str) -> Any:
+        if name == "__qualname__":
+            return 42
+        return super().__getattribute__(name)
+
+
+class OddlyNamedError(Exception, metaclass=NumberNamed):
+    pass
+
+
+def raise_oddly_named(x: Any) -> float:
+    raise OddlyNamedError("no")
+
+
+@isolations
+def test_a_candidate_error_gets_the_label_a_primary_error_gets(registry, shadows, isolation):
+    """An error whose class names itself with a non-string is labelled ``__other__`` for the
+    candidate, exactly as for a tracked call (one rule for both)."""
+    probe = primary_probe(registry)
+    shadow = shadows(probe, raise_oddly_named, version="2", isolation=isolation)
+    shadow.track(lambda x: 0.9)(1.0)
+    with pytest.raises(OddlyNamedError):
+        probe.track(raise_oddly_named)(1.0)
+    assert shadow.join(10)
+    labels = {(dict(s.labels)["model_version"], dict(s.labels)["error_type"])
+              for f in registry.collect() if f.name == "mlprobe_prediction_errors"
+              for s in f.samples if s.value}
+    assert labels == {("1", "__other__"), ("2", "__other__")}
+
+
 @isolations
 def test_full_queue_drops_and_counts(registry, shadows, isolation):
     """With a slow candidate, calls past queue_size are dropped and counted; the primary

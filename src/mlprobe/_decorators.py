@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from ._config import env_flag
 from ._guard import report_internal_error
 from .errors import ConfigurationError
-from .stats._labels import label_value
+from .stats._labels import error_label
 
 __all__ = ["build_decorator", "build_recorder"]
 
@@ -224,12 +224,7 @@ def _with_prediction_id(state: Any, finish: Finisher, fn: Any, bound: bool | Non
 
 def _finish_error(calls: Any, start: float, exc: BaseException) -> None:
     duration = perf_counter() - start
-    try:
-        name = type(exc).__qualname__
-        if type(name) is not str:  # a str subclass (kept as plain text), or anything at all
-            name = label_value(name) if isinstance(name, str) else "__other__"
-    except Exception:  # noqa: BLE001 - a metaclass whose __qualname__ raises
-        name = "__other__"
+    name = error_label(exc)
     try:
         calls.exit_error(duration, name)
     except Exception as err:  # noqa: BLE001

@@ -41,27 +41,19 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .stats._labels import error_label
 from ._shadow_wire import Outcome, encode, pack_results, read_frames, unpack_calls, write_all
 
 if TYPE_CHECKING:  # the child imports no more than it needs before it runs the candidate
     from ._shadow_compare import Comparer
 
-__all__ = ["FLUSH_SECONDS", "MULTIPROCESS_VARIABLE", "error_type", "forked", "spawned"]
+__all__ = ["FLUSH_SECONDS", "MULTIPROCESS_VARIABLE", "forked", "spawned"]
 
 MULTIPROCESS_VARIABLE = "MLPROBE_MULTIPROCESS_DIR"
 """The variable that turns multi-process mode on: never set in a candidate's process."""
 
 FLUSH_SECONDS = 0.02
 """Longest time a finished call's outcome waits in the child before it is sent."""
-
-
-def error_type(exc: BaseException) -> str:
-    """The label the serving process records (as a tracked call's ``_finish_error`` does)."""
-    try:
-        name = type(exc).__qualname__
-        return name if type(name) is str else str(name)
-    except Exception:  # noqa: BLE001 - a metaclass whose __qualname__ raises
-        return "__other__"
 
 
 def run_call(candidate: Callable[..., Any], args: Any, kwargs: Any,
@@ -72,7 +64,7 @@ def run_call(candidate: Callable[..., Any], args: Any, kwargs: Any,
     try:
         result, error = candidate(*args, **kwargs), None
     except BaseException as exc:  # noqa: BLE001 - the candidate's error, counted
-        result, error = None, error_type(exc)
+        result, error = None, error_label(exc)
     return start, clock(), result, error
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from hashlib import blake2b
 
-__all__ = ["MAX_LABEL_CHARS", "distinct_label_values", "label_value"]
+__all__ = ["MAX_LABEL_CHARS", "distinct_label_values", "error_label", "label_value"]
 
 MAX_LABEL_CHARS = 200
 """Longest label value mlprobe exports, in characters (at most 800 bytes of UTF-8)."""
@@ -62,6 +62,19 @@ def label_value(text: object) -> str:
     except UnicodeEncodeError:  # lone surrogates: write each as its backslash escape
         safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return safe if len(safe) <= MAX_LABEL_CHARS else _shorten(safe, text)
+
+
+def error_label(exc: BaseException) -> str:
+    """The ``error_type`` label of an exception: its class's ``__qualname__``, a ``str``
+    subclass through :func:`label_value`, and ``__other__`` when a metaclass makes it
+    anything else or raises (a tracked call's error, and a shadow candidate's)."""
+    try:
+        name = type(exc).__qualname__
+        if type(name) is not str:  # a str subclass (kept as plain text), or anything at all
+            name = label_value(name) if isinstance(name, str) else "__other__"
+    except Exception:  # noqa: BLE001 - a metaclass whose __qualname__ raises
+        name = "__other__"
+    return name
 
 
 def _shorten(safe: str, original: str) -> str:
