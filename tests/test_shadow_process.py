@@ -506,20 +506,27 @@ def test_the_candidate_process_runs_at_a_lower_priority(registry, shadows):
     assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
 
 
-def test_signals_for_the_server_do_not_reach_it_through_the_candidate(registry, shadows):
-    """The forked candidate drops the server's Python signal handlers: SIGTERM ends it (it is
-    counted and restarted) instead of running the server's handler in the copy."""
+def test_signals_for_the_server_do_not_reach_it_through_the_candidate(registry, shadows,
+                                                                      quick_restarts):
+    """The forked candidate drops the server's Python signal handlers: a signal the server
+    handles (SIGUSR1) ends it, with the default action, instead of running the server's
+    handler in the copy; a new process runs the next calls."""
     seen: list[int] = []
     previous = signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append(signum))
     try:
         probe = primary_probe(registry)
         shadow = shadows(probe, shadow_candidates.halve, version="2", isolation="process")
-        shadow.track(primary)(0.5)
+        predict = shadow.track(primary)
+        predict(0.5)
         assert shadow.join(10)
         pid = shadow.candidate_pid
         os.kill(pid, signal.SIGUSR1)  # default action in the child: terminate
         assert wait_until(lambda: not alive(pid))
         assert seen == []
+        assert wait_until(lambda: shadow.candidate_pid not in (None, pid))
+        predict(0.5)
+        assert shadow.join(10)
+        assert sample_value(registry, "mlprobe_predictions", {**V2, "outcome": "ok"}) == 2
     finally:
         signal.signal(signal.SIGUSR1, previous)
 
