@@ -263,6 +263,27 @@ def test_repeated_failures_stop_the_shadow_with_a_logged_reason(registry, shadow
     assert shadow.candidate_pid is None
 
 
+def test_failures_with_answers_in_between_never_stop_the_shadow(registry, shadows,
+                                                                quick_restarts, monkeypatch):
+    """Only failures in a row count towards MAX_FAILURES: a candidate that crashes now and
+    then, answering in between, is restarted every time."""
+    monkeypatch.setattr(_shadow_launch, "MAX_FAILURES", 2)
+    probe = primary_probe(registry)
+    shadow = shadows(probe, shadow_candidates.exit_on_13, version="2", isolation="process")
+    predict = shadow.track(lambda x: 0.9)
+    for _ in range(3):
+        predict(1.0)
+        assert shadow.join(10)
+        pid = shadow.candidate_pid
+        predict(13.0)
+        assert shadow.join(10)
+        assert wait_until(lambda old=pid: shadow.candidate_pid not in (None, old))
+    assert not shadow._runner.disabled
+    assert sample_value(registry, "mlprobe_prediction_errors",
+                        {**V2, "error_type": "ShadowProcessDied"}) == 3
+    assert sample_value(registry, "mlprobe_predictions", {**V2, "outcome": "ok"}) == 3
+
+
 def test_unpicklable_arguments_and_results_are_counted(registry, shadows, caplog):
     """A call whose arguments do not pickle is dropped (counted, logged once); a result that
     does not pickle is the candidate's UnpicklableResult error; the others go through."""
