@@ -68,7 +68,7 @@ def fold(merger: Merger, dead: list[tuple[str, str]], own: dict[Any, Any] | None
                 unresolved.append(entry)
                 return
             try:
-                state = merger.rebuild(origin, key, source, fingerprint, data, blobs)
+                state = merger.rebuild(origin, key, source, data, blobs)
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                 _log.warning("mlprobe: a dead worker's state of %r is unreadable: %r", key, exc)
                 return
