@@ -62,7 +62,6 @@ class Publisher:
             thread = self._thread
             if self._finished or (thread is not None and thread.is_alive()):
                 return
-            self._stop = threading.Event()
             thread = threading.Thread(target=self._run, name="mlprobe-publisher", daemon=True)
             thread.start()
             self._thread = thread
