@@ -136,8 +136,8 @@ def test_a_failing_monitor_does_not_stop_the_flusher(profile, monkeypatch):
         _flusher.flusher.wake()
         assert wait_until(lambda: not healthy._rows)
     assert mlprobe._guard.internal_error_count() > before
-    assert _flusher.flusher._thread is not None and _flusher.flusher._thread.is_alive()
-    assert _flusher.flusher._thread.daemon
+    assert _flusher.flusher._thread.is_alive()
+    assert all(t.daemon for t in threading.enumerate() if t.name == "mlprobe-flusher")
 
 
 def test_the_flusher_stops_cleanly_at_exit():
@@ -149,7 +149,8 @@ def test_the_flusher_stops_cleanly_at_exit():
 
         def after_mlprobe_hooks():  # registered first, so it runs after mlprobe's hooks
             from mlprobe import _flusher
-            stopped, thread = _flusher.flusher._stopped, _flusher.flusher._thread
+            thread = _flusher.flusher._thread
+            stopped = thread.stopped
             thread.join(10)
             print("stopped" if stopped and not thread.is_alive() else "still running")
 
