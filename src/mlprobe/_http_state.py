@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _exact
-from ._label_table import OVERFLOW, capped, merge_first_seen
+from ._label_table import OVERFLOW, kept_values, merge_first_seen
 from ._registry import FamilyBuilder
 from .snapshot import HistogramSample, Sample
 
@@ -149,11 +149,13 @@ class HttpState:
                 (2, self.statuses_seen, layout.max_status_codes, set()),
                 (3, self.errors_seen, layout.max_error_types, {""})):
             free_set = frozenset({OVERFLOW, *free})
-            keep = capped(dict.fromkeys(seen, 0), seen, limit, free_set, max)
-            if len(keep) < len(seen):
-                maps.append((slot, set(keep) | free_set))
-                for value in [v for v in seen if v not in keep]:
-                    del seen[value]
+            counted = {v: t for v, t in seen.items() if v not in free_set}
+            if len(counted) <= limit:
+                continue
+            keep = kept_values(counted, limit) | free_set
+            maps.append((slot, keep))
+            for value in [v for v in seen if v not in keep]:
+                del seen[value]
         if not maps:
             return
         out: dict[SeriesKey, list[float]] = {}
