@@ -95,6 +95,7 @@ class Flusher:
         # The request path's call (batch calls make it every time): straight to the thread's
         # method, one call less. The thread object stays the same across forks.
         self.ensure_running = self._thread.ensure_running
+        """Start the thread if it is not running (first row, or first row after a fork)."""
         self._init_thread_state()
 
     def _init_thread_state(self) -> None:
