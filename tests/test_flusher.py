@@ -136,14 +136,25 @@ def test_a_failing_monitor_does_not_stop_the_flusher(profile, monkeypatch):
         _flusher.flusher.wake()
         assert wait_until(lambda: not healthy._rows)
     assert mlprobe._guard.internal_error_count() > before
-    assert _flusher.flusher._thread is not None and _flusher.flusher._thread.is_alive()
-    assert _flusher.flusher._thread.daemon
+    assert _flusher.flusher._thread.is_alive()
+    assert all(t.daemon for t in threading.enumerate() if t.name == "mlprobe-flusher")
 
 
 def test_the_flusher_stops_cleanly_at_exit():
-    """A process that buffered rows exits promptly with status 0 and prints nothing: the
-    daemon flusher is stopped and joined by an atexit hook before the interpreter ends."""
+    """A process that buffered rows exits promptly with status 0 and no error output: the
+    daemon flusher is stopped by an atexit hook before the interpreter ends (a hook that runs
+    after mlprobe's sees it stopped and its thread ended)."""
     code = textwrap.dedent("""
+        import atexit
+
+        def after_mlprobe_hooks():  # registered first, so it runs after mlprobe's hooks
+            from mlprobe import _flusher
+            thread = _flusher.flusher._thread
+            stopped = thread.stopped
+            thread.join(10)
+            print("stopped" if stopped and not thread.is_alive() else "still running")
+
+        atexit.register(after_mlprobe_hooks)
         import numpy as np, mlprobe
         rng = np.random.default_rng(0)
         profile = mlprobe.ReferenceProfile.from_data({"x": rng.normal(size=500)})
@@ -159,7 +170,7 @@ def test_the_flusher_stops_cleanly_at_exit():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok" and done.stderr == ""
+    assert done.stdout.split() == ["ok", "stopped"] and done.stderr == ""
     assert time.monotonic() - start < 30
 
 

@@ -160,7 +160,8 @@ class Service:
             "http status cap": self.http._statuses._lock,
             "http error cap": self.http._errors._lock,
             "flusher": _flusher.flusher._lock,
-            "flusher event": _flusher.flusher._event._cond,
+            "flusher event": _flusher.flusher._thread.wake._cond,
+            "thread start": _flusher.flusher._thread._lock,
             "multiprocess publish": self.merger._publish_lock,
             "outcome exchange": self.merger.outcomes._lock,
             "quality counters": self.quality._state.quality._lock,
@@ -168,12 +169,12 @@ class Service:
             "quality window": self.quality._state.quality._window_lock,
             "prediction store": self.quality._state.store._lock,
             "publisher": publisher._lock,
-            "publisher stop": publisher._stop._cond,
+            "publisher stop": publisher._thread.wake._cond,
             "mp directories": _mp_files._thread_locks_guard,
             "mp directory": _mp_files._thread_locks[self.mp_dir],
             "shadow start": mlprobe._shadow._start_lock,
             "shadow counters": self.shadow.counters._lock,
-            "shadow wake": self.shadow._runner._wake._cond,
+            "shadow wake": self.shadow._runner._thread.wake._cond,
         }
 
 
@@ -322,7 +323,7 @@ LOCK_NAMES = ("guard", "exporter attach", "registry", "registry collect", "defau
               "error types", "score histograms", "score histogram", "score histogram flush",
               "predicted classes", "feature pending", "feature flush", "feature ingest",
               "http series", "http started", "http route cap", "http status cap", "http error cap", "flusher",
-              "flusher event", "multiprocess publish", "outcome exchange", "quality counters",
+              "flusher event", "thread start", "multiprocess publish", "outcome exchange", "quality counters",
               "quality flush", "quality window", "prediction store", "publisher",
               "publisher stop",
               "mp directories", "mp directory", "shadow start", "shadow counters", "shadow wake")

@@ -371,6 +371,24 @@ def test_files_stay_bounded_by_max_unmatched(server):
     assert a.results() == {"unknown": 120}
 
 
+def test_adopted_outcomes_stay_bounded_by_max_unmatched(server):
+    """A worker adopting a dead worker's waiting outcomes keeps at most its own
+    max_unmatched of them (its file stays bounded); the rest count unknown at once, and
+    every outcome is counted once in the end."""
+    a, b = server.worker(max_unmatched=20), server.worker(max_unmatched=50)
+    for i in range(50):
+        b.outcome(f"x{i}", 1)
+    b.cycle()
+    b.die()
+    a.cycle()  # adopts B's file
+    assert len(a.merger.outcomes._orphans) == 20
+    assert a.own("unknown") == 30
+    data = decode(Path(server.path, f"{OUTCOMES_PREFIX}{a.ident.name}.state").read_bytes())
+    assert len(data["waiting"]) == 20
+    past_grace(server, [a])
+    assert a.results() == {"unknown": 50}
+
+
 def test_labels_of_every_kind_travel_as_the_monitor_reads_them():
     """numpy scalars, arrays, pandas, tuples and other objects become plain data that a
     monitor reads as it reads the original."""

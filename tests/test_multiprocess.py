@@ -238,6 +238,24 @@ def test_a_reader_counts_a_worker_folded_while_it_reads_once(server, monkeypatch
     assert a.total() == 7
 
 
+def test_a_worker_that_has_exited_publishes_no_file_again(server):
+    """After a worker's final fold (at exit), a collect in that worker (a scrape during the
+    shutdown) writes no new file: its counts are in the archive, and a new file would count
+    them twice."""
+    a, b = server.worker(), server.worker()
+    a.serve(2)
+    b.serve(4)
+    for w in (a, b):
+        w.merger.publish()
+    b.merger.final()
+    assert Directory.worker_file(b.ident.name) not in server.files()
+    b.registry.collect()
+    b.merger.publish()
+    assert Directory.worker_file(b.ident.name) not in server.files()
+    b.die()
+    assert a.total() == 6
+
+
 def test_states_of_other_settings_or_unknown_sources_are_counted_not_merged(server):
     """A worker whose probe has other buckets, and one with a probe the reader lacks: their
     states are left out and counted by reason; the rest merges."""

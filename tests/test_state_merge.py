@@ -319,6 +319,35 @@ def test_merged_label_tables_stay_bounded_and_keep_totals():
     assert len(state.classes_seen) == 5
 
 
+def test_a_union_one_value_past_the_cap_is_capped():
+    """Two recorders whose label values together pass a cap by exactly one (adding
+    __other__ then keeps the table's length): the value seen last counts as __other__, and
+    only the kept values' first-seen times remain, for HTTP routes and for classes."""
+    ticks = iter(range(10**6))
+    config = HttpConfig(duration_buckets=(0.1, 1.0), size_buckets=(100.0,),
+                        known_methods=("GET",), max_routes=2, max_status_codes=5,
+                        max_error_types=5)
+    first, second = HttpMetrics(config), HttpMetrics(config)
+    for metrics, routes in ((first, ("/a", "/b")), (second, ("/c",))):
+        metrics._routes._clock = lambda: next(ticks)
+        for route in routes:
+            metrics.record(0, route, 200, "", 0.0, 0.05, 0.05, 0, 1)
+    http = first.state().merge(second.state())
+    requests = 2 * http.layout.d  # the duration buckets: one count per request
+    routes = {key[1]: sum(values[:requests]) for key, values in http.series.items()}
+    assert routes == {"/a": 1, "/b": 1, OVERFLOW: 1}
+    assert set(http.routes_seen) == {"/a", "/b"}
+    recorders = [Recorder([0.0]) for _ in range(2)]
+    for i, r in enumerate(recorders):
+        r.probe.classes.table._clock = lambda: next(ticks)
+        for j in range(3):  # 3 distinct classes each, 6 in all; the cap is 5
+            r.probe.classes.add(f"class-{i}-{j}", 1)
+    probe = recorders[0].probe.state().merge(recorders[1].probe.state())
+    assert set(probe.classes) == {"class-0-0", "class-0-1", "class-0-2", "class-1-0",
+                                  "class-1-1", OVERFLOW}
+    assert len(probe.classes_seen) == 5
+
+
 def test_a_state_of_other_settings_is_refused():
     """Rebuilding a state written with other buckets raises ValueError (the caller counts it),
     and sources of other settings have other fingerprints."""

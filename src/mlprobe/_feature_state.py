@@ -77,7 +77,7 @@ class FeatureState:
 
         With ``parts``, every part with a uid is put there (uid -> window) and referenced by
         its uid instead of being written inline (see "Mergeable sources" in
-        :mod:`mlprobe._registry`).
+        :mod:`mlprobe._source`).
         """
         def part(uid: str | None, window: DatasetWindow) -> list[Any]:
             if uid is not None and parts is not None:

@@ -34,6 +34,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ._background import BackgroundThread
 from ._guard import report_internal_error
 
 __all__ = ["COLLECT_BUDGET_S", "STEP_BUDGET_S", "Flusher", "flusher", "flusher_pace", "pause"]
@@ -90,16 +91,18 @@ class Flusher:
 
     def __init__(self) -> None:
         self._monitors: weakref.WeakSet[Flushable] = weakref.WeakSet()
-        self._stopped = False
+        self._thread = BackgroundThread(self._run, "mlprobe-flusher")
+        # The request path's call (batch calls make it every time): straight to the thread's
+        # method, one call less. The thread object stays the same across forks.
+        self.ensure_running = self._thread.ensure_running
+        """Start the thread if it is not running (first row, or first row after a fork)."""
         self._init_thread_state()
 
     def _init_thread_state(self) -> None:
         # Also the after-fork reset: a lock held by a parent thread at fork time would never
-        # be released in the child, and the parent's thread object describes a thread that
-        # does not exist there.
-        self._lock = threading.Lock()  # serialises starting the thread; guards _requests
-        self._event = threading.Event()  # set: a monitor has a full buffer
-        self._thread: threading.Thread | None = None
+        # be released in the child, and the parent's thread does not exist there.
+        self._lock = threading.Lock()  # guards _requests and _monitors
+        self._thread.forget()
         self._requests: dict[int, Any] = {}  # id -> object whose flush() is due (deduplicated)
         self.cycles = 0  # flush cycles run (read by tests and benchmarks)
 
@@ -108,23 +111,10 @@ class Flusher:
         with self._lock:
             self._monitors.add(monitor)
 
-    def ensure_running(self) -> None:
-        """Start the thread if it is not running (first row, or first row after a fork)."""
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            return
-        with self._lock:
-            thread = self._thread
-            if self._stopped or (thread is not None and thread.is_alive()):
-                return
-            thread = threading.Thread(target=self._run, name="mlprobe-flusher", daemon=True)
-            thread.start()
-            self._thread = thread
-
     def wake(self) -> None:
         """Ask for a flush now (a buffer reached its flush threshold)."""
         self.ensure_running()
-        event = self._event
+        event = self._thread.wake
         if not event.is_set():  # set() takes a lock: skip it when nothing would change
             event.set()
 
@@ -137,18 +127,16 @@ class Flusher:
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread and wait up to ``timeout`` seconds for it (interpreter exit)."""
-        self._stopped = True
-        self._event.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        self._thread.stop()
+        self._thread.join(timeout)
 
     def _run(self) -> None:
-        event = self._event
-        while not self._stopped:
+        thread = self._thread
+        event = thread.wake
+        while not thread.stopped:
             event.wait(FLUSH_INTERVAL_S)
             event.clear()
-            if self._stopped:
+            if thread.stopped:
                 break
             self.cycles += 1
             with self._lock:

@@ -22,12 +22,11 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ._fingerprint import config_fingerprint
 from ._guard import report_internal_error
-from ._http_state import UNMATCHED_ROUTE, HttpLayout, HttpState
+from ._http_state import OTHER_METHOD, UNMATCHED_ROUTE, HttpConfig, HttpState
 from ._label_table import LabelTable, Tally
 from ._registry import FamilyBuilder
 from .stats._labels import label_value
@@ -47,22 +46,6 @@ DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
 # Semconv's known methods (RFC 9110 plus PATCH); anything else is recorded as _OTHER.
 DEFAULT_KNOWN_METHODS: tuple[str, ...] = (
     "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
-OTHER_METHOD = "_OTHER"
-"""Method label for request methods outside the known set (semconv)."""
-
-
-@dataclass(frozen=True, slots=True)
-class HttpConfig:
-    """Settings that shape the HTTP series; middlewares sharing a registry must agree."""
-
-    duration_buckets: tuple[float, ...]
-    size_buckets: tuple[float, ...]
-    known_methods: tuple[str, ...]
-    max_routes: int
-    max_status_codes: int
-    max_error_types: int
-
-
 _MAX_ALIASES = 10_000
 FOLD_BATCH = 32
 """Finished requests buffered before they are applied to their series (see HttpMetrics)."""
@@ -84,19 +67,15 @@ class HttpMetrics:
 
     def __init__(self, config: HttpConfig) -> None:
         self.config = config
-        self.method_labels: tuple[str, ...] = config.known_methods + (OTHER_METHOD,)
+        self.method_labels: tuple[str, ...] = config.method_labels
         self.method_index: dict[str, int] = {m: i for i, m in enumerate(config.known_methods)}
         self.other_method = len(config.known_methods)
-        self.layout = HttpLayout(config.duration_buckets, config.size_buckets,
-                                 self.method_labels, config.max_routes,
-                                 config.max_status_codes, config.max_error_types)
-        layout = self.layout
-        # offsets inside a series list: see HttpLayout
-        self._off_one = layout.one
-        self._off_ttfb = layout.ttfb
-        self._off_rx = layout.rx
-        self._off_tx = layout.tx
-        self._off_sums = layout.sums
+        # offsets inside a series list: see HttpConfig
+        self._off_one = config.one
+        self._off_ttfb = config.ttfb
+        self._off_rx = config.rx
+        self._off_tx = config.tx
+        self._off_sums = config.sums
         self._dur = config.duration_buckets
         self._size = config.size_buckets
         self._fingerprint = config_fingerprint(
@@ -198,7 +177,7 @@ class HttpMetrics:
                self._statuses.admit(label_value(status)), self._errors.admit(label_value(error)))
         series = self._series.get(key)
         if series is None:
-            series = self._series[key] = self.layout.empty_series()
+            series = self._series[key] = self.config.empty_series()
         # Raw keys past the caps are remembered only while the alias table is small, so
         # memory stays bounded even if a route_resolver returned unbounded values.
         if len(self._by_raw) < _MAX_ALIASES:
@@ -218,13 +197,13 @@ class HttpMetrics:
             series = {key: list(values) for key, values in self._series.items()}
         # Read the started counts after the finished ones, so active is never negative.
         started = self._started.values()
-        return HttpState(self.layout, series, started, self._routes.first_seen(),
+        return HttpState(self.config, series, started, self._routes.first_seen(),
                          self._statuses.first_seen(), self._errors.first_seen())
 
     def state_from_dict(self, data: Mapping[str, Any],
                         parts: Mapping[str, Any] | None = None) -> HttpState:
         """Rebuild a state of these series from :meth:`HttpState.to_dict` output."""
-        return HttpState.from_dict(self.layout, data)
+        return HttpState.from_dict(self.config, data)
 
     def collect_into(self, builder: FamilyBuilder) -> None:
         """Report every HTTP series (runs on the scraper's thread)."""

@@ -1,7 +1,7 @@
 """The raw, mergeable state of the HTTP server series, and how it is reported.
 
 :class:`HttpState` is what :meth:`mlprobe._http_metrics.HttpMetrics.state` returns: every
-series as its flat list of counts and sums (:class:`HttpLayout`), the requests started per
+series as its flat list of counts and sums (:class:`HttpConfig`), the requests started per
 method, and when each capped label value was first seen. States of several processes merge
 exactly (series add, starts add, label tables unite and are capped again, keeping the values
 seen first); a dead process's state keeps its series but no active request
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _exact
-from ._label_table import OVERFLOW, capped, merge_first_seen
+from ._label_table import OVERFLOW, kept_values, merge_first_seen
 from ._registry import FamilyBuilder
 from .snapshot import HistogramSample, Sample
 
-__all__ = ["HttpLayout", "HttpState", "SeriesKey", "UNMATCHED_ROUTE"]
+__all__ = ["HttpConfig", "HttpState", "OTHER_METHOD", "SeriesKey", "UNMATCHED_ROUTE"]
 
 UNMATCHED_ROUTE = "__unmatched__"
 """Route label for requests no route template matched (404s, unrouted frameworks)."""
@@ -28,9 +28,14 @@ SeriesKey = tuple[int, str, str, str]
 """``(method index, route, status code, error type)``, each a capped label value."""
 
 
-@dataclass(frozen=True)
-class HttpLayout:
-    """Where each count sits in a series list, and the settings that bound the labels.
+OTHER_METHOD = "_OTHER"
+"""Method label for request methods outside the known set (semconv)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """Settings that shape the HTTP series (middlewares sharing a registry must agree), and
+    where each count sits in a series list.
 
     A series is ``d`` duration buckets of responses sent in several messages (or none), ``d``
     duration buckets of one-message responses, ``d`` time-to-first-byte buckets of the former,
@@ -42,10 +47,15 @@ class HttpLayout:
 
     duration_buckets: tuple[float, ...]
     size_buckets: tuple[float, ...]
-    method_labels: tuple[str, ...]
+    known_methods: tuple[str, ...]
     max_routes: int
     max_status_codes: int
     max_error_types: int
+
+    @property
+    def method_labels(self) -> tuple[str, ...]:
+        """The method label of each method index: the known methods, then ``_OTHER``."""
+        return self.known_methods + (OTHER_METHOD,)
 
     @property
     def d(self) -> int:
@@ -92,7 +102,7 @@ class HttpState:
 
     __slots__ = ("errors_seen", "layout", "routes_seen", "series", "started", "statuses_seen")
 
-    def __init__(self, layout: HttpLayout, series: dict[SeriesKey, list[float]],
+    def __init__(self, layout: HttpConfig, series: dict[SeriesKey, list[float]],
                  started: list[int], routes_seen: dict[str, int],
                  statuses_seen: dict[str, int], errors_seen: dict[str, int]) -> None:
         self.layout = layout
@@ -139,11 +149,13 @@ class HttpState:
                 (2, self.statuses_seen, layout.max_status_codes, set()),
                 (3, self.errors_seen, layout.max_error_types, {""})):
             free_set = frozenset({OVERFLOW, *free})
-            keep = capped(dict.fromkeys(seen, 0), seen, limit, free_set, max)
-            if len(keep) < len(seen):
-                maps.append((slot, set(keep) | free_set))
-                for value in [v for v in seen if v not in keep]:
-                    del seen[value]
+            counted = {v: t for v, t in seen.items() if v not in free_set}
+            if len(counted) <= limit:
+                continue
+            keep = kept_values(counted, limit) | free_set
+            maps.append((slot, keep))
+            for value in [v for v in seen if v not in keep]:
+                del seen[value]
         if not maps:
             return
         out: dict[SeriesKey, list[float]] = {}
@@ -171,7 +183,7 @@ class HttpState:
                 "statuses_seen": dict(self.statuses_seen), "errors_seen": dict(self.errors_seen)}
 
     @classmethod
-    def from_dict(cls, layout: HttpLayout, data: Mapping[str, Any]) -> HttpState:
+    def from_dict(cls, layout: HttpConfig, data: Mapping[str, Any]) -> HttpState:
         """Rebuild a state of series with ``layout`` from :meth:`to_dict` output.
 
         Raises:
@@ -220,7 +232,7 @@ class HttpState:
             if any(first_byte):
                 ttfbs.append(HistogramSample(labels, dur, first_byte, _sum(v[o + 1], v[o + 2])))
             sizes = list(v[rx:rx + s])
-            sizes[0] += total - sum(sizes)  # the empty request bodies (see HttpLayout)
+            sizes[0] += total - sum(sizes)  # the empty request bodies (see HttpConfig)
             received.append(HistogramSample(labels, size, tuple(sizes), _exact.to_float(v[o + 3])))
             sent.append(HistogramSample(labels, size, tuple(v[tx:tx + s]),
                                         _exact.to_float(v[o + 4])))

@@ -70,13 +70,6 @@ class LabelTable:
         with self._lock:
             return dict(self._seen)
 
-    def restore(self, first_seen: Mapping[str, int]) -> None:
-        """Admit ``first_seen``'s values with their times (a table rebuilt from a state)."""
-        with self._lock:
-            for value, t in first_seen.items():
-                if value not in self.free and value not in self._seen:
-                    self._seen[value] = int(t)
-
 
 def merge_first_seen(mine: dict[str, int], theirs: Mapping[str, int]) -> dict[str, int]:
     """Add ``theirs`` into ``mine`` (in place): the earlier time of each value wins."""

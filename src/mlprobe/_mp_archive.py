@@ -57,7 +57,7 @@ def fold(merger: Merger, dead: list[tuple[str, str]], own: dict[Any, Any] | None
         folded = {name: t for name, t in archive.get("folded", {}).items()
                   if name in present or now - t < PRUNE_AFTER_S * 1e9}
         errors = int(archive.get("errors", 0))
-        merged: dict[Any, Any] = {}  # (key, fingerprint) -> state of a local source
+        merged: dict[Any, Any] = {}  # key -> state (of the local source's fingerprint: add())
         unresolved: list[Any] = []
 
         def add(origin: str, entry: list[Any], archived: bool) -> None:
@@ -68,18 +68,17 @@ def fold(merger: Merger, dead: list[tuple[str, str]], own: dict[Any, Any] | None
                 unresolved.append(entry)
                 return
             try:
-                state = merger.rebuild(origin, key, source, fingerprint, data, blobs)
+                state = merger.rebuild(origin, key, source, data, blobs)
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                 _log.warning("mlprobe: a dead worker's state of %r is unreadable: %r", key, exc)
                 return
-            add_state(key, fingerprint, state if archived else state.archived())
+            add_state(key, state if archived else state.archived())
 
-        def add_state(key: Any, fingerprint: str, state: Any) -> None:
-            slot = (key, fingerprint)
-            if slot in merged:
-                merged[slot].merge(state)
+        def add_state(key: Any, state: Any) -> None:
+            if key in merged:
+                merged[key].merge(state)
             else:
-                merged[slot] = state
+                merged[key] = state
 
         for entry in archive["sources"]:
             add("archive", entry, archived=True)
@@ -105,7 +104,7 @@ def fold(merger: Merger, dead: list[tuple[str, str]], own: dict[Any, Any] | None
         me = merger.worker().name
         if own is not None:
             for key, state in own.items():
-                add_state(key, sources[key].fingerprint(), state.archived())
+                add_state(key, state.archived())
             errors += _guard.local_error_count()
             folded[me] = now
             done.append(Directory.worker_file(me))
@@ -116,7 +115,7 @@ def fold(merger: Merger, dead: list[tuple[str, str]], own: dict[Any, Any] | None
         version = int(archive.get("version", 0)) + 1
         prefix = f"a{version}-{uuid.uuid4().hex[:8]}-"
         states = {}
-        for (key, _), state in merged.items():
+        for key, state in merged.items():
             compact = getattr(state, "compacted", None)
             states[key] = compact(prefix) if compact is not None else state
         # (merger.entries writes each key's fingerprint from the local source: the same one)

@@ -242,7 +242,7 @@ class Merger:
             _log.warning("mlprobe: cannot read %s in %s: %r", name, self.directory.path, exc)
             return None
 
-    def rebuild(self, origin: str, key: object, source: Any, fingerprint: str, data: dict,
+    def rebuild(self, origin: str, key: object, source: Any, data: dict,
                 blobs: Mapping[str, bytes]) -> Any:
         """The state of ``source``'s key in another origin's entry (parts rebuilt once)."""
         parts = {}
@@ -361,7 +361,7 @@ class View:
                 self.unmerged["settings_differ"] += 1
                 continue
             try:
-                other = self.merger.rebuild(origin.name, key, source, fingerprint, data, blobs)
+                other = self.merger.rebuild(origin.name, key, source, data, blobs)
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                 self.unmerged["unreadable"] += 1
                 _log.debug("mlprobe: state of %r from %s unreadable: %r", key, origin.name, exc)

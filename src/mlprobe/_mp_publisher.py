@@ -20,6 +20,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING
 
+from ._background import BackgroundThread
 from ._guard import report_internal_error
 from ._mp_process import is_helper
 
@@ -34,13 +35,12 @@ class Publisher:
 
     def __init__(self) -> None:
         self._mergers: weakref.WeakSet[Merger] = weakref.WeakSet()
-        self._finished = False
+        self._thread = BackgroundThread(self._run, "mlprobe-publisher")
         self._init_thread_state()
 
     def _init_thread_state(self) -> None:
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # guards _mergers
+        self._thread.forget()
         self.cycles = 0  # publish cycles run (read by tests)
 
     def add(self, merger: Merger) -> None:
@@ -55,17 +55,7 @@ class Publisher:
 
     def ensure_running(self) -> None:
         """Start the thread if it is not running (called when a source is created)."""
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            return
-        with self._lock:
-            thread = self._thread
-            if self._finished or (thread is not None and thread.is_alive()):
-                return
-            self._stop = threading.Event()
-            thread = threading.Thread(target=self._run, name="mlprobe-publisher", daemon=True)
-            thread.start()
-            self._thread = thread
+        self._thread.ensure_running()
 
     def interval(self) -> float:
         """Seconds between two cycles: the shortest interval of the registered mergers."""
@@ -84,18 +74,14 @@ class Publisher:
                 report_internal_error("multiprocess.publish", exc)
 
     def _run(self) -> None:
-        stop = self._stop
-        while not stop.wait(self.interval()):
+        thread = self._thread
+        while not thread.wake.wait(self.interval()):  # set only by stop()
             self.run_once()
 
     def finish(self, timeout: float = 2.0) -> None:
         """Stop the thread and fold every merger's last state into its archive (at exit)."""
-        with self._lock:
-            self._finished = True
-            thread = self._thread
-        self._stop.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        self._thread.stop()
+        self._thread.join(timeout)
         for merger in list(self._mergers):
             try:
                 merger.final()
@@ -105,16 +91,15 @@ class Publisher:
     def abandon(self) -> None:
         """Stop the thread without publishing or archiving anything (a helper process forked
         from a worker, such as a shadow's candidate process: not a worker itself)."""
-        self._finished = True
-        self._stop.set()
+        self._thread.stop()
 
     def _after_fork_in_child(self) -> None:
         # (each merger forgets its parent's locks in mlprobe._mp_merge's own at-fork hook)
-        was_running = self._thread is not None
+        was_running = self._thread.started
         self._init_thread_state()
         if is_helper():  # a shadow's candidate process: it publishes nothing, ever
-            self._finished = True
-        elif was_running and not self._finished:
+            self._thread.stop()
+        elif was_running:
             self.ensure_running()
 
 

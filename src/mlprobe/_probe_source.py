@@ -4,7 +4,7 @@
 call recorder, score histograms, predicted classes and the feature monitor. The request path
 records into them (:meth:`ProbeSource.see_inputs`, :meth:`ProbeSource.observe_outputs`, and the
 decorator's calls on ``calls``); the collect path reads them through the state protocol
-(:meth:`ProbeSource.state`, see "Mergeable sources" in :mod:`mlprobe._registry`).
+(:meth:`ProbeSource.state`, see "Mergeable sources" in :mod:`mlprobe._source`).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class ProbeSource:
         if self.quality is not None:
             self.quality.reset()
 
-    # -- the state protocol (see "Mergeable sources" in mlprobe._registry) -------------------
+    # -- the state protocol (see "Mergeable sources" in mlprobe._source) ---------------------
 
     def fingerprint(self) -> str:
         """Identifies the settings that shape this source's counts."""

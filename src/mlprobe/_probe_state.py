@@ -232,7 +232,7 @@ def _merge_table(counts: dict[str, Any], seen: dict[str, int], other: Mapping[st
         counts[key] = add(counts[key], value) if key in counts else value
     merge_first_seen(seen, other_seen)
     merged = capped(counts, seen, limit, frozenset({OVERFLOW}), add)
-    if len(merged) < len(counts):  # values past the cap: forget when they were seen
+    if any(key not in merged for key in counts):  # values past the cap: forget when seen
         seen = {k: t for k, t in seen.items() if k in merged}
     return merged, seen
 

@@ -23,12 +23,12 @@ real work, ``isolation="process"`` takes both off the serving process.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ._background import BackgroundThread
 from ._shadow_child import run_call
 from ._shadow_record import CandidateRecorder
 
@@ -79,21 +79,19 @@ class ThreadRunner:
         self._queue_size = queue_size
         self._candidate = candidate
         self._recorder = recorder
-        self._closed = False
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = BackgroundThread(self._loop, "mlprobe-shadow")
 
     def start(self) -> None:
         """Start the thread in this process (first call, or first call after a fork)."""
         self.held = 0
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="mlprobe-shadow", daemon=True)
-        self._thread.start()
+        self._thread.forget()
+        self._thread.ensure_running()
 
     def wake(self) -> None:
         """Calls piled up: drain now rather than at the next tick."""
-        if not self._wake.is_set():  # set() takes a lock: skip it when nothing would change
-            self._wake.set()
+        event = self._thread.wake
+        if not event.is_set():  # set() takes a lock: skip it when nothing would change
+            event.set()
 
     def busy(self) -> bool:
         """A call is being run or recorded."""
@@ -105,18 +103,16 @@ class ThreadRunner:
 
     def close(self, timeout: float) -> None:
         """Finish what is queued (up to ``timeout`` seconds), then end the thread."""
-        self._closed = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        self._thread.stop()
+        self._thread.join(timeout)
 
     def _loop(self) -> None:
         queue, recorder, candidate = self._queue, self._recorder, self._candidate
-        clock = time.perf_counter
+        thread, clock = self._thread, time.perf_counter
+        wake = thread.wake
         while True:
-            self._wake.wait(TICK_SECONDS)
-            self._wake.clear()
+            wake.wait(TICK_SECONDS)
+            wake.clear()
             started = clock()
             while queue:
                 self.held = 1  # before popping: join() sees either the item or this
@@ -129,6 +125,6 @@ class ThreadRunner:
                     started = clock()
             recorder.drained()  # the last comparisons: only then is nothing held
             self.held = 0
-            if self._closed:
+            if thread.stopped:
                 return
 
