@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -133,6 +134,20 @@ def test_reference_edges_continuous_ties_constant() -> None:
     h.update(np.array([0, 1, 1, 2, 2, 2], dtype=float))
     assert h.counts.tolist() == [0, 1, 2, 3, 0]
     assert reference_edges(np.array([np.nan])).size == 0
+
+
+def test_reference_edges_of_discrete_values_up_to_the_largest_double() -> None:
+    """Discrete values whose maximum is the largest double: no edge above it exists, so the
+    edges stop at it (finite, no overflow warning) and the maximum counts in the top bin."""
+    big = np.finfo(np.float64).max
+    x = np.array([1.0, 2.0, 2.0, big])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        edges = reference_edges(x)
+    assert edges.tolist() == [1.0, 2.0, big]
+    h = BinnedCounts(edges)
+    h.update(x)
+    assert h.counts.tolist() == [0, 1, 2, 1]
 
 
 def test_coarse_groups_sum_to_coarse_counts() -> None:
