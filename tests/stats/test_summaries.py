@@ -253,3 +253,22 @@ def test_sketch_roundtrip_and_empty() -> None:
         s.merge(QuantileSketch(alpha=0.02))
     with pytest.raises(ValueError, match="mapping"):
         QuantileSketch.from_dict({**s.to_dict(), "mapping": "logarithmic"})
+
+
+def test_sketch_array_form_is_independent_of_both_sketches_and_checked() -> None:
+    """``to_dict(arrays=True)`` hands out copies of the bucket counts and ``from_dict`` takes
+    its own (states of processes share such dicts): updating the original or the rebuilt
+    sketch leaves the dict as it was; counts that are not one-dimensional are refused."""
+    values = np.array([1.0, 2.0, 3.0, -1.0, -5.0])
+    s = QuantileSketch()
+    s.update(values)
+    data = s.to_dict(arrays=True)
+    saved = {side: data[side]["counts"].tolist() for side in ("positive", "negative")}
+    back = QuantileSketch.from_dict(data)
+    s.update(values)
+    back.update(values)
+    assert {side: data[side]["counts"].tolist() for side in saved} == saved
+    assert back.to_dict() == s.to_dict()
+    bad = {**data, "positive": {"offset": 0, "counts": np.ones((2, 2), dtype=np.int64)}}
+    with pytest.raises(ValueError, match="one-dimensional"):
+        QuantileSketch.from_dict(bad)
