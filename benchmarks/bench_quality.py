@@ -60,6 +60,7 @@ from mlprobe._mp_process import WorkerId  # noqa: E402
 from mlprobe._outcomes import PredictionStore  # noqa: E402
 from mlprobe._quality import QualityMonitor  # noqa: E402
 from mlprobe.testing import sample_value  # noqa: E402
+from servers import free_port, wait_listening  # noqa: E402
 
 ROW = [0.3, 1.2, -0.4, 2.0]
 
@@ -316,25 +317,15 @@ def section_shadow(rounds: int, out: Callable[[str], None]) -> None:
 
 
 def start_server(variant: str) -> tuple[subprocess.Popen[bytes], int]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import urllib.request
 
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/predict", timeout=1).read()
-            return proc, port
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise SystemExit(f"server {variant} did not start") from None
-            time.sleep(0.1)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_listening(proc, port, what=f"server {variant}", timeout=30)
+    # one request before any measurement (a shadow's candidate process starts on it)
+    urllib.request.urlopen(f"http://127.0.0.1:{port}/predict", timeout=10).read()
+    return proc, port
 
 
 def serve(variant: str, port: int) -> None:

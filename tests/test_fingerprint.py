@@ -79,3 +79,22 @@ def test_bin_series_carry_the_profile_and_the_prediction_bins(registry):
     assert [s["value"] for s in sorted(pred, key=lambda s: int(s["bin"]))] == expected.tolist()
     shares = [s["value"] for s in ratios if s["feature"] == PREDICTION_FEATURE]
     assert abs(sum(shares) - 1.0) < 1e-12 and len(shares) == len(edges) + 1
+
+
+def test_profile_document_digest_is_stable_and_sees_every_number(tmp_path):
+    """The digest merged states are checked against (multi-process mode) is the same for a
+    saved and reloaded profile and differs when any number of the document differs, even one
+    the bin fingerprint ignores (a moment)."""
+    from mlprobe._fingerprint import profile_document_digest
+
+    profile = small_profile()
+    path = tmp_path / "p.json"
+    profile.save(str(path))
+    assert profile_document_digest(ReferenceProfile.load(str(path))) == \
+        profile_document_digest(profile)
+    doc = profile.to_dict()
+    [a] = [f for f in doc["features"] if f["name"] == "a"]
+    a["mean"] += 0.001
+    other = ReferenceProfile.from_dict(doc)
+    assert fingerprint(other) == fingerprint(profile)  # same bins
+    assert profile_document_digest(other) != profile_document_digest(profile)

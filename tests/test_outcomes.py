@@ -297,6 +297,69 @@ def test_foreign_outcomes_join_where_their_prediction_is():
     assert "unknown" not in via_h.counts
 
 
+def test_a_coordinated_store_leaves_waiting_outcomes_to_the_exchange():
+    """In multi-process mode a prediction arriving for a waiting outcome does not join it
+    locally (the outcome may be published, and claimed, already): it stays waiting, the store
+    says a prediction arrived, and a sweep past the grace counts nothing unknown."""
+    clock, via = Clock(), Recipient()
+    s = store(clock, unknown_grace_seconds=30)
+    s.coordinated = True
+    assert s.resolve("x", 1, via) == "waiting"
+    s.put("x", via, 0.9)
+    s.ingest()
+    assert s.waiting_outcomes == 1 and s.arrived and via.joined == []
+    clock.t += 31
+    s.sweep()
+    assert s.waiting_outcomes == 1 and via.counts == {}
+
+
+def test_a_claimed_outcome_whose_prediction_is_gone_counts_unknown_once():
+    """join_foreign(claimed=True) counts an outcome whose key the store no longer knows as
+    unknown (it was claimed: nobody else counts it); unclaimed, it is left alone."""
+    s, via = store(), Recipient()
+    assert s.join_foreign([("gone", 1)], via) == []
+    assert via.counts == {}
+    assert s.join_foreign([("gone", 1)], via, claimed=True) == []
+    assert via.counts == {"unknown": 1}
+
+
+def test_every_change_of_the_waiting_outcomes_is_seen_by_the_exchange():
+    """waiting_changes grows whenever the waiting outcomes change (an outcome starts waiting,
+    singly or in a batch; a prediction joins it, a claim takes it, the grace ends it, a reset
+    forgets them), so the exchange republishes them exactly then."""
+    clock, via = Clock(), Recipient()
+    s = store(clock, unknown_grace_seconds=30)
+    seen = [s.waiting_changes]
+
+    def changed() -> bool:
+        seen.append(s.waiting_changes)
+        return seen[-1] > seen[-2]
+
+    s.resolve("a", 1, via)
+    assert changed()
+    s.put("a", via, 0.5)
+    s.ingest()  # joins "a" (not coordinated)
+    assert changed() and s.waiting_outcomes == 0
+    s.resolve("b", 1, via)
+    assert changed()
+    [(key, serial, *_)] = s.waiting()
+    s.take_waiting([(key, serial)])
+    assert changed()
+    s.resolve("c", 1, via)
+    assert changed()
+    s.sweep()
+    assert not changed()  # nothing changed: no republication
+    clock.t += 31
+    s.sweep()
+    assert changed() and via.counts.get("unknown") == 1
+    s.resolve("d", 1, via)
+    assert changed()
+    s.resolve_many(["e"], [1], via)
+    assert changed() and s.waiting_outcomes == 2
+    s.reset()
+    assert changed()
+
+
 def test_queued_predictions_are_in_the_store_before_any_join():
     """Predictions queued on the request path (fewer than a batch) are seen by the next join,
     and a full batch moves into the store by itself."""

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -147,3 +148,35 @@ def test_copy_and_merge_equal_the_plain_data_round_trip(case):
     assert exported(b) == b_before
     assert exported(merged) == exported(QualityMonitor.from_dict(
         a.to_dict(), a.task, clock=clock).merge_dict(json.loads(json.dumps(b.to_dict()))))
+
+
+def test_a_merged_monitor_shares_no_counts_with_the_monitors_merged_into_it():
+    """``merge()`` leaves the other monitor unchanged even when the merged one goes on merging
+    and recording into the same buckets (it holds copies of the other's counts)."""
+    clock = Clock()
+    a, b, c = (monitor("binary", clock) for _ in range(3))
+    for m in (b, c):
+        replay(m, clock, [(0, "pair", 0.9, 1, 0.0), (0, "matched", 0.2, 1, 5.0)])
+    b_before = exported(b)
+    merged = a.merge(b)
+    merged.merge(c)
+    replay(merged, clock, [(0, "pair", 0.1, 1, 0.0)])
+    assert exported(merged) != b_before
+    assert exported(b) == b_before
+
+
+def test_states_of_other_buckets_are_refused():
+    """Plain data or a monitor with another bucket length, or a delay histogram of other
+    buckets, raises ValueError (which the merger counts as an unreadable state)."""
+    clock = Clock()
+    a = monitor("binary", clock)
+    replay(a, clock, [(0, "matched", 0.9, 1, 5.0)])
+    data = a.to_dict()
+    other = QualityMonitor(resolve_task(QualitySpec(task="binary", window_seconds=1200,
+                                                    window_buckets=10)), clock=clock)
+    for spoiled in ({**data, "bucket_seconds": data["bucket_seconds"] * 2},
+                    {**data, "delay_counts": data["delay_counts"][:-1]}):
+        with pytest.raises(ValueError):
+            QualityMonitor.from_dict(spoiled, a.task, clock=clock)
+    with pytest.raises(ValueError):
+        monitor("binary", clock).merge(other)

@@ -101,7 +101,6 @@ class FeatureMonitor:
                             max_buffer_bytes // (self._codec.row_bytes + _ROW_OVERHEAD))
         self.template = DatasetWindow(profile, sketch=True)
         """An empty window of this monitor's profile and settings (never modified)."""
-        self.merge_cache: dict[object, Any] = {}  # sums of unchanging parts (_feature_state)
         self.reset()
         flusher.register(self)
 
@@ -131,7 +130,7 @@ class FeatureMonitor:
         self._wake_at = 0
         self._scores_wake_at = 0  # the same for buffered single scores
         self.ring = Ring(self.template, self.bucket_seconds, self.sub_buckets, self._clock)
-        self.merge_cache = {}
+        self.merge_cache: dict[object, Any] = {}  # sums of unchanging parts (_feature_state)
 
     # -- request path --------------------------------------------------------------------
 

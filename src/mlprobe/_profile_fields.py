@@ -27,7 +27,6 @@ __all__ = ["FeatureReader", "MAX_COUNT", "MAX_MAGNITUDE", "as_int", "as_list", "
 
 MAX_COUNT = 2**53
 """Largest count a profile may hold: exact as a float, and 1,001 of them fit in an int64."""
-"""Largest absolute value of a stored statistic: differences and squares of edges stay finite."""
 _REPR_CHARS = 40
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -135,6 +136,20 @@ def test_reference_edges_continuous_ties_constant() -> None:
     assert reference_edges(np.array([np.nan])).size == 0
 
 
+def test_reference_edges_of_discrete_values_up_to_the_largest_double() -> None:
+    """Discrete values whose maximum is the largest double: no edge above it exists, so the
+    edges stop at it (finite, no overflow warning) and the maximum counts in the top bin."""
+    big = np.finfo(np.float64).max
+    x = np.array([1.0, 2.0, 2.0, big])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        edges = reference_edges(x)
+    assert edges.tolist() == [1.0, 2.0, big]
+    h = BinnedCounts(edges)
+    h.update(x)
+    assert h.counts.tolist() == [0, 1, 2, 1]
+
+
 def test_coarse_groups_sum_to_coarse_counts() -> None:
     """Summing fine counts by group equals counting directly on the coarse (decile) edges."""
     rng = np.random.default_rng(2)
@@ -238,3 +253,22 @@ def test_sketch_roundtrip_and_empty() -> None:
         s.merge(QuantileSketch(alpha=0.02))
     with pytest.raises(ValueError, match="mapping"):
         QuantileSketch.from_dict({**s.to_dict(), "mapping": "logarithmic"})
+
+
+def test_sketch_array_form_is_independent_of_both_sketches_and_checked() -> None:
+    """``to_dict(arrays=True)`` hands out copies of the bucket counts and ``from_dict`` takes
+    its own (states of processes share such dicts): updating the original or the rebuilt
+    sketch leaves the dict as it was; counts that are not one-dimensional are refused."""
+    values = np.array([1.0, 2.0, 3.0, -1.0, -5.0])
+    s = QuantileSketch()
+    s.update(values)
+    data = s.to_dict(arrays=True)
+    saved = {side: data[side]["counts"].tolist() for side in ("positive", "negative")}
+    back = QuantileSketch.from_dict(data)
+    s.update(values)
+    back.update(values)
+    assert {side: data[side]["counts"].tolist() for side in saved} == saved
+    assert back.to_dict() == s.to_dict()
+    bad = {**data, "positive": {"offset": 0, "counts": np.ones((2, 2), dtype=np.int64)}}
+    with pytest.raises(ValueError, match="one-dimensional"):
+        QuantileSketch.from_dict(bad)
