@@ -32,6 +32,7 @@ Part = tuple["str | None", DatasetWindow]
 """``(uid, window)``: ``uid`` names a part that never changes again (None: a fresh copy)."""
 
 _EXPIRED = "expired"  # cache slot of the expired parts' sum
+_WINDOW_AND_TOTALS = "window+totals"  # cache slot of the stable sub-buckets' window and totals
 
 
 class FrozenWindow:
@@ -141,20 +142,48 @@ class FeatureState:
     def window_and_totals(self) -> tuple[DatasetWindow, DatasetWindow]:
         """(rolling window at the monitor's current time, totals of everything recorded)."""
         monitor = self.monitor
-        now = monitor.index_now()
-        first_live = now - monitor.sub_buckets + 1
+        first_live = monitor.index_now() - monitor.sub_buckets + 1
         cache = monitor.merge_cache
-        used: set[object] = set()
-        window = monitor.template.copy()
-        totals = monitor.template.copy()
+        used: set[object] = {_WINDOW_AND_TOTALS}
+        # Sums of sub-buckets whose parts never change (same objects from collect to collect,
+        # by the cache of _sum) and sums of the others, in the window or before it.
+        stable_live: list[DatasetWindow] = []
+        stable_old: list[DatasetWindow] = []
+        fresh_live: list[DatasetWindow] = []
+        fresh_old: list[DatasetWindow] = []
         # (errstate: windows holding values near 1e308 overflow their sums; see _features)
         with np.errstate(over="ignore", invalid="ignore"):
-            for index in sorted(self.buckets):
-                bucket = _sum(self.buckets[index], index, cache, used, monitor.template.copy)
-                (window if index >= first_live else totals).merge(bucket)
+            sums = [(index >= first_live, parts, _sum(parts, index, cache, used,
+                                                      monitor.template.copy))
+                    for index, parts in sorted(self.buckets.items())]
             if self.expired:
-                totals.merge(_sum(self.expired, _EXPIRED, cache, used, monitor.template.copy))
-            totals.merge(window)
+                sums.append((False, self.expired, _sum(self.expired, _EXPIRED, cache, used,
+                                                       monitor.template.copy)))
+            for live, parts, total in sums:
+                stable = all(uid is not None for uid, _ in parts)
+                ((stable_live if stable else fresh_live) if live else
+                 (stable_old if stable else fresh_old)).append(total)
+            # The window and totals of the stable sums are added up once and cached, keyed by
+            # the identities of the sums (the entry keeps them alive, so an identity cannot be
+            # reused meanwhile): a scrape re-adds only what changed since the last one, in
+            # practice the open sub-bucket of each process.
+            key = (tuple(map(id, stable_live)), tuple(map(id, stable_old)))
+            cached = cache.get(_WINDOW_AND_TOTALS)
+            if cached is None or cached[0] != key:
+                window = monitor.template.copy()
+                for total in stable_live:
+                    window.merge(total)
+                totals = window.copy()
+                for total in stable_old:
+                    totals.merge(total)
+                cached = cache[_WINDOW_AND_TOTALS] = (key, window, totals,
+                                                      stable_live + stable_old)
+            window, totals = cached[1].copy(), cached[2].copy()
+            for total in fresh_live:
+                window.merge(total)
+                totals.merge(total)
+            for total in fresh_old:
+                totals.merge(total)
         for slot in [s for s in cache if s not in used]:
             cache.pop(slot, None)  # sub-buckets that left: forget their sums
         return window, totals
