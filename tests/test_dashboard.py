@@ -38,6 +38,26 @@ SUBSTITUTE = {"$model": "breast-cancer", "$version": "1", "$feature": "|".join(F
               "$__rate_interval": "20s"}
 
 
+# JavaScript: [problem, panel title] of every line-chart legend entry outside its chart or
+# overlapping another (each chart inside a .panel with an h4 title)
+LEGEND_PROBLEMS = """() => {
+        const bad = [], title = svg => svg.closest('.panel').querySelector('h4').textContent;
+        for (const svg of document.querySelectorAll('svg.lines')) {
+            const w = svg.width.baseVal.value, h = svg.height.baseVal.value;
+            const boxes = [...svg.querySelectorAll('text.legend')].map(t => t.getBBox());
+            boxes.forEach((b, i) => {
+                if (b.x < 0 || b.y < 0 || b.x + b.width > w || b.y + b.height > h)
+                    bad.push(['outside', title(svg)]);
+                boxes.slice(i + 1).forEach(o => {
+                    if (b.x < o.x + o.width && o.x < b.x + b.width &&
+                        b.y < o.y + o.height && o.y < b.y + b.height)
+                        bad.push(['overlap', title(svg)]);
+                });
+            });
+        }
+        return bad; }"""
+
+
 def panels() -> list[dict[str, Any]]:
     return [p for p in dashboard()["panels"] if p["type"] != "row"]
 
@@ -185,25 +205,27 @@ def test_every_panel_query_returns_data_from_the_demo(tmp_path, web_page):
     assert web_page.locator("svg polyline.series").count() >= 10
     assert web_page.locator("svg.heatmap rect.cell").count() > 100
     # the picture's layout: every legend entry inside its chart, none overlapping another
-    overflow = web_page.evaluate("""() => {
-        const bad = [], title = svg => svg.closest('.panel').querySelector('h4').textContent;
-        for (const svg of document.querySelectorAll('svg.lines')) {
-            const w = svg.width.baseVal.value, h = svg.height.baseVal.value;
-            const boxes = [...svg.querySelectorAll('text.legend')].map(t => t.getBBox());
-            boxes.forEach((b, i) => {
-                if (b.x < 0 || b.y < 0 || b.x + b.width > w || b.y + b.height > h)
-                    bad.push(['outside', title(svg)]);
-                boxes.slice(i + 1).forEach(o => {
-                    if (b.x < o.x + o.width && o.x < b.x + b.width &&
-                        b.y < o.y + o.height && o.y < b.y + b.height)
-                        bad.push(['overlap', title(svg)]);
-                });
-            });
-        }
-        return bad; }""")
+    overflow = web_page.evaluate(LEGEND_PROBLEMS)
     assert overflow == [], overflow
     assert web_page.js_errors == []
     screenshot(web_page, tmp_path, "dashboard-panels.png", full_page=True)
+
+
+def test_line_chart_legend_fits_many_series_with_long_names(web_page):
+    """line_chart with more series than colours and names longer than a legend column: every
+    legend entry inside the chart and none overlapping another, each line told apart by its
+    colour and dash pattern, and every full name in its entry's tooltip."""
+    names = [f"{i}: a feature name much longer than one column of the legend" for i in range(11)]
+    series = [(name, [(0.0, float(i)), (1.0, i + 1.0)]) for i, name in enumerate(names)]
+    svg = line_chart(series, width=480, height=190, title="many")
+    web_page.set_content(f"<div class='panel'><h4>many</h4>{svg}</div>")
+    assert web_page.evaluate(LEGEND_PROBLEMS) == []
+    looks = web_page.eval_on_selector_all(
+        "polyline.series", "els => els.map(e => [e.getAttribute('stroke'), "
+        "e.getAttribute('stroke-dasharray')])")
+    assert len(looks) == len(names) and len({tuple(x) for x in looks}) == len(names)
+    assert web_page.locator("text.legend title").all_text_contents() == names
+    assert web_page.js_errors == []
 
 
 def _panel_pictures(results: dict[tuple[str, str], Any]) -> str:

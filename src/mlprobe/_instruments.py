@@ -143,11 +143,6 @@ class BoundedCounter:
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    @property
-    def max_values(self) -> int:
-        """Distinct values kept before the rest count as :data:`OVERFLOW`."""
-        return self.table.limit
-
     def add(self, key: str, amount: int = 1) -> None:
         """Add ``amount`` to ``key`` (or to the overflow value once the cap is reached)."""
         counts = self._counts
@@ -160,11 +155,6 @@ class BoundedCounter:
         key = self.table.admit(label_value(key))
         with self._lock:
             counts[key] = counts.get(key, 0) + amount
-
-    def items(self) -> list[tuple[str, int]]:
-        """Return a sorted copy of the (value, count) pairs."""
-        with self._lock:
-            return sorted(self._counts.items())
 
     def state(self) -> tuple[dict[str, int], dict[str, int]]:
         """``(counts, first seen)``: copies of the counts and of the table's times."""
@@ -183,11 +173,6 @@ class LabelledHistograms:
         self.table = LabelTable(max_values)
         self._children: dict[str, Histogram] = {}
         self._lock = threading.Lock()
-
-    @property
-    def max_values(self) -> int:
-        """Distinct values kept before the rest count as :data:`OVERFLOW`."""
-        return self.table.limit
 
     def child(self, key: str) -> Histogram:
         """Return the histogram for ``key``, creating it (or using overflow) on first use.

@@ -170,7 +170,7 @@ class Registry:
 
     @property
     def sources(self) -> Mapping[object, Source]:
-        """The registered sources by key (a read-only view of the current table)."""
+        """The registered sources by key (a copy of the current table)."""
         return dict(self._sources)
 
     def source_state(self, key: object) -> Any:
@@ -178,7 +178,8 @@ class Registry:
         other workers' in multi-process mode.
 
         Raises:
-            KeyError: no source under ``key``. TypeError: it is not a MergeableSource.
+            KeyError: no source under ``key``. AttributeError: it has no ``state()`` (it is
+            not a MergeableSource).
         """
         source = self._sources[key]
         merger = self.merger

@@ -21,10 +21,11 @@ from otlp import RecordingExporter, exposition_samples
 from prometheus_client import CollectorRegistry
 
 import mlprobe
+from mlprobe import multiprocess
 from mlprobe.errors import ConfigurationError
 from mlprobe.exporters import otel
 from mlprobe.exporters import prometheus as prom_export
-from mlprobe.testing import sample_value
+from mlprobe.testing import raise_internal_errors, sample_value
 
 RESOURCE = Resource({"service.name": "app", "service.instance.id": "app-1"})
 
@@ -120,6 +121,30 @@ def test_when_mlprobes_part_fails_the_apps_metrics_still_go(app_pipeline, regist
     (batch,) = inner.batches
     assert set(_scopes(batch)) == {"app"}
     assert mlprobe.errors.internal_error_count() == before + 1
+
+
+def test_a_worker_that_does_not_export_sends_the_apps_metrics_alone(app_pipeline, registry,
+                                                                    monkeypatch):
+    """Multi-process mode, a worker other than the exporting one: the app's export goes out
+    without mlprobe's scope, once; a failure is counted once; an error of the app's exporter
+    reaches the reader unchanged (not swallowed, not retried)."""
+    provider, inner, _ = app_pipeline
+    monkeypatch.setattr(multiprocess, "exports_here", lambda registry=None: False)
+    provider.force_flush()
+    (batch,) = inner.batches
+    assert set(_scopes(batch)) == {"app"}
+    inner.fail = True
+    provider.force_flush()
+    assert sample_value(registry, "mlprobe_export_failures", {"exporter": "bridge"}) == 1
+    bridged = otel.bridge(RecordingExporter(), registry=registry)
+    bridged.inner.raise_error = RuntimeError("the app's exporter broke")
+    before = mlprobe.errors.internal_error_count()
+    with raise_internal_errors(False), pytest.raises(RuntimeError, match="exporter broke"):
+        bridged.export(batch)
+    assert (bridged.inner.calls, mlprobe.errors.internal_error_count()) == (1, before)
+    # the raised error's traceback holds this frame, and so the app's MeterProvider, whose
+    # at-fork hook can deadlock a later test's fork child: break the cycle now
+    bridged.inner.raise_error = None
 
 
 def test_shutdown_and_flush_reach_the_wrapped_exporter(registry):

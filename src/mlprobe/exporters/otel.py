@@ -218,12 +218,12 @@ class _Bridge(MetricExporter):
             translation = None
             data = metrics_data
             try:
-                if not multiprocess.exports_here(self.registry):
-                    # multi-process mode: another worker's exports carry the merged view
-                    return self._export_alone(metrics_data, timeout_millis, **kwargs)
-                translation = self._translator.translate(self.registry.collect())
-                data = _with_scope(metrics_data, ScopeMetrics(self._scope, translation.metrics,
-                                                              ""))
+                # multi-process mode: in a worker that does not export, the app's metrics go
+                # alone (another worker's exports carry mlprobe's merged view)
+                if multiprocess.exports_here(self.registry):
+                    translation = self._translator.translate(self.registry.collect())
+                    data = _with_scope(metrics_data,
+                                       ScopeMetrics(self._scope, translation.metrics, ""))
             except Exception as exc:  # noqa: BLE001 - the app's own export must still go
                 report_internal_error("otel.bridge", exc)
             result = self.inner.export(data, timeout_millis=timeout_millis, **kwargs)
@@ -233,13 +233,6 @@ class _Bridge(MetricExporter):
             else:
                 self.failures.add()
             return result
-
-    def _export_alone(self, data: MetricsData, timeout_millis: float, **kwargs: Any
-                      ) -> MetricExportResult:
-        result = self.inner.export(data, timeout_millis=timeout_millis, **kwargs)
-        if result is not MetricExportResult.SUCCESS:
-            self.failures.add()
-        return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Flush the wrapped exporter."""
