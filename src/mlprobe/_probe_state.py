@@ -33,7 +33,9 @@ from ._registry import FamilyBuilder
 from .snapshot import HistogramSample, LabelSet, Sample
 
 if TYPE_CHECKING:
+    from ._drift_report import DriftReport
     from ._probe_source import ProbeSource
+    from ._window import DatasetWindow
 
 __all__ = ["ProbeConfig", "ProbeState", "histogram_from_data", "int_counts"]
 
@@ -175,34 +177,48 @@ class ProbeState:
                     target=view.labels if view is not None else None,
                     model_quality=view.report.status if view is not None else None)
 
-    def drift_status(self) -> dict[str, Any]:
-        """The JSON-ready drift, data-quality and model-quality document of the rolling
-        windows (the overall status is the worst of the three)."""
+    def drift_view(self) -> tuple[DatasetWindow | None, DriftReport | None,
+                                  dict[str, Any] | None]:
+        """(rolling window, its drift report, the model-quality document): what
+        :meth:`drift_status` and the status page show. The window carries the labels as its
+        target (label drift); window and report are None without a reference profile, the
+        document None without quality tracking."""
         source = self.source
-        labels = source.labels
-        who = {"model": labels[0][1], "model_version": labels[1][1]}
         view = self.evaluate_quality()
         model_quality = None
         if view is not None:
             assert self.quality is not None
             model_quality = quality_document(self.quality, source.store, view)
         if self.features is None:
+            return None, None, model_quality
+        with np.errstate(all="ignore"):  # see collect_into
+            window, _ = self.features.window_and_totals()
+            if view is not None:
+                window.target = view.labels  # label drift against the profile's target
+            report = drift_report(self.features.monitor.profile, source.drift_spec, window)
+        return window, report, model_quality
+
+    def drift_status(self) -> dict[str, Any]:
+        """The JSON-ready drift, data-quality and model-quality document of the rolling
+        windows (the overall status is the worst of the three)."""
+        source = self.source
+        labels = source.labels
+        who = {"model": labels[0][1], "model_version": labels[1][1]}
+        _, report, model_quality = self.drift_view()
+        if report is None:
             detail = "create the Probe with reference=ReferenceProfile to get drift"
             if model_quality is None:
                 return {**who, "status": "no_reference", "detail": detail}
             return {**who, "status": model_quality["status"], "detail": detail,
                     "model_quality": model_quality}
-        monitor = self.features.monitor
+        assert self.features is not None
         with np.errstate(all="ignore"):  # see collect_into
-            window, _ = self.features.window_and_totals()
-            if view is not None:
-                window.target = view.labels  # label drift against the profile's target
-            report = drift_report(monitor.profile, source.drift_spec, window).to_dict()
+            document = report.to_dict()
         for name in source.config.sensitive:  # its entry holds no raw value; say why
-            report["features"][name]["sensitive"] = True
-        doc = {**who, "window_seconds": monitor.window_seconds, **report}
+            document["features"][name]["sensitive"] = True
+        doc = {**who, "window_seconds": self.features.monitor.window_seconds, **document}
         if model_quality is not None:
-            doc["status"] = worst((report["status"], model_quality["status"]))
+            doc["status"] = worst((document["status"], model_quality["status"]))
             doc["model_quality"] = model_quality
         return doc
 

@@ -25,25 +25,16 @@ CSP = (b"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inlin
 
 def probe_view_model(probe: Any) -> dict[str, Any] | None:
     """The page content of a probe's rolling window, or None without a reference profile."""
-    from ._feature_metrics import PREDICTION_FEATURE, drift_report, feature_labels
+    from ._feature_metrics import PREDICTION_FEATURE, feature_labels
     from ._fingerprint import profile_fingerprint
     from ._html_report import view_model
 
-    source = probe._state
     state = probe._current_state()
-    if state.features is None:
+    window, report, model_quality = state.drift_view()
+    if window is None:
         return None
     monitor = state.features.monitor
-    window, _ = state.features.window_and_totals()
-    model_quality = None
-    view = state.evaluate_quality()
-    if view is not None:  # labels as label drift, metrics as their own section
-        from ._quality_metrics import quality_document
-
-        window.target = view.labels
-        model_quality = quality_document(state.quality, source.store, view)
-    report = drift_report(monitor.profile, source.drift_spec, window)
-    sensitive = source.config.sensitive
+    sensitive = state.source.config.sensitive
     profile = monitor.profile
     return view_model(profile, window, report, sensitive=sensitive,
                       title=f"mlprobe · {probe.name}", model=probe.name, version=probe.version,
